@@ -1,0 +1,371 @@
+"""Jobs as values: what to run (:class:`Job`), and a job as stored (:class:`QueuedJob`).
+
+A :class:`Job` is created from a plain function with :meth:`Job.from_func` and never
+changes; every ``with_*`` method returns a new Job. Everything that would stop a job from
+running (a function a worker cannot import, kwargs that are not JSON, a bad priority) is
+rejected here, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import typing
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Self
+
+from chancy.callables import name_of
+from chancy.errors import InvalidJobError, InvalidKwargsError
+from chancy.queue import validate_queue_name
+from chancy.states import JobState
+
+__all__ = [
+    "MAX_ATTEMPTS_DEFAULT",
+    "PRIORITY_DEFAULT",
+    "QUEUE_DEFAULT",
+    "Job",
+    "QueuedJob",
+    "Reference",
+]
+
+QUEUE_DEFAULT = "default"
+PRIORITY_DEFAULT = 0
+MAX_ATTEMPTS_DEFAULT = 1
+_INT32 = range(-(2**31), 2**31)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reference:
+    """What :meth:`Chancy.push` returns: the id of the stored job."""
+
+    id: int
+
+    def __int__(self) -> int:
+        return self.id
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A unit of work: a function's importable name, its keyword arguments, and how to run it.
+
+    ``priority``: lower values run first (default 0); equal priorities run in the order the
+    database received them. ``max_attempts``: how many times the job may run before it
+    ends ``failed`` (default 1: no retries). ``scheduled_at`` (an aware datetime) or
+    ``delay`` (seconds after the push, by the database's clock): not before then.
+    ``unique_key``: at most one unfinished job per key. ``timeout``: seconds one attempt
+    may take. ``meta``: a JSON object stored with the job for your own use.
+
+    Jobs are immutable and reusable: pushing the same Job twice makes two jobs.
+    """
+
+    func: str
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY)
+    queue: str = QUEUE_DEFAULT
+    priority: int = PRIORITY_DEFAULT
+    max_attempts: int = MAX_ATTEMPTS_DEFAULT
+    scheduled_at: datetime | None = None
+    delay: float | None = None
+    unique_key: str | None = None
+    timeout: float | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.func, str) or not self.func:
+            raise InvalidJobError("func must be a dotted name; create jobs with Job.from_func(fn)")
+        set_ = object.__setattr__
+        set_(self, "kwargs", _frozen_json_object(self.kwargs, "kwargs", InvalidKwargsError))
+        set_(self, "meta", _frozen_json_object(self.meta, "meta", InvalidJobError))
+        validate_queue_name(self.queue)
+        _check_int(self.priority, "priority", _INT32)
+        _check_int(self.max_attempts, "max_attempts", range(1, 2**31))
+        if self.scheduled_at is not None:
+            set_(self, "scheduled_at", _aware(self.scheduled_at))
+        if self.delay is not None:
+            set_(self, "delay", _seconds(self.delay, "delay", allow_zero=True))
+        if self.timeout is not None:
+            set_(self, "timeout", _seconds(self.timeout, "timeout", allow_zero=False))
+        if self.unique_key is not None and (
+            not isinstance(self.unique_key, str) or not self.unique_key
+        ):
+            raise InvalidJobError("unique_key must be a non-empty str, or None")
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.func,
+                _canonical_json(self.kwargs),
+                self.queue,
+                self.priority,
+                self.max_attempts,
+                self.scheduled_at,
+                self.delay,
+                self.unique_key,
+                self.timeout,
+                _canonical_json(self.meta),
+            )
+        )
+
+    @classmethod
+    def from_func(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str = QUEUE_DEFAULT,
+        priority: int = PRIORITY_DEFAULT,
+        max_attempts: int = MAX_ATTEMPTS_DEFAULT,
+        scheduled_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        unique_key: str | None = None,
+        timeout: timedelta | float | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Make a Job that calls ``fn(**kwargs)``.
+
+        ``fn`` must be importable by name: a function defined at module level (in a script
+        run as ``python job.py`` it is stored as ``job.fn``). Lambdas, closures, bound
+        methods and ``functools.partial`` raise :class:`~chancy.errors.InvalidFunctionError`.
+        ``kwargs`` must be JSON and fit ``fn``'s signature, else
+        :class:`~chancy.errors.InvalidKwargsError` names the key at fault.
+        """
+        name = name_of(fn)
+        _check_signature(fn, kwargs or {})
+        return cls(
+            func=name,
+            kwargs=kwargs or _EMPTY,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            scheduled_at=scheduled_at,
+            delay=_seconds(delay, "delay", allow_zero=True) if delay is not None else None,
+            unique_key=unique_key,
+            timeout=_seconds(timeout, "timeout", allow_zero=False) if timeout is not None else None,
+            meta=meta or _EMPTY,
+        )
+
+    def with_priority(self, priority: int) -> Self:
+        """A copy that runs with ``priority`` (lower values run first)."""
+        return dataclasses.replace(self, priority=priority)
+
+    def with_max_attempts(self, max_attempts: int) -> Self:
+        """A copy that may run up to ``max_attempts`` times."""
+        return dataclasses.replace(self, max_attempts=max_attempts)
+
+    def with_scheduled_at(self, scheduled_at: datetime) -> Self:
+        """A copy that runs no earlier than ``scheduled_at`` (an aware datetime)."""
+        return dataclasses.replace(self, scheduled_at=scheduled_at, delay=None)
+
+    def with_delay(self, delay: timedelta | float) -> Self:
+        """A copy that runs no earlier than ``delay`` after it is pushed (database clock)."""
+        return dataclasses.replace(
+            self, delay=_seconds(delay, "delay", allow_zero=True), scheduled_at=None
+        )
+
+    def with_unique_key(self, unique_key: str | None) -> Self:
+        """A copy that is not pushed again while a job with the same key is unfinished."""
+        return dataclasses.replace(self, unique_key=unique_key)
+
+    def with_timeout(self, timeout: timedelta | float | None) -> Self:
+        """A copy whose attempts may take at most ``timeout`` (seconds or a timedelta)."""
+        seconds = None if timeout is None else _seconds(timeout, "timeout", allow_zero=False)
+        return dataclasses.replace(self, timeout=seconds)
+
+    def with_meta(self, meta: Mapping[str, Any]) -> Self:
+        """A copy with ``meta`` (a JSON object) in place of the current one."""
+        return dataclasses.replace(self, meta=meta)
+
+    def with_kwargs(self, kwargs: Mapping[str, Any]) -> Self:
+        """A copy that calls the function with ``kwargs`` in place of the current ones."""
+        return dataclasses.replace(self, kwargs=kwargs)
+
+    def with_queue(self, queue: str) -> Self:
+        """A copy that :meth:`Chancy.push(job) <chancy.app.Chancy.push>` sends to ``queue``."""
+        return dataclasses.replace(self, queue=queue)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedJob(Job):
+    """A job as the database holds it: the :class:`Job` plus its id, state and history.
+
+    ``attempts`` counts the runs started so far; ``errors`` holds one entry per failed
+    attempt; ``result`` is the stored return value of a succeeded job. A job function can
+    receive the running QueuedJob by declaring a keyword-only parameter annotated with it.
+    """
+
+    id: int
+    state: JobState
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    worker_id: str | None = None
+    errors: tuple[Mapping[str, Any], ...] = ()
+    result: Any = None
+
+    __hash__ = Job.__hash__
+
+    @property
+    def reference(self) -> Reference:
+        """The :class:`Reference` of this job."""
+        return Reference(self.id)
+
+    @property
+    def job(self) -> Job:
+        """The plain :class:`Job` this was pushed from (push it again to run it again)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Job)}
+        return Job(**fields)
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> QueuedJob:
+        """Map a stored job row (column name to value) to a QueuedJob."""
+        return cls(
+            id=row["id"],
+            func=row["func"],
+            kwargs=row["kwargs"],
+            queue=row["queue"],
+            priority=row["priority"],
+            max_attempts=row["max_attempts"],
+            scheduled_at=row["scheduled_at"],
+            unique_key=row["unique_key"],
+            timeout=row["timeout"],
+            meta=row["meta"] or _EMPTY,
+            state=JobState(row["state"]),
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            lease_expires_at=row["lease_expires_at"],
+            worker_id=row["worker_id"],
+            errors=tuple(row["errors"] or ()),
+            result=row["result"],
+        )
+
+
+def queued_job_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of ``fn``'s keyword-only parameter annotated :class:`QueuedJob`, if any."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    for parameter in inspect.signature(fn).parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        if parameter.kind is parameter.KEYWORD_ONLY and (
+            annotation is QueuedJob or annotation in ("QueuedJob", "chancy.executor.QueuedJob")
+        ):
+            return parameter.name
+    return None
+
+
+def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # some builtins have no signature; the worker reports a mismatch
+    injected = queued_job_parameter(fn)
+    parameters = signature.parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    for key in kwargs:
+        parameter = parameters.get(key)
+        if parameter is None and not accepts_any:
+            close = difflib.get_close_matches(key, list(parameters), n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else (f"it takes {', '.join(parameters) or 'no arguments'}")
+            )
+            raise InvalidKwargsError(f"{fn.__qualname__}() has no parameter {key!r}; {hint}")
+        if parameter is not None and parameter.kind is parameter.POSITIONAL_ONLY:
+            raise InvalidKwargsError(
+                f"{fn.__qualname__}() takes {key!r} positionally only; jobs pass kwargs by name"
+            )
+        if key == injected:
+            raise InvalidKwargsError(
+                f"{key!r} receives the running QueuedJob; do not pass it in kwargs"
+            )
+    for name, parameter in parameters.items():
+        required = parameter.default is parameter.empty and parameter.kind in (
+            parameter.POSITIONAL_OR_KEYWORD,
+            parameter.KEYWORD_ONLY,
+            parameter.POSITIONAL_ONLY,
+        )
+        if required and name not in kwargs and name != injected:
+            raise InvalidKwargsError(
+                f"{fn.__qualname__}() needs the argument {name!r}; add it to kwargs"
+            )
+
+
+def _frozen_json_object(
+    value: Mapping[str, Any], what: str, error: type[InvalidJobError]
+) -> Mapping[str, Any]:
+    """A read-only copy of ``value`` exactly as it will come back from the database."""
+    if value is _EMPTY:
+        return value
+    if not isinstance(value, Mapping):
+        raise error(
+            f"{what} must be a mapping of str keys to JSON values, not {type(value).__name__}"
+        )
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise error(f"{what} key {key!r} is a {type(key).__name__}; JSON keys must be str")
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise error(
+                f"{what}[{key!r}] cannot be stored as JSON ({exc}); pass str, int, float, bool, "
+                "None, or lists and dicts of them"
+            ) from exc
+        if _has_nul(item):
+            raise error(f"{what}[{key!r}] contains a NUL character, which PostgreSQL rejects")
+    return MappingProxyType(json.loads(json.dumps(dict(value))))
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+def _check_int(value: object, what: str, allowed: range) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobError(f"{what} must be an int, not {type(value).__name__}")
+    if value not in allowed:
+        raise InvalidJobError(
+            f"{what} is {value}; use a value from {allowed.start} to {allowed.stop - 1}"
+        )
+
+
+def _aware(moment: object) -> datetime:
+    if not isinstance(moment, datetime):
+        raise InvalidJobError(f"scheduled_at must be a datetime, not {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidJobError(
+            f"scheduled_at {moment.isoformat()} has no time zone; pass an aware datetime "
+            "(e.g. datetime.now(timezone.utc) + timedelta(minutes=5)) or use with_delay()"
+        )
+    return moment
+
+
+def _seconds(value: object, what: str, *, allow_zero: bool) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJobError(f"{what} must be seconds or a timedelta, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InvalidJobError(f"{what} is {value}; use a positive number of seconds")
+    return seconds

@@ -1,0 +1,136 @@
+"""chancy's tables as SQLAlchemy mapped classes.
+
+The classes are public so an application can query its jobs with its own ORM session::
+
+    from chancy.models import JobRow
+    failed = await session.scalars(select(JobRow).where(JobRow.state == "failed"))
+
+Write to them only through :class:`chancy.app.Chancy`: the state machine and the fencing
+of running jobs live in :mod:`chancy.repository`. All tables share :data:`metadata`, whose
+naming convention gives every constraint and index a stable name for Alembic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    literal_column,
+    text,
+)
+from sqlalchemy import (
+    func as sql_func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
+
+__all__ = ["TABLE_PREFIX", "Base", "JobRow", "metadata", "state_in"]
+
+TABLE_PREFIX = "chancy_"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
+JsonObject = Annotated[dict[str, Any], mapped_column(JSONB)]
+
+
+def state_in(states: frozenset[JobState] | set[JobState]) -> str:
+    """A SQL predicate on ``state``, for partial indexes and checks (sorted: stable DDL)."""
+    return "state IN (" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"
+
+
+class Base(DeclarativeBase):
+    """The declarative base of chancy's tables."""
+
+    metadata = metadata
+
+
+class JobRow(Base):
+    """One job: what to run, its state, and the history of its attempts.
+
+    ``id`` comes from an identity sequence, so equal priorities run in the order the
+    database received the jobs. ``attempts`` is also the fencing token: every write about
+    a running job names the attempt it belongs to.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    queue: Mapped[str] = mapped_column(Text)
+    func: Mapped[str] = mapped_column(Text)
+    kwargs: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    state: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    scheduled_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    created_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    started_at: Mapped[Timestamp | None]
+    completed_at: Mapped[Timestamp | None]
+    lease_expires_at: Mapped[Timestamp | None]
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    unique_key: Mapped[str | None] = mapped_column(Text)
+    timeout: Mapped[float | None] = mapped_column(Double)
+    meta: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    result: Mapped[Any | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        CheckConstraint(state_in(set(JobState)), name="state"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts"),
+        # The claim: ready jobs of one queue in (priority, id) order. Only `pending` rows
+        # are in it, so finished and future jobs cost a claim nothing.
+        Index(
+            "ix_chancy_jobs_claim",
+            "queue",
+            "priority",
+            "id",
+            postgresql_where=literal_column("state = 'pending'"),
+        ),
+        # Promotion of scheduled and retrying jobs whose time has come.
+        Index(
+            "ix_chancy_jobs_waiting",
+            "scheduled_at",
+            postgresql_where=literal_column(state_in(WAITING_STATES)),
+        ),
+        # Rescue of running jobs whose lease expired.
+        Index(
+            "ix_chancy_jobs_lease",
+            "lease_expires_at",
+            postgresql_where=literal_column("state = 'running'"),
+        ),
+        # Retention: pruning finished jobs oldest first.
+        Index(
+            "ix_chancy_jobs_finished",
+            "completed_at",
+            postgresql_where=literal_column(state_in(FINISHED_STATES)),
+        ),
+        # At most one unfinished job per unique key.
+        Index(
+            "uq_chancy_jobs_unique_key",
+            "unique_key",
+            unique=True,
+            postgresql_where=literal_column(state_in(UNFINISHED_STATES)),
+        ),
+    )

@@ -1,0 +1,48 @@
+"""Sessions that people and CI both use: `nox -s tests`, `nox -s lint`."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+MACHINE_POSTGRES = ("127.0.0.1", 5432)
+MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def listening(address: tuple[str, int]) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(address) == 0
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The suite on the embedded PostgreSQL, then on CHANCY_TEST_DSN or the local server."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs, env={"CHANCY_TEST_DSN": ""})
+    dsn = os.environ.get("CHANCY_TEST_DSN") or (MACHINE_DSN if listening(MACHINE_POSTGRES) else "")
+    if dsn:
+        session.run("python", "-m", "pytest", *session.posargs, env={"CHANCY_TEST_DSN": dsn})
+    else:
+        session.log("no PostgreSQL at 127.0.0.1:5432 and no CHANCY_TEST_DSN: second run skipped")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) over everything, mypy --strict over chancy/."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """The quick start's example, on the embedded PostgreSQL unless CHANCY_DSN is set."""
+    session.install("-e", ".")
+    session.run("python", "examples/hello.py")

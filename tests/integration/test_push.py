@@ -1,0 +1,181 @@
+"""Pushing jobs and reading them back, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chancy.app import Chancy
+from chancy.errors import InvalidJobError, InvalidQueueError
+from chancy.executor import Job, QueuedJob, Reference
+from chancy.models import JobRow
+from chancy.repository import EVENTS_CHANNEL
+from chancy.states import JobState
+from tests.servers import asyncpg_dsn
+from tests.unit import tasks
+
+
+def greet(name: str = "world") -> Job:
+    return Job.from_func(tasks.greet, kwargs={"name": name})
+
+
+async def test_push_returns_a_reference_and_get_job_reads_it_back(chancy: Chancy) -> None:
+    job = greet().with_priority(5).with_max_attempts(3).with_meta({"tenant": "t1"})
+    ref = await chancy.push("default", job.with_timeout(30))
+    assert isinstance(ref, Reference)
+    stored = await chancy.get_job(ref)
+    assert isinstance(stored, QueuedJob)
+    assert stored.id == ref.id
+    assert stored.job == job.with_timeout(30).with_scheduled_at(stored.scheduled_at)  # type: ignore[arg-type]
+    assert stored.state is JobState.PENDING
+    assert (stored.attempts, stored.errors, stored.result) == (0, (), None)
+    assert stored.created_at <= stored.scheduled_at  # type: ignore[operator]
+
+
+async def test_get_job_of_unknown_id_is_none(chancy: Chancy) -> None:
+    assert await chancy.get_job(Reference(987654321)) is None
+
+
+async def test_push_job_alone_uses_the_jobs_queue(chancy: Chancy) -> None:
+    ref = await chancy.push(greet().with_queue("emails"))
+    default_ref = await chancy.push(greet())
+    assert (await chancy.get_job(ref)).queue == "emails"  # type: ignore[union-attr]
+    assert (await chancy.get_job(default_ref)).queue == "default"  # type: ignore[union-attr]
+
+
+async def test_pushing_the_same_job_twice_makes_two_jobs(chancy: Chancy) -> None:
+    job = greet()
+    first, second = await chancy.push("default", job), await chancy.push("default", job)
+    assert first != second
+    assert {(await chancy.get_job(r)).func for r in (first, second)} == {job.func}  # type: ignore[union-attr]
+
+
+async def test_push_many_returns_references_in_order(chancy: Chancy) -> None:
+    jobs = [greet(f"n{i}") for i in range(2_000)]
+    refs = await chancy.push_many("bulk", jobs)
+    assert len(refs) == 2_000
+    assert [r.id for r in refs] == sorted(r.id for r in refs)
+    for i in (0, 999, 1_999):
+        stored = await chancy.get_job(refs[i])
+        assert stored is not None
+        assert (stored.kwargs["name"], stored.queue) == (f"n{i}", "bulk")
+
+
+async def test_push_many_is_one_statement(chancy: Chancy) -> None:
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    sync_engine = chancy.engine.sync_engine
+    sa.event.listen(sync_engine, "before_cursor_execute", record)
+    try:
+        await chancy.push_many("bulk", [greet() for _ in range(500)])
+    finally:
+        sa.event.remove(sync_engine, "before_cursor_execute", record)
+    assert len(statements) == 1
+    assert statements[0].lstrip().startswith("WITH")
+
+
+async def test_push_many_with_each_jobs_own_queue(chancy: Chancy) -> None:
+    refs = await chancy.push_many([greet().with_queue("a"), greet().with_queue("b")])
+    assert [(await chancy.get_job(r)).queue for r in refs] == ["a", "b"]  # type: ignore[union-attr]
+
+
+async def test_push_to_an_invalid_queue_stores_nothing(chancy: Chancy) -> None:
+    with pytest.raises(InvalidQueueError):
+        await chancy.push("no spaces allowed", greet())
+    assert await count_jobs(chancy) == 0
+
+
+async def test_push_of_something_that_is_not_a_job_is_refused(chancy: Chancy) -> None:
+    with pytest.raises(InvalidJobError, match=r"wrap functions with Job\.from_func"):
+        await chancy.push("default", tasks.greet)  # type: ignore[call-overload]
+
+
+async def test_future_job_is_scheduled_and_due_job_is_pending(chancy: Chancy) -> None:
+    future = await chancy.push(greet().with_scheduled_at(datetime.now(UTC) + timedelta(hours=1)))
+    past = await chancy.push(greet().with_scheduled_at(datetime.now(UTC) - timedelta(hours=1)))
+    delayed = await chancy.push(greet().with_delay(3600))
+    assert (await chancy.get_job(future)).state is JobState.SCHEDULED  # type: ignore[union-attr]
+    assert (await chancy.get_job(past)).state is JobState.PENDING  # type: ignore[union-attr]
+    stored = await chancy.get_job(delayed)
+    assert stored is not None
+    assert stored.state is JobState.SCHEDULED
+    assert stored.scheduled_at - stored.created_at == timedelta(hours=1)  # type: ignore[operator]
+
+
+async def test_unique_key_push_returns_the_unfinished_holder(chancy: Chancy) -> None:
+    job = greet().with_unique_key("report-42")
+    first = await chancy.push(job)
+    again = await chancy.push(job.with_priority(3))
+    in_batch = await chancy.push_many([job, greet(), job])
+    assert again == first
+    assert in_batch[0] == first
+    assert in_batch[2] == first
+    assert await count_jobs(chancy) == 2
+
+
+async def test_unique_key_is_free_again_once_the_holder_finished(chancy: Chancy) -> None:
+    first = await chancy.push(greet().with_unique_key("k"))
+    async with chancy.engine.begin() as connection:
+        await connection.execute(
+            sa.update(JobRow).where(JobRow.id == first.id).values(state="succeeded")
+        )
+    assert await chancy.push(greet().with_unique_key("k")) != first
+
+
+async def test_concurrent_pushes_of_one_unique_key_make_one_job(database_url: URL) -> None:
+    async with Chancy(database_url, engine_options={"pool_size": 10}) as chancy:
+        job = greet().with_unique_key("once")
+        refs = await asyncio.gather(*(chancy.push(job) for _ in range(20)))
+        assert len(set(refs)) == 1
+        assert await count_jobs(chancy) == 1
+
+
+async def test_push_in_a_session_that_commits_keeps_the_job(chancy: Chancy) -> None:
+    async with AsyncSession(chancy.engine) as session, session.begin():
+        ref = await chancy.push("default", greet(), session=session)
+    assert await chancy.get_job(ref) is not None
+
+
+async def test_push_in_a_session_that_rolls_back_leaves_nothing(chancy: Chancy) -> None:
+    async with AsyncSession(chancy.engine) as session, session.begin():
+        ref = await chancy.push("default", greet(), session=session)
+        await session.rollback()
+    assert await chancy.get_job(ref) is None
+    assert await count_jobs(chancy) == 0
+
+
+async def test_push_notifies_listeners_only_at_commit(chancy: Chancy, database_url: URL) -> None:
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(EVENTS_CHANNEL, lambda *args: received.put_nowait(args[3]))
+    try:
+        async with chancy.engine.connect() as connection:
+            transaction = await connection.begin()
+            await chancy.push_many("default", [greet(), greet()], session=connection)
+            await transaction.rollback()
+            transaction = await connection.begin()
+            await chancy.push_many("mail", [greet(), greet()], session=connection)
+            await transaction.commit()
+        await listener.execute(f"NOTIFY {EVENTS_CHANNEL}, 'marker'")
+        # Notifications arrive in commit order: the rolled-back push sent none, and the
+        # committed one sent exactly one before the marker.
+        first = await asyncio.wait_for(received.get(), timeout=5)
+        second = await asyncio.wait_for(received.get(), timeout=5)
+        assert first == '{"event" : "pushed", "queue" : "mail"}'
+        assert second == "marker"
+    finally:
+        await listener.close()
+
+
+async def count_jobs(chancy: Chancy) -> int:
+    async with chancy.engine.connect() as connection:
+        return int(await connection.scalar(sa.select(sa.func.count()).select_from(JobRow)) or 0)

@@ -1,0 +1,106 @@
+"""Naming job functions so that another process can import them again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from chancy.callables import name_of, resolve
+from chancy.errors import InvalidFunctionError
+from tests.unit import tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_name_round_trips_through_resolve() -> None:
+    assert resolve(name_of(tasks.greet)) is tasks.greet
+    assert resolve(name_of(tasks.Tasks.static)) is tasks.Tasks.static
+
+
+def test_builtin_functions_are_named_by_their_module() -> None:
+    import os
+
+    assert resolve(name_of(os.getcwd)) is os.getcwd
+
+
+def test_resolve_unknown_name_says_where_to_start_the_worker() -> None:
+    with pytest.raises(InvalidFunctionError, match="start the worker where"):
+        resolve("no_such_module_anywhere.task")
+
+
+def test_resolve_does_not_hide_a_broken_import_inside_the_module(tmp_path: Path) -> None:
+    (tmp_path / "broken_tasks.py").write_text("import no_such_dependency_xyz\ndef task(): pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+            resolve("broken_tasks.task")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def run_script(tmp_path: Path, filename: str, body: str, *args: str) -> str:
+    script = tmp_path / filename
+    script.write_text(textwrap.dedent(body))
+    done = subprocess.run(
+        [sys.executable, *args] if args else [sys.executable, filename],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_function_in_a_script_is_named_after_the_script(tmp_path: Path) -> None:
+    body = """
+        from chancy.executor import Job
+
+        def my_dummy_task(name: str):
+            print(f"Hello, {name}!")
+
+        if __name__ == "__main__":
+            print(Job.from_func(my_dummy_task, kwargs={"name": "world"}).func)
+    """
+    assert run_script(tmp_path, "job.py", body) == "job.my_dummy_task"
+    worker_side = run_script(
+        tmp_path,
+        "worker_side.py",
+        "from chancy.callables import resolve\nresolve('job.my_dummy_task')(name='world')\n",
+    )
+    assert worker_side == "Hello, world!"
+
+
+def test_function_in_a_module_run_with_dash_m_is_named_by_its_spec(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    body = """
+        from chancy.executor import Job
+
+        def task():
+            pass
+
+        print(Job.from_func(task).func)
+    """
+    assert run_script(tmp_path, "pkg/runner.py", body, "-m", "pkg.runner") == "pkg.runner.task"
+
+
+def test_script_whose_name_is_not_importable_is_rejected(tmp_path: Path) -> None:
+    body = """
+        from chancy.executor import Job
+        from chancy.errors import InvalidFunctionError
+
+        def task():
+            pass
+
+        try:
+            Job.from_func(task)
+        except InvalidFunctionError as exc:
+            print(exc)
+    """
+    assert "rename the file" in run_script(tmp_path, "my-job.py", body)

@@ -1,0 +1,45 @@
+"""Queue: frozen settings, validated names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chancy.errors import InvalidQueueError
+from chancy.queue import Queue, validate_queue_name
+
+
+@pytest.mark.parametrize("name", ["default", "emails.high", "tenant:42", "a-b_c", "x" * 64])
+def test_valid_names_pass(name: str) -> None:
+    assert validate_queue_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("", "empty"), ("x" * 65, "at most 64"), ("a b", "' '"), ("a/b", "'/'"), (3, "str")],
+)
+def test_invalid_names_say_what_is_wrong(name: object, words: str) -> None:
+    with pytest.raises(InvalidQueueError, match=words):
+        validate_queue_name(name)
+
+
+def test_queue_is_frozen() -> None:
+    queue = Queue(name="default", concurrency=10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        queue.concurrency = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"concurrency": 0},
+        {"concurrency": True},
+        {"executor": "fibers"},
+        {"polling_interval": 0},
+        {"rate_limit": 0},
+    ],
+)
+def test_bad_settings_are_rejected(settings: dict[str, object]) -> None:
+    with pytest.raises(InvalidQueueError):
+        Queue(name="default", **settings)  # type: ignore[arg-type]
