@@ -12,11 +12,11 @@ transaction-scoped advisory lock taken before the current revision is read.
 import asyncio
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from chancy.database import resolve_url
 from chancy.migrations import VERSION_TABLE, configure_context, migration_lock_sql
 

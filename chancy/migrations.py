@@ -14,13 +14,13 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from alembic import command
 from chancy.models import TABLE_PREFIX, metadata
 
 __all__ = [

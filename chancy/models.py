@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
-__all__ = ["TABLE_PREFIX", "Base", "JobRow", "metadata", "state_in"]
+__all__ = ["TABLE_PREFIX", "Base", "JobRow", "LeaderRow", "metadata", "state_in"]
 
 TABLE_PREFIX = "chancy_"
 
@@ -94,6 +94,7 @@ class JobRow(Base):
     meta: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     result: Mapped[Any | None] = mapped_column(JSONB)
+    backoff: Mapped[float | None] = mapped_column(Double)
 
     __table_args__ = (
         CheckConstraint(state_in(set(JobState)), name="state"),
@@ -134,3 +135,20 @@ class JobRow(Base):
             postgresql_where=literal_column(state_in(UNFINISHED_STATES)),
         ),
     )
+
+
+class LeaderRow(Base):
+    """The lease of the cluster's leader: the worker that runs the once-per-cluster
+    services (promotion of scheduled jobs, rescue of expired leases).
+
+    ``term`` grows by one each time leadership changes hands, so a deposed leader can
+    tell that it was deposed.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}leader"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    worker_id: Mapped[str] = mapped_column(Text)
+    term: Mapped[int] = mapped_column(BigInteger)
+    elected_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    expires_at: Mapped[Timestamp]

@@ -13,8 +13,9 @@ Method names say what they do to which entity, with the guard and the batch in t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,10 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chancy.errors import SchemaError
 from chancy.executor import Job, QueuedJob, Reference
-from chancy.models import TABLE_PREFIX, JobRow, state_in
-from chancy.states import UNFINISHED_STATES, JobState
+from chancy.models import TABLE_PREFIX, JobRow, LeaderRow, state_in
+from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
-__all__ = ["EVENTS_CHANNEL", "LEASE_SECONDS_DEFAULT", "Executable", "JobRepository"]
+__all__ = [
+    "EVENTS_CHANNEL",
+    "LEASE_SECONDS_DEFAULT",
+    "Attempt",
+    "Executable",
+    "JobRepository",
+    "LeaderRepository",
+    "Outcome",
+]
 
 Executable = AsyncConnection | AsyncSession
 
@@ -44,6 +53,9 @@ _SECOND: sa.ColumnElement[Any] = sa.literal_column("interval '1 second'")
 _PENDING: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.PENDING.value}'")
 _SCHEDULED: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.SCHEDULED.value}'")
 _RUNNING: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.RUNNING.value}'")
+_RETRYING: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.RETRYING.value}'")
+_FAILED: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.FAILED.value}'")
+_CANCELLED: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.CANCELLED.value}'")
 
 
 def _push_statement() -> sa.Executable:
@@ -67,6 +79,7 @@ def _push_statement() -> sa.Executable:
         "unique_key": sa.Text,
         "timeout": sa.Double,
         "meta": sa.Text,
+        "backoff": sa.Double,
     }
     arrays = [sa.bindparam(f"p_{name}", type_=ARRAY(type_)) for name, type_ in columns.items()]
     batch = sa.func.unnest(*arrays).table_valued(*columns).render_derived("batch")
@@ -86,6 +99,7 @@ def _push_statement() -> sa.Executable:
         batch.c.unique_key,
         batch.c.timeout,
         sa.cast(batch.c.meta, JSONB),
+        batch.c.backoff,
     )
     inserted = (
         pg_insert(_jobs)
@@ -101,6 +115,7 @@ def _push_statement() -> sa.Executable:
                 "unique_key",
                 "timeout",
                 "meta",
+                "backoff",
             ],
             rows,
         )
@@ -112,23 +127,48 @@ def _push_statement() -> sa.Executable:
         .returning(_c.id, _c.unique_key, _c.state, _c.queue)
         .cte("inserted")
     )
-    # One row whatever the batch holds: a notification per queue that got a ready job.
-    ready_queues = (
-        sa.select(inserted.c.queue)
-        .where(inserted.c.state == _PENDING)
-        .distinct()
-        .subquery("ready_queues")
-    )
-    payload = sa.func.json_build_object("event", "pushed", "queue", ready_queues.c.queue)
-    woken = sa.select(
-        sa.func.count(
-            sa.func.pg_notify(sa.literal_column(f"'{EVENTS_CHANNEL}'"), sa.cast(payload, sa.Text))
-        ).label("n")
-    ).cte("woken")
+    woken = _wake_queues(inserted)
     return (
         sa.select(inserted.c.id, inserted.c.unique_key)
         .select_from(inserted.join(woken, sa.true()))
         .order_by(inserted.c.id)
+    )
+
+
+def _notify(payload: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.pg_notify(sa.literal_column(f"'{EVENTS_CHANNEL}'"), sa.cast(payload, sa.Text))
+
+
+def _wake_queues(changed: sa.CTE) -> sa.CTE:
+    """A one-row CTE sending ``pushed`` for each queue in which ``changed`` (a CTE with
+    ``queue`` and ``state``) made a job ready. Joining it to the result on ``true`` makes
+    PostgreSQL run it exactly once, whatever the batch holds."""
+    ready_queues = (
+        sa.select(changed.c.queue)
+        .where(changed.c.state == _PENDING)
+        .distinct()
+        .subquery("ready_queues")
+    )
+    payload = sa.func.json_build_object("event", "pushed", "queue", ready_queues.c.queue)
+    return sa.select(sa.func.count(_notify(payload)).label("n")).cte(f"woken_{changed.name}")
+
+
+def _announce_finished(changed: sa.CTE) -> sa.CTE:
+    """A one-row CTE sending one ``finished`` event listing the ids that ``changed`` (a
+    CTE with ``id`` and ``state``) moved to a final state: it wakes ``wait_for_job`` and
+    tells the worker holding a cancelled job to stop it."""
+    finished = (
+        sa.select(sa.func.json_agg(changed.c.id).label("ids"))
+        .where(sa.literal_column(state_in(FINISHED_STATES)).self_group())
+        .select_from(changed)
+        .subquery("finished")
+    )
+    payload = sa.func.json_build_object("event", "finished", "ids", finished.c.ids)
+    notified = sa.select(_notify(payload).label("sent")).where(finished.c.ids.is_not(None))
+    return (
+        sa.select(sa.func.count().label("n"))
+        .select_from(notified.subquery("notified"))
+        .cte(f"announced_{changed.name}")
     )
 
 
@@ -163,6 +203,243 @@ def _claim_statement() -> sa.Executable:
     )
 
 
+def _complete_statement() -> sa.Executable:
+    """Write a batch of attempt outcomes, each fenced by ``state = 'running' AND attempts
+    = :attempt``: an outcome from an attempt that no longer holds the job (its lease
+    expired and another worker took over, or the job was cancelled) matches no row and
+    changes nothing. Returns the ids that were written."""
+    outcome = (
+        sa.func.unnest(
+            sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
+            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+            sa.bindparam("p_states", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_results", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_errors", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_retry_in", type_=ARRAY(sa.Double)),
+        )
+        .table_valued("id", "attempt", "state", "result", "error", "retry_in")
+        .render_derived("outcome")
+    )
+    retrying = outcome.c.state == _RETRYING
+    error_entry = sa.func.jsonb_build_object("at", sa.func.now()).op("||")(
+        sa.cast(outcome.c.error, JSONB)
+    )
+    done = (
+        sa.update(_jobs)
+        .where(
+            _c.id == outcome.c.id,
+            _c.state == _RUNNING,
+            _c.attempts == outcome.c.attempt,
+        )
+        .values(
+            state=outcome.c.state,
+            result=sa.cast(outcome.c.result, JSONB),
+            errors=sa.case(
+                (outcome.c.error.is_(None), _c.errors),
+                else_=_c.errors.op("||")(sa.func.jsonb_build_array(error_entry)),
+            ),
+            completed_at=sa.case((retrying, None), else_=sa.func.now()),
+            scheduled_at=sa.case(
+                (retrying, sa.func.now() + _SECOND * outcome.c.retry_in), else_=_c.scheduled_at
+            ),
+            lease_expires_at=None,
+        )
+        .returning(_c.id, _c.state)
+        .cte("done")
+    )
+    announced = _announce_finished(done)
+    return sa.select(done.c.id).select_from(done.join(announced, sa.true()))
+
+
+def _extend_leases_statement() -> sa.Executable:
+    """Extend the leases of the attempts a worker still runs; returns the ids it still
+    holds (a job missing from the result was cancelled or taken over)."""
+    held = (
+        sa.func.unnest(
+            sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
+            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+        )
+        .table_valued("id", "attempt")
+        .render_derived("held")
+    )
+    return (
+        sa.update(_jobs)
+        .where(_c.id == held.c.id, _c.state == _RUNNING, _c.attempts == held.c.attempt)
+        .values(lease_expires_at=sa.func.now() + _SECOND * sa.bindparam("p_lease_seconds"))
+        .returning(_c.id)
+    )
+
+
+def _release_statement() -> sa.Executable:
+    """Give running attempts back (a worker stopping): the jobs are ready again at once,
+    keeping their attempt count."""
+    held = (
+        sa.func.unnest(
+            sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
+            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+        )
+        .table_valued("id", "attempt")
+        .render_derived("held")
+    )
+    released = (
+        sa.update(_jobs)
+        .where(_c.id == held.c.id, _c.state == _RUNNING, _c.attempts == held.c.attempt)
+        .values(state=_PENDING, lease_expires_at=None, worker_id=None)
+        .returning(_c.id, _c.queue, _c.state)
+        .cte("released")
+    )
+    woken = _wake_queues(released)
+    return sa.select(released.c.id).select_from(released.join(woken, sa.true()))
+
+
+def _rescue_statement() -> sa.Executable:
+    """Take back running jobs whose lease expired (their worker died, froze or lost the
+    network): ready again if attempts remain, else ``failed``; the lost attempt is
+    recorded in ``errors``."""
+    expired = (
+        sa.select(_c.id)
+        .where(_c.state == _RUNNING, _c.lease_expires_at < sa.func.now())
+        .order_by(_c.lease_expires_at)
+        .limit(sa.bindparam("p_limit"))
+        .with_for_update(skip_locked=True)
+        .cte("expired")
+    )
+    exhausted = _c.attempts >= _c.max_attempts
+    lost = sa.func.jsonb_build_object(
+        "at",
+        sa.func.now(),
+        "attempt",
+        _c.attempts,
+        "type",
+        "LeaseExpired",
+        "message",
+        sa.func.concat(
+            "the worker ",
+            sa.func.coalesce(_c.worker_id, "?"),
+            " stopped renewing its lease (it died, froze or lost its connection)",
+        ),
+        "traceback",
+        None,
+    )
+    rescued = (
+        sa.update(_jobs)
+        .where(_c.id == expired.c.id)
+        .values(
+            state=sa.case((exhausted, _FAILED), else_=_PENDING),
+            completed_at=sa.case((exhausted, sa.func.now()), else_=None),
+            lease_expires_at=None,
+            worker_id=None,
+            errors=_c.errors.op("||")(sa.func.jsonb_build_array(lost)),
+        )
+        .returning(_c.id, _c.queue, _c.state)
+        .cte("rescued")
+    )
+    woken, announced = _wake_queues(rescued), _announce_finished(rescued)
+    return sa.select(rescued.c.id, rescued.c.state).select_from(
+        rescued.join(woken, sa.true()).join(announced, sa.true())
+    )
+
+
+def _promote_statement() -> sa.Executable:
+    """Make scheduled and retrying jobs whose time has come ready, oldest first."""
+    due = (
+        sa.select(_c.id)
+        .where(sa.literal_column(state_in(WAITING_STATES)), _c.scheduled_at <= sa.func.now())
+        .order_by(_c.scheduled_at)
+        .limit(sa.bindparam("p_limit"))
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    promoted = (
+        sa.update(_jobs)
+        .where(_c.id == due.c.id)
+        .values(state=_PENDING)
+        .returning(_c.id, _c.queue, _c.state)
+        .cte("promoted")
+    )
+    woken = _wake_queues(promoted)
+    return sa.select(promoted.c.id).select_from(promoted.join(woken, sa.true()))
+
+
+def _cancel_statement() -> sa.Executable:
+    """Cancel an unfinished job. A running one is told to stop by the ``finished``
+    event; its worker's late outcome is fenced off by the state."""
+    cancelled = (
+        sa.update(_jobs)
+        .where(_c.id == sa.bindparam("p_id"), sa.literal_column(state_in(UNFINISHED_STATES)))
+        .values(state=_CANCELLED, completed_at=sa.func.now(), lease_expires_at=None)
+        .returning(*_jobs.c)
+        .cte("cancelled")
+    )
+    announced = _announce_finished(cancelled)
+    return sa.select(*cancelled.c).select_from(cancelled.join(announced, sa.true()))
+
+
+def _retry_statement() -> sa.Executable:
+    """Bring a failed or cancelled job back, ready now, with one more attempt allowed."""
+    retried = (
+        sa.update(_jobs)
+        .where(
+            _c.id == sa.bindparam("p_id"),
+            sa.literal_column(state_in({JobState.FAILED, JobState.CANCELLED})),
+        )
+        .values(
+            state=_PENDING,
+            completed_at=None,
+            result=None,
+            scheduled_at=sa.func.now(),
+            max_attempts=sa.func.greatest(_c.max_attempts, _c.attempts + 1),
+        )
+        .returning(*_jobs.c)
+        .cte("retried")
+    )
+    woken = _wake_queues(retried)
+    return sa.select(*retried.c).select_from(retried.join(woken, sa.true()))
+
+
+_leader = cast(sa.Table, LeaderRow.__table__)
+_LEADER_NAME = "leader"
+
+
+def _elect_statement() -> sa.Executable:
+    """Become or stay the leader: take the lease if it is free or expired, renew it if
+    it is ours. Returns the term, or no row while another worker holds a live lease."""
+    insert = pg_insert(_leader).values(
+        name=_LEADER_NAME,
+        worker_id=sa.bindparam("p_worker_id"),
+        term=1,
+        elected_at=sa.func.now(),
+        expires_at=sa.func.now() + _SECOND * sa.bindparam("p_ttl", type_=sa.Double),
+    )
+    ours = _leader.c.worker_id == insert.excluded.worker_id
+    return insert.on_conflict_do_update(
+        index_elements=[_leader.c.name],
+        set_={
+            "worker_id": insert.excluded.worker_id,
+            "term": sa.case((ours, _leader.c.term), else_=_leader.c.term + 1),
+            "elected_at": sa.case((ours, _leader.c.elected_at), else_=sa.func.now()),
+            "expires_at": insert.excluded.expires_at,
+        },
+        where=sa.or_(ours, _leader.c.expires_at < sa.func.now()),
+    ).returning(_leader.c.term)
+
+
+_COMPLETE = _complete_statement()
+_EXTEND_LEASES = _extend_leases_statement()
+_RELEASE = _release_statement()
+_RESCUE = _rescue_statement()
+_PROMOTE = _promote_statement()
+_CANCEL = _cancel_statement()
+_RETRY = _retry_statement()
+_ELECT = _elect_statement()
+# Resigning expires the lease but keeps the row, so the next leader's term is higher.
+_RESIGN = (
+    sa.update(_leader)
+    .where(_leader.c.name == _LEADER_NAME, _leader.c.worker_id == sa.bindparam("p_worker_id"))
+    .values(expires_at=sa.func.now() - _SECOND)
+)
+
+
 _PUSH = _push_statement()
 _CLAIM = _claim_statement()
 _GET = sa.select(*_jobs.c).where(_c.id == sa.bindparam("id"))
@@ -173,6 +450,31 @@ _FIND_HOLDERS_BY_KEYS = (
     .where(_c.unique_key == sa.func.any(sa.bindparam("p_keys", type_=ARRAY(sa.Text))))
     .order_by(sa.case((sa.literal_column(state_in(UNFINISHED_STATES)), 0), else_=1), _c.id.desc())
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as the worker reports it.
+
+    ``state`` is ``succeeded`` (with ``result``, any JSON value), ``retrying`` (with
+    ``error`` and ``retry_in`` seconds) or ``failed``/``cancelled`` (with ``error``).
+    ``error`` is the JSON object appended to the job's ``errors``.
+    """
+
+    id: int
+    attempt: int
+    state: JobState
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    retry_in: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """One running attempt a worker holds: the job id and its fencing token."""
+
+    id: int
+    attempt: int
 
 
 class JobRepository:
@@ -247,6 +549,88 @@ class JobRepository:
         jobs.sort(key=lambda job: (job.priority, job.id))
         return jobs
 
+    async def complete_many_if_running(
+        self, conn: Executable, outcomes: Sequence[Outcome]
+    ) -> set[int]:
+        """Write the outcomes of attempts; returns the ids written. An outcome whose
+        attempt no longer holds its job (a stale worker) is not written."""
+        if not outcomes:
+            return set()
+        dumps = json.dumps
+        parameters = {
+            "p_ids": [o.id for o in outcomes],
+            "p_attempts": [o.attempt for o in outcomes],
+            "p_states": [o.state.value for o in outcomes],
+            "p_results": [None if o.result is None else dumps(o.result) for o in outcomes],
+            "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
+            "p_retry_in": [o.retry_in for o in outcomes],
+        }
+        with _schema_errors():
+            result = await conn.execute(_COMPLETE, parameters)
+        return {row.id for row in result}
+
+    async def extend_leases_many(
+        self, conn: Executable, attempts: Sequence[Attempt], lease_seconds: float
+    ) -> set[int]:
+        """Extend the leases of ``attempts``; returns the ids still held."""
+        if not attempts:
+            return set()
+        result = await conn.execute(
+            _EXTEND_LEASES, {**_attempt_arrays(attempts), "p_lease_seconds": lease_seconds}
+        )
+        return {row.id for row in result}
+
+    async def release_many_if_running(
+        self, conn: Executable, attempts: Sequence[Attempt]
+    ) -> set[int]:
+        """Make the jobs of ``attempts`` ready again at once; returns the ids released."""
+        if not attempts:
+            return set()
+        result = await conn.execute(_RELEASE, _attempt_arrays(attempts))
+        return {row.id for row in result}
+
+    async def rescue_expired_many(self, conn: Executable, limit: int) -> dict[int, JobState]:
+        """Take back up to ``limit`` running jobs whose lease expired; returns each
+        rescued id with its new state (``pending``, or ``failed`` when out of attempts)."""
+        result = await conn.execute(_RESCUE, {"p_limit": limit})
+        return {row.id: JobState(row.state) for row in result}
+
+    async def promote_due_many(self, conn: Executable, limit: int) -> int:
+        """Make up to ``limit`` scheduled or retrying jobs whose time came ready."""
+        result = await conn.execute(_PROMOTE, {"p_limit": limit})
+        return len(result.all())
+
+    async def cancel(self, conn: Executable, job_id: int) -> QueuedJob | None:
+        """Cancel an unfinished job; returns it as cancelled, or None if it was not
+        unfinished (unknown, or already finished)."""
+        with _schema_errors():
+            row = (await conn.execute(_CANCEL, {"p_id": job_id})).mappings().first()
+        return None if row is None else QueuedJob.from_row(row)
+
+    async def retry(self, conn: Executable, job_id: int) -> QueuedJob | None:
+        """Make a failed or cancelled job ready again; None if it was neither."""
+        with _schema_errors():
+            row = (await conn.execute(_RETRY, {"p_id": job_id})).mappings().first()
+        return None if row is None else QueuedJob.from_row(row)
+
+
+class LeaderRepository:
+    """The statements about the leader's lease."""
+
+    async def elect_or_renew(self, conn: Executable, worker_id: str, ttl: float) -> int | None:
+        """Take or renew the leader lease for ``ttl`` seconds; returns the term, or None
+        while another worker leads."""
+        result = await conn.execute(_ELECT, {"p_worker_id": worker_id, "p_ttl": ttl})
+        return result.scalar_one_or_none()
+
+    async def resign(self, conn: Executable, worker_id: str) -> None:
+        """Give the lease up at once, so another worker takes over without waiting."""
+        await conn.execute(_RESIGN, {"p_worker_id": worker_id})
+
+
+def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int]]:
+    return {"p_ids": [a.id for a in attempts], "p_attempts": [a.attempt for a in attempts]}
+
 
 def _dedupe_unique_keys(jobs: Sequence[Job]) -> tuple[list[Job], list[int]]:
     """The jobs to insert (the first of each unique key), and for each given job the
@@ -280,6 +664,7 @@ def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:
         "p_unique_key": [job.unique_key for job in jobs],
         "p_timeout": [job.timeout for job in jobs],
         "p_meta": [dumps(dict(job.meta)) for job in jobs],
+        "p_backoff": [job.backoff for job in jobs],
     }
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
-from alembic import command
 from chancy import migrations
 from chancy.app import Chancy
 from chancy.database import create_engine

@@ -35,7 +35,7 @@ def test_static_method_is_accepted_by_its_qualified_name() -> None:
 def test_defaults() -> None:
     job = make()
     assert (job.queue, job.priority, job.max_attempts) == ("default", 0, 1)
-    assert (job.scheduled_at, job.delay, job.unique_key, job.timeout) == (None,) * 4
+    assert (job.scheduled_at, job.delay, job.unique_key, job.timeout, job.backoff) == (None,) * 5
     assert dict(job.meta) == {}
 
 
@@ -70,6 +70,7 @@ def test_positional_and_unknown_arguments_are_rejected() -> None:
         ("with_queue", "emails", "queue"),
         ("with_scheduled_at", datetime(2030, 1, 1, tzinfo=UTC), "scheduled_at"),
         ("with_delay", 5.0, "delay"),
+        ("with_backoff", 2.0, "backoff"),
     ],
 )
 def test_with_methods_return_a_new_job(method: str, value: object, field: str) -> None:
@@ -219,3 +220,10 @@ def test_bad_queue_names_are_rejected(name: str) -> None:
 def test_unique_key_must_be_a_non_empty_string() -> None:
     with pytest.raises(InvalidJobError, match="unique_key"):
         make().with_unique_key("")
+
+
+def test_jobs_pickle_for_the_process_executor() -> None:
+    import pickle
+
+    job = make().with_meta({"a": [1]}).with_priority(4)
+    assert pickle.loads(pickle.dumps(job)) == job

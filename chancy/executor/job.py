@@ -59,7 +59,8 @@ class Job:
     ends ``failed`` (default 1: no retries). ``scheduled_at`` (an aware datetime) or
     ``delay`` (seconds after the push, by the database's clock): not before then.
     ``unique_key``: at most one unfinished job per key. ``timeout``: seconds one attempt
-    may take. ``meta``: a JSON object stored with the job for your own use.
+    may take. ``meta``: a JSON object stored with the job for your own use. ``backoff``:
+    seconds before the first retry, doubled for each further one (default 1 s).
 
     Jobs are immutable and reusable: pushing the same Job twice makes two jobs.
     """
@@ -74,6 +75,7 @@ class Job:
     unique_key: str | None = None
     timeout: float | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY)
+    backoff: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.func, str) or not self.func:
@@ -90,6 +92,8 @@ class Job:
             set_(self, "delay", _seconds(self.delay, "delay", allow_zero=True))
         if self.timeout is not None:
             set_(self, "timeout", _seconds(self.timeout, "timeout", allow_zero=False))
+        if self.backoff is not None:
+            set_(self, "backoff", _seconds(self.backoff, "backoff", allow_zero=True))
         if self.unique_key is not None and (
             not isinstance(self.unique_key, str) or not self.unique_key
         ):
@@ -108,8 +112,16 @@ class Job:
                 self.unique_key,
                 self.timeout,
                 _canonical_json(self.meta),
+                self.backoff,
             )
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Mapping proxies do not pickle; the process executor sends jobs to its children.
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["kwargs"] = dict(self.kwargs)
+        values["meta"] = dict(self.meta)
+        return (_rebuild, (type(self), values))
 
     @classmethod
     def from_func(
@@ -125,6 +137,7 @@ class Job:
         unique_key: str | None = None,
         timeout: timedelta | float | None = None,
         meta: Mapping[str, Any] | None = None,
+        backoff: timedelta | float | None = None,
     ) -> Job:
         """Make a Job that calls ``fn(**kwargs)``.
 
@@ -147,6 +160,7 @@ class Job:
             unique_key=unique_key,
             timeout=_seconds(timeout, "timeout", allow_zero=False) if timeout is not None else None,
             meta=meta or _EMPTY,
+            backoff=_seconds(backoff, "backoff", allow_zero=True) if backoff is not None else None,
         )
 
     def with_priority(self, priority: int) -> Self:
@@ -183,6 +197,12 @@ class Job:
     def with_kwargs(self, kwargs: Mapping[str, Any]) -> Self:
         """A copy that calls the function with ``kwargs`` in place of the current ones."""
         return dataclasses.replace(self, kwargs=kwargs)
+
+    def with_backoff(self, backoff: timedelta | float | None) -> Self:
+        """A copy whose retries wait ``backoff`` seconds after the first failed attempt,
+        doubling after each further one (with jitter); None: the worker's default."""
+        seconds = None if backoff is None else _seconds(backoff, "backoff", allow_zero=True)
+        return dataclasses.replace(self, backoff=seconds)
 
     def with_queue(self, queue: str) -> Self:
         """A copy that :meth:`Chancy.push(job) <chancy.app.Chancy.push>` sends to ``queue``."""
@@ -236,6 +256,7 @@ class QueuedJob(Job):
             unique_key=row["unique_key"],
             timeout=row["timeout"],
             meta=row["meta"] or _EMPTY,
+            backoff=row["backoff"],
             state=JobState(row["state"]),
             attempts=row["attempts"],
             created_at=row["created_at"],
@@ -248,6 +269,13 @@ class QueuedJob(Job):
         )
 
 
+def _rebuild(cls: type[Job], values: dict[str, Any]) -> Job:
+    return cls(**values)
+
+
+_QUEUED_JOB_NAMES = ("QueuedJob", "chancy.executor.QueuedJob", "chancy.executor.job.QueuedJob")
+
+
 def queued_job_parameter(fn: Callable[..., Any]) -> str | None:
     """The name of ``fn``'s keyword-only parameter annotated :class:`QueuedJob`, if any."""
     try:
@@ -257,7 +285,7 @@ def queued_job_parameter(fn: Callable[..., Any]) -> str | None:
     for parameter in inspect.signature(fn).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         if parameter.kind is parameter.KEYWORD_ONLY and (
-            annotation is QueuedJob or annotation in ("QueuedJob", "chancy.executor.QueuedJob")
+            annotation is QueuedJob or annotation in _QUEUED_JOB_NAMES
         ):
             return parameter.name
     return None

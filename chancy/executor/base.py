@@ -1,0 +1,113 @@
+"""What every executor does, and the failures an executor reports.
+
+An executor runs the functions of one queue in one worker. The worker hands it a
+:class:`~chancy.executor.job.QueuedJob` whose function it may run (the worker has already
+checked that); :meth:`Executor.run` returns the function's return value or raises what
+the function raised. Cancelling the task that awaits :meth:`Executor.run` interrupts the
+run where the executor can (each executor's docstring says what it cannot interrupt).
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import traceback
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from chancy.callables import resolve
+from chancy.executor.job import QueuedJob, queued_job_parameter
+
+__all__ = [
+    "Executor",
+    "JobCrashedError",
+    "JobTimeoutError",
+    "RemoteJobError",
+    "call_arguments",
+    "describe_exception",
+    "resolve_function",
+    "timeout_message",
+]
+
+
+class JobTimeoutError(TimeoutError):
+    """The job ran longer than its timeout and was stopped (or abandoned)."""
+
+
+class JobCrashedError(RuntimeError):
+    """The process running the job died (a signal, ``os._exit``, the memory limit)."""
+
+
+class RemoteJobError(Exception):
+    """An exception raised by a job in a child process, carried back as text because the
+    original may not pickle."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+
+class Executor(abc.ABC):
+    """Runs job functions, at most ``concurrency`` at a time (the worker never asks for
+    more). ``start`` is awaited before the first run and ``stop`` after the last."""
+
+    name: ClassVar[str]
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare to run jobs (start pools, children)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`start` took; runs still going are abandoned."""
+
+    @abc.abstractmethod
+    async def run(self, job: QueuedJob) -> Any:
+        """Run ``job`` to completion and return its function's return value.
+
+        Raises what the function raised, :class:`JobTimeoutError` when ``job.timeout``
+        passed, or :class:`JobCrashedError` when the process running it died.
+        """
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve_function(name: str) -> Callable[..., Any]:
+    """:func:`chancy.callables.resolve`, remembered: a worker resolves each name once."""
+    return resolve(name)
+
+
+def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:
+    """The keyword arguments of the call: the job's kwargs, plus the running QueuedJob for
+    a keyword-only parameter annotated with it."""
+    arguments = dict(job.kwargs)
+    injected = _injected_parameter(fn)
+    if injected is not None:
+        arguments[injected] = job
+    return arguments
+
+
+@functools.lru_cache(maxsize=4096)
+def _injected_parameter(fn: Callable[..., Any]) -> str | None:
+    try:
+        return queued_job_parameter(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def timeout_message(job: QueuedJob) -> str:
+    """The message of the :class:`JobTimeoutError` of ``job``."""
+    return f"the job ran longer than its timeout of {job.timeout:g} s"
+
+
+def describe_exception(exc: BaseException) -> dict[str, str]:
+    """The ``type``, ``message`` and ``traceback`` of a failure, as stored in ``errors``."""
+    if isinstance(exc, RemoteJobError):
+        return {"type": exc.type_name, "message": exc.message, "traceback": exc.traceback_text}
+    return {
+        "type": type(exc).__qualname__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }

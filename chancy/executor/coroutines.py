@@ -1,0 +1,48 @@
+"""The asyncio executor: ``async def`` jobs on the worker's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any, ClassVar
+
+from chancy.executor.base import (
+    Executor,
+    JobTimeoutError,
+    call_arguments,
+    resolve_function,
+    timeout_message,
+)
+from chancy.executor.job import QueuedJob
+
+__all__ = ["AsyncioExecutor"]
+
+
+class AsyncioExecutor(Executor):
+    """Runs coroutine functions as tasks on the worker's loop, and plain functions in a
+    thread (``asyncio.to_thread``) so they never block it.
+
+    Timeouts and cancellation interrupt a coroutine at its next ``await``. A plain function
+    running in a thread cannot be interrupted: on timeout or cancel the job ends at once,
+    but the thread finishes its call in the background. A coroutine that blocks the loop
+    without awaiting stalls the whole worker: use the ``threads`` or ``processes``
+    executor for such code.
+    """
+
+    name: ClassVar[str] = "asyncio"
+
+    async def run(self, job: QueuedJob) -> Any:
+        fn = resolve_function(job.func)
+        arguments = call_arguments(fn, job)
+        if inspect.iscoroutinefunction(fn):
+            call = fn(**arguments)
+        else:
+            call = asyncio.to_thread(fn, **arguments)
+        deadline = asyncio.timeout(job.timeout)
+        try:
+            async with deadline:
+                return await call
+        except TimeoutError:
+            if deadline.expired():
+                raise JobTimeoutError(timeout_message(job)) from None
+            raise
