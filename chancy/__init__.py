@@ -14,6 +14,7 @@ from chancy.errors import (
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.queue import Queue
 from chancy.states import JobState
+from chancy.worker import Worker
 
 __all__ = [
     "Chancy",
@@ -30,4 +31,5 @@ __all__ = [
     "QueuedJob",
     "Reference",
     "SchemaError",
+    "Worker",
 ]

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -23,14 +25,17 @@ from chancy import migrations
 from chancy.database import check_reachable, create_engine, describe, resolve_url
 from chancy.errors import ChancyError, InvalidJobError, InvalidQueueError
 from chancy.executor import Job, QueuedJob, Reference
+from chancy.listener import Event, Listener
 from chancy.queue import Queue, validate_queue_name
 from chancy.repository import JobRepository
+from chancy.states import FINISHED_STATES
 
 __all__ = ["Chancy"]
 
 log = logging.getLogger("chancy")
 
 Transaction = AsyncSession | AsyncConnection
+WAIT_POLL_INTERVAL_DEFAULT = 1.0
 
 
 class Chancy:
@@ -64,6 +69,7 @@ class Chancy:
         self._owns_engine = engine is None
         self._engine_options = dict(engine_options or {})
         self._jobs = JobRepository()
+        self._listener: Listener | None = None
 
     def __repr__(self) -> str:
         where = describe(self._engine.url) if self._engine is not None else "not open"
@@ -89,6 +95,9 @@ class Chancy:
 
     async def close(self) -> None:
         """Dispose of the engine if chancy created it; an engine passed in stays usable."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -183,6 +192,64 @@ class Chancy:
         """The job as stored now, or None if no job has that id."""
         async with self.engine.connect() as connection:
             return await self._jobs.get(connection, int(reference))
+
+    async def wait_for_job(
+        self,
+        reference: Reference | int,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = WAIT_POLL_INTERVAL_DEFAULT,
+    ) -> QueuedJob:
+        """Wait until the job is finished (succeeded, failed or cancelled) and return it.
+
+        Woken by the ``finished`` notification as the outcome commits; it also looks
+        every ``poll_interval`` seconds, in case a notification was lost. Raises
+        ``TimeoutError`` after ``timeout`` seconds, and :class:`ChancyError` for an
+        unknown job.
+        """
+        changed = asyncio.Event()
+        job_id = int(reference)
+
+        def on_event(event: Event) -> None:
+            ids = event.get("ids") or ()
+            if event.get("event") == "reconnected" or job_id in ids:
+                changed.set()
+
+        unsubscribe = (await self.listener()).subscribe(on_event)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    job = await self.get_job(job_id)
+                    if job is None:
+                        raise ChancyError(f"there is no job {job_id}")
+                    if job.state in FINISHED_STATES:
+                        return job
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=poll_interval)
+                    changed.clear()
+        finally:
+            unsubscribe()
+
+    async def cancel_job(self, reference: Reference | int) -> QueuedJob | None:
+        """Cancel a job that has not finished: a waiting one never runs, a running one is
+        interrupted where its executor can (see each executor) and ends ``cancelled``
+        either way; its worker's late outcome is not written. Returns the job as
+        cancelled, or None if it had already finished (or does not exist)."""
+        async with self.engine.begin() as connection:
+            return await self._jobs.cancel(connection, int(reference))
+
+    async def retry_job(self, reference: Reference | int) -> QueuedJob | None:
+        """Put a failed or cancelled job back in its queue, ready now, with one more
+        attempt allowed. Returns it, or None if it was not failed or cancelled."""
+        async with self.engine.begin() as connection:
+            return await self._jobs.retry(connection, int(reference))
+
+    async def listener(self) -> Listener:
+        """The process's LISTEN connection on chancy's events, started on first use."""
+        if self._listener is None:
+            self._listener = Listener(self.engine)
+            await self._listener.start()
+        return self._listener
 
 
 def _job(value: object) -> Job:

@@ -61,6 +61,8 @@ class Queue:
     in a thread; the default), ``"threads"`` or ``"processes"``. ``polling_interval`` is
     how many seconds an idle worker waits before looking again when no notification came.
     ``rate_limit`` jobs per ``rate_period`` caps how many jobs start across all workers.
+    ``memory_limit`` (bytes) caps the address space of each child process of the
+    ``"processes"`` executor.
     """
 
     name: str
@@ -69,6 +71,7 @@ class Queue:
     polling_interval: float = POLLING_INTERVAL_DEFAULT
     rate_limit: int | None = None
     rate_period: timedelta = timedelta(seconds=1)
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         validate_queue_name(self.name)

@@ -4,6 +4,8 @@
 :mod:`chancy.executor.job`; the executors, one per way of running a function, beside it.
 """
 
+from chancy.executor.base import Executor
+from chancy.executor.coroutines import AsyncioExecutor
 from chancy.executor.job import (
     MAX_ATTEMPTS_DEFAULT,
     PRIORITY_DEFAULT,
@@ -13,13 +15,31 @@ from chancy.executor.job import (
     Reference,
     queued_job_parameter,
 )
+from chancy.executor.threads import ThreadExecutor
+from chancy.queue import Queue
+
+
+def executor_for(queue: Queue) -> Executor:
+    """A new executor of the kind ``queue.executor`` names, sized to its concurrency."""
+    if queue.executor == "threads":
+        return ThreadExecutor(queue.concurrency)
+    if queue.executor == "processes":
+        from chancy.executor.processes import ProcessExecutor
+
+        return ProcessExecutor(queue.concurrency, memory_limit=queue.memory_limit)
+    return AsyncioExecutor(queue.concurrency)
+
 
 __all__ = [
     "MAX_ATTEMPTS_DEFAULT",
     "PRIORITY_DEFAULT",
     "QUEUE_DEFAULT",
+    "AsyncioExecutor",
+    "Executor",
     "Job",
     "QueuedJob",
     "Reference",
+    "ThreadExecutor",
+    "executor_for",
     "queued_job_parameter",
 ]

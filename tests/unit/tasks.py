@@ -34,3 +34,61 @@ class Tasks:
 
     def method(self, name: str) -> str:
         return name
+
+
+# Recorders for worker tests: jobs run in the test's own process with the asyncio and
+# threads executors, so they can report through module state.
+calls: list[str] = []
+running_now = 0
+most_running = 0
+started: dict[str, Any] = {}
+
+
+def record(label: str) -> str:
+    calls.append(label)
+    return label
+
+
+async def record_async(label: str) -> str:
+    calls.append(label)
+    return label
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+async def sleep_async(seconds: float, label: str = "") -> str:
+    import asyncio
+
+    if label:
+        started[label] = True
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+async def track_concurrency(seconds: float) -> int:
+    import asyncio
+
+    global running_now, most_running
+    running_now += 1
+    most_running = max(most_running, running_now)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        running_now -= 1
+    return most_running
+
+
+def not_json() -> object:
+    return object()
+
+
+async def whoami(*, job: QueuedJob) -> dict[str, int]:
+    return {"id": job.id, "attempts": job.attempts}
+
+
+def fail_until(attempt: int, *, job: QueuedJob) -> int:
+    if job.attempts < attempt:
+        raise RuntimeError(f"attempt {job.attempts} fails")
+    return job.attempts

@@ -1,0 +1,117 @@
+"""Writing outcomes in batches: one statement for many finished attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chancy.repository import Attempt, JobRepository, Outcome
+
+__all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]
+
+log = logging.getLogger("chancy.worker")
+
+FLUSH_INTERVAL_DEFAULT = 0.005
+FLUSH_BATCH_DEFAULT = 200
+RETRY_DELAY_MAX = 5.0
+
+
+class Completer:
+    """Collects outcomes and releases, and writes them every ``flush_interval`` seconds
+    or as soon as ``flush_batch`` are waiting. A write that fails is retried with backoff;
+    the outcomes stay in memory (their leases are still renewed) until written. An
+    outcome the database rejects as stale (its attempt lost the job) is logged and
+    dropped.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        flush_interval: float = FLUSH_INTERVAL_DEFAULT,
+        flush_batch: int = FLUSH_BATCH_DEFAULT,
+    ) -> None:
+        self._engine = engine
+        self._jobs = JobRepository()
+        self.flush_interval = flush_interval
+        self.flush_batch = flush_batch
+        self._outcomes: list[Outcome] = []
+        self._releases: list[Attempt] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stale_rejected = 0
+
+    @property
+    def unwritten(self) -> list[Attempt]:
+        """The attempts whose outcome is not written yet (their leases must be kept)."""
+        return [Attempt(o.id, o.attempt) for o in self._outcomes] + list(self._releases)
+
+    def add(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._ready.set()
+
+    def release(self, attempt: Attempt) -> None:
+        """Give ``attempt``'s job back (ready again at once) with the next write."""
+        self._releases.append(attempt)
+        self._ready.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chancy-completer")
+
+    async def stop(self, *, attempts: int = 3) -> None:
+        """Write what is left (trying ``attempts`` times), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for attempt in range(attempts):
+            try:
+                await self.flush()
+                return
+            except Exception as exc:
+                log.warning("could not write %d outcomes (%s)", len(self._outcomes), exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        log.error(
+            "%d outcomes were not written; those jobs run again once their leases expire",
+            len(self._outcomes) + len(self._releases),
+        )
+
+    async def flush(self) -> None:
+        """Write everything waiting, in one transaction."""
+        outcomes, releases = self._outcomes[: self.flush_batch], list(self._releases)
+        if not outcomes and not releases:
+            return
+        async with self._engine.begin() as connection:
+            written = await self._jobs.complete_many_if_running(connection, outcomes)
+            await self._jobs.release_many_if_running(connection, releases)
+        del self._outcomes[: len(outcomes)]
+        del self._releases[: len(releases)]
+        for stale in (o for o in outcomes if o.id not in written):
+            self.stale_rejected += 1
+            log.warning(
+                "job %d attempt %d: outcome %s not written, the attempt no longer holds the "
+                "job (cancelled, or its lease expired and another worker took over)",
+                stale.id,
+                stale.attempt,
+                stale.state.value,
+            )
+
+    async def _run(self) -> None:
+        delay = self.flush_interval
+        while True:
+            await self._ready.wait()
+            await asyncio.sleep(self.flush_interval)
+            self._ready.clear()
+            try:
+                await self.flush()
+                delay = self.flush_interval
+            except Exception as exc:
+                delay = min(max(delay * 2, 0.1), RETRY_DELAY_MAX)
+                log.warning("writing outcomes failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+            if self._outcomes or self._releases:
+                self._ready.set()

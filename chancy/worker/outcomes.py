@@ -1,0 +1,64 @@
+"""Turning how a run ended into the :class:`~chancy.repository.Outcome` to store.
+
+A job that returned succeeds with its return value as ``result`` (it must be JSON). A job
+that raised is retried while it has attempts left, after an exponential backoff with
+jitter (``Job.with_backoff`` sets the first delay, default 1 s, doubled per attempt, at
+most an hour); after its last attempt it fails. Every failed attempt's error is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from chancy.executor.base import describe_exception
+from chancy.executor.job import QueuedJob
+from chancy.repository import Outcome
+from chancy.states import JobState
+
+__all__ = [
+    "RETRY_BACKOFF_DEFAULT",
+    "RETRY_BACKOFF_MAX",
+    "failure",
+    "retry_delay",
+    "success",
+]
+
+RETRY_BACKOFF_DEFAULT = 1.0
+RETRY_BACKOFF_MAX = 3600.0
+RETRY_JITTER = 0.25
+
+
+def success(job: QueuedJob, result: Any) -> Outcome:
+    """The outcome of a run that returned ``result``; a result that is not JSON fails the
+    job (without a retry: it would not become JSON by running again)."""
+    try:
+        stored = json.loads(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        message = (
+            f"the job returned a {type(result).__name__}, which cannot be stored as JSON "
+            f"({exc}); return str, int, float, bool, None, or lists and dicts of them"
+        )
+        error = {"attempt": job.attempts, "type": "ResultNotJSON", "message": message}
+        return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+    return Outcome(job.id, job.attempts, JobState.SUCCEEDED, result=stored)
+
+
+def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:
+    """The outcome of a run that raised ``exc``: a retry if attempts remain, else failed."""
+    error: dict[str, Any] = {"attempt": job.attempts, **describe_exception(exc)}
+    if worker_id is not None:
+        error["worker"] = worker_id
+    if job.attempts < job.max_attempts:
+        return Outcome(
+            job.id, job.attempts, JobState.RETRYING, error=error, retry_in=retry_delay(job)
+        )
+    return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+
+
+def retry_delay(job: QueuedJob) -> float:
+    """Seconds before the next attempt: ``backoff * 2 ** (attempts - 1)``, capped, ±25 %."""
+    base = RETRY_BACKOFF_DEFAULT if job.backoff is None else job.backoff
+    delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_BACKOFF_MAX)
+    return float(delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))

@@ -1,0 +1,307 @@
+"""The worker: runs the jobs of its queues until it is stopped.
+
+::
+
+    async with Chancy(dsn, queues=[Queue(name="default", concurrency=10)]) as chancy:
+        async with Worker(chancy) as worker:
+            ...                      # jobs run until the block ends
+            await worker.stop()      # or stop explicitly: graceful drain
+
+Inside, each queue has a :class:`~chancy.worker.producer.Producer`; outcomes go through
+one :class:`~chancy.worker.completer.Completer`; a heartbeat extends the leases of running
+jobs; the cluster's leader also runs the promoter and the rescuer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from chancy import migrations
+from chancy.errors import ChancyError, SchemaError
+from chancy.executor import executor_for
+from chancy.executor.base import Executor
+from chancy.executor.job import QueuedJob
+from chancy.listener import Event
+from chancy.queue import Queue
+from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository
+from chancy.services import Leadership, Promoter, Rescuer
+from chancy.services.leader import LEADER_TTL_DEFAULT
+from chancy.services.promoter import PROMOTE_INTERVAL_DEFAULT
+from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
+from chancy.worker import outcomes
+from chancy.worker.completer import Completer
+from chancy.worker.producer import Producer
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+
+__all__ = ["SHUTDOWN_TIMEOUT_DEFAULT", "Worker"]
+
+log = logging.getLogger("chancy.worker")
+
+SHUTDOWN_TIMEOUT_DEFAULT = 30.0
+Interruption = Literal["lost", "shutdown"]
+
+
+class Worker:
+    """Runs the jobs of ``queues`` (default: the queues given to ``Chancy``).
+
+    ``lease_seconds``: how long a claimed job stays this worker's without a heartbeat;
+    the heartbeat renews it every ``lease_seconds / 3``. A worker that dies loses its jobs
+    to the rescuer once their leases expire. ``shutdown_timeout``: on a graceful stop,
+    how long running jobs may take to finish before they are interrupted and given back
+    (``pending`` at once). ``leader_ttl``, ``promote_interval`` and ``rescue_interval``
+    tune the once-per-cluster services.
+    """
+
+    def __init__(
+        self,
+        chancy: Chancy,
+        *,
+        queues: Iterable[Queue] | None = None,
+        worker_id: str | None = None,
+        lease_seconds: float = LEASE_SECONDS_DEFAULT,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT_DEFAULT,
+        leader_ttl: float = LEADER_TTL_DEFAULT,
+        promote_interval: float = PROMOTE_INTERVAL_DEFAULT,
+        rescue_interval: float = RESCUE_INTERVAL_DEFAULT,
+    ) -> None:
+        self.chancy = chancy
+        self.queues = tuple(chancy.queues if queues is None else queues)
+        if not self.queues:
+            raise ChancyError(
+                "the worker has no queues; pass queues=[Queue(name=...)] to Chancy or Worker"
+            )
+        self.worker_id = worker_id or default_worker_id()
+        self.lease_seconds = lease_seconds
+        self.shutdown_timeout = shutdown_timeout
+        self._leader_ttl = leader_ttl
+        self._promote_interval = promote_interval
+        self._rescue_interval = rescue_interval
+        self._jobs = JobRepository()
+        self._producers: dict[str, Producer] = {}
+        self._interrupted: dict[int, Interruption] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: Any = None
+        self._completer: Completer | None = None
+        self._leadership: Leadership | None = None
+        self._stopping = False
+        self.stopped = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} queues={[q.name for q in self.queues]}>"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> dict[int, QueuedJob]:
+        """The jobs running in this worker now, by id."""
+        return {i: job for p in self._producers.values() for i, (job, _t) in p.running.items()}
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leadership is not None and self._leadership.is_leader
+
+    async def start(self) -> None:
+        """Check the schema, then start claiming and running jobs."""
+        await self._check_schema()
+        engine = self.chancy.engine
+        listener = await self.chancy.listener()
+        self._unsubscribe = listener.subscribe(self._on_event)
+        self._completer = Completer(engine)
+        self._completer.start()
+        for queue in self.queues:
+            executor = executor_for(queue)
+            await executor.start()
+            producer = Producer(queue, executor, self._claim, self._run_job)
+            self._producers[queue.name] = producer
+            producer.start()
+        self._leadership = Leadership(engine, self.worker_id, ttl=self._leader_ttl)
+        await self._leadership.run_once()
+        promoter = Promoter(engine, self._leadership, interval=self._promote_interval)
+        rescuer = Rescuer(engine, self._leadership, interval=self._rescue_interval)
+        for name, coroutine in (
+            ("heartbeat", self._heartbeat()),
+            ("leadership", self._leadership.run()),
+            ("promoter", promoter.run()),
+            ("rescuer", rescuer.run()),
+        ):
+            self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
+        log.info("worker %s started on queues %s", self.worker_id, [q.name for q in self.queues])
+
+    async def stop(self, *, timeout: float | None = None) -> None:
+        """Stop gracefully: claim nothing more, give running jobs ``timeout`` seconds
+        (default ``shutdown_timeout``) to finish, then interrupt the rest and give them
+        back (``pending`` at once), write every outcome, and resign leadership."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        try:
+            await self._drain(self.shutdown_timeout if timeout is None else timeout)
+        finally:
+            await self._shut_down_services()
+            self.stopped.set()
+            log.info("worker %s stopped", self.worker_id)
+
+    async def run_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT: the first stops gracefully, a second at once."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            timeout = None if signals == 1 else 0.0
+            log.warning("signal received: stopping %s", "gracefully" if signals == 1 else "now")
+            self._tasks.append(asyncio.ensure_future(self._stop_on_signal(timeout)))
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, on_signal)
+        try:
+            await self.start()
+            await self.stopped.wait()
+        finally:
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(number)
+
+    async def _stop_on_signal(self, timeout: float | None) -> None:
+        if timeout == 0.0:
+            self._interrupt_all("shutdown")
+        await self.stop(timeout=timeout)
+
+    async def _check_schema(self) -> None:
+        current = await migrations.current(self.chancy.engine)
+        if current != migrations.head():
+            raise SchemaError(
+                f"the database schema is at {current or 'nothing'}, this chancy needs "
+                f"{migrations.head()}: run `await chancy.migrate()` or `chancy migrate`"
+            )
+
+    async def _claim(self, queue: str, limit: int) -> list[QueuedJob]:
+        if self._stopping:
+            return []
+        async with self.chancy.engine.begin() as connection:
+            return await self._jobs.claim_available(
+                connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
+            )
+
+    async def _run_job(self, job: QueuedJob, executor: Executor) -> None:
+        assert self._completer is not None
+        try:
+            result = await executor.run(job)
+        except asyncio.CancelledError:
+            self._after_interruption(job)
+            return
+        except Exception as exc:
+            log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
+            self._completer.add(outcomes.failure(job, exc, worker_id=self.worker_id))
+            return
+        self._completer.add(outcomes.success(job, result))
+
+    def _after_interruption(self, job: QueuedJob) -> None:
+        assert self._completer is not None
+        reason = self._interrupted.pop(job.id, None)
+        if reason == "shutdown":
+            self._completer.release(Attempt(job.id, job.attempts))
+        elif reason == "lost":
+            log.warning("job %d was cancelled or taken over; its run was stopped", job.id)
+        else:
+            raise asyncio.CancelledError
+
+    def _interrupt(self, job_id: int, reason: Interruption) -> None:
+        for producer in self._producers.values():
+            entry = producer.running.get(job_id)
+            if entry is not None and job_id not in self._interrupted:
+                self._interrupted[job_id] = reason
+                entry[1].cancel()
+
+    def _interrupt_all(self, reason: Interruption) -> None:
+        for job_id in list(self.running):
+            self._interrupt(job_id, reason)
+
+    def _on_event(self, event: Event) -> None:
+        kind = event.get("event")
+        if kind == "pushed":
+            producer = self._producers.get(str(event.get("queue")))
+            if producer is not None:
+                producer.notify()
+        elif kind == "finished":
+            for job_id in event.get("ids") or ():
+                if isinstance(job_id, int) and job_id in self.running:
+                    self._interrupt(job_id, "lost")
+        elif kind == "reconnected":
+            for producer in self._producers.values():
+                producer.notify()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of running jobs (and of outcomes not yet written); stop the
+        runs of jobs this worker no longer holds."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            assert self._completer is not None
+            running = [a for p in self._producers.values() for a in p.attempts]
+            try:
+                async with self.chancy.engine.begin() as connection:
+                    held = await self._jobs.extend_leases_many(
+                        connection, running + self._completer.unwritten, self.lease_seconds
+                    )
+            except Exception as exc:
+                log.warning(
+                    "heartbeat failed (%s); leases expire in %.0f s", exc, self.lease_seconds
+                )
+                continue
+            for attempt in running:
+                if attempt.id not in held:
+                    self._interrupt(attempt.id, "lost")
+
+    async def _drain(self, timeout: float) -> None:
+        for producer in self._producers.values():
+            await producer.stop_claiming()
+        tasks = [task for p in self._producers.values() for _job, task in p.running.values()]
+        if tasks:
+            log.info("waiting up to %.0f s for %d running jobs", timeout, len(tasks))
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                log.warning("giving %d unfinished jobs back to their queues", len(pending))
+                self._interrupt_all("shutdown")
+                await asyncio.wait(pending)
+
+    async def _shut_down_services(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._completer is not None:
+            await self._completer.stop()
+        if self._leadership is not None:
+            await self._leadership.resign()
+        for producer in self._producers.values():
+            await producer.executor.stop()
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per worker, and says where it ran."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
