@@ -15,6 +15,7 @@ from chancy.executor.job import (
     Reference,
     queued_job_parameter,
 )
+from chancy.executor.processes import ProcessExecutor
 from chancy.executor.threads import ThreadExecutor
 from chancy.queue import Queue
 
@@ -24,8 +25,6 @@ def executor_for(queue: Queue) -> Executor:
     if queue.executor == "threads":
         return ThreadExecutor(queue.concurrency)
     if queue.executor == "processes":
-        from chancy.executor.processes import ProcessExecutor
-
         return ProcessExecutor(queue.concurrency, memory_limit=queue.memory_limit)
     return AsyncioExecutor(queue.concurrency)
 
@@ -37,6 +36,7 @@ __all__ = [
     "AsyncioExecutor",
     "Executor",
     "Job",
+    "ProcessExecutor",
     "QueuedJob",
     "Reference",
     "ThreadExecutor",

@@ -14,13 +14,15 @@ from chancy.executor.base import (
     timeout_message,
 )
 from chancy.executor.job import QueuedJob
+from chancy.executor.threads import ThreadExecutor
 
 __all__ = ["AsyncioExecutor"]
 
 
 class AsyncioExecutor(Executor):
     """Runs coroutine functions as tasks on the worker's loop, and plain functions in a
-    thread (``asyncio.to_thread``) so they never block it.
+    pool of ``concurrency`` threads (as :class:`ThreadExecutor` does) so they never
+    block it.
 
     Timeouts and cancellation interrupt a coroutine at its next ``await``. A plain function
     running in a thread cannot be interrupted: on timeout or cancel the job ends at once,
@@ -31,13 +33,18 @@ class AsyncioExecutor(Executor):
 
     name: ClassVar[str] = "asyncio"
 
+    def __init__(self, concurrency: int) -> None:
+        super().__init__(concurrency)
+        self._threads = ThreadExecutor(concurrency)
+
+    async def stop(self) -> None:
+        await self._threads.stop()
+
     async def run(self, job: QueuedJob) -> Any:
         fn = resolve_function(job.func)
-        arguments = call_arguments(fn, job)
-        if inspect.iscoroutinefunction(fn):
-            call = fn(**arguments)
-        else:
-            call = asyncio.to_thread(fn, **arguments)
+        if not inspect.iscoroutinefunction(fn):
+            return await self._threads.run(job)
+        call = fn(**call_arguments(fn, job))
         deadline = asyncio.timeout(job.timeout)
         try:
             async with deadline:

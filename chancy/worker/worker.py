@@ -91,6 +91,7 @@ class Worker:
         self._producers: dict[str, Producer] = {}
         self._interrupted: dict[int, Interruption] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
         self._leadership: Leadership | None = None
@@ -173,7 +174,7 @@ class Worker:
             signals += 1
             timeout = None if signals == 1 else 0.0
             log.warning("signal received: stopping %s", "gracefully" if signals == 1 else "now")
-            self._tasks.append(asyncio.ensure_future(self._stop_on_signal(timeout)))
+            self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(timeout)))
 
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, on_signal)

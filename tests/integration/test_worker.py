@@ -218,3 +218,49 @@ async def test_worker_refuses_an_old_schema(empty_database_url: URL) -> None:
     async with Chancy(empty_database_url, queues=[Queue(name="default")]) as app:
         with pytest.raises(SchemaError, match="chancy migrate"):
             await Worker(app).start()
+
+
+EXECUTORS = ["asyncio", "threads", "processes"]
+
+
+@pytest.fixture(params=EXECUTORS)
+async def any_executor(request: pytest.FixtureRequest, database_url: URL) -> AsyncIterator[Chancy]:
+    queue = Queue(name="default", concurrency=2, executor=request.param, polling_interval=0.2)
+    async with Chancy(database_url, queues=[queue]) as chancy:
+        yield chancy
+
+
+async def test_each_executor_stores_results_and_errors(any_executor: Chancy) -> None:
+    app = any_executor
+    async with Worker(app):
+        ok = await app.push(job(tasks.greet, name="exec"))
+        bad = await app.push(job(tasks.fail, message="nope"))
+        injected = await app.push(job(tasks.whoami))
+        done_ok, done_bad = (
+            await app.wait_for_job(ok, timeout=30),
+            await app.wait_for_job(bad, timeout=30),
+        )
+        done_injected = await app.wait_for_job(injected, timeout=30)
+    assert (done_ok.state, done_ok.result) == (JobState.SUCCEEDED, "Hello, exec!")
+    assert done_bad.state is JobState.FAILED
+    assert (done_bad.errors[0]["type"], done_bad.errors[0]["message"]) == ("ValueError", "nope")
+    assert done_injected.result == {"id": injected.id, "attempts": 1}
+
+
+async def test_each_executor_enforces_timeouts(any_executor: Chancy) -> None:
+    app = any_executor
+    async with Worker(app, shutdown_timeout=0.1):
+        ref = await app.push(job(tasks.sleep_sync, seconds=5).with_timeout(0.3))
+        done = await app.wait_for_job(ref, timeout=30)
+    assert done.state is JobState.FAILED
+    assert done.errors[0]["type"] == "JobTimeoutError"
+
+
+async def test_each_executor_ends_a_cancelled_running_job(any_executor: Chancy) -> None:
+    app = any_executor
+    async with Worker(app, shutdown_timeout=0.1) as worker:
+        ref = await app.push(job(tasks.sleep_sync, seconds=5))
+        await until(lambda: ref.id in worker.running)
+        await app.cancel_job(ref)
+        await until(lambda: ref.id not in worker.running, timeout=10)
+    assert (await app.get_job(ref)).state is JobState.CANCELLED  # type: ignore[union-attr]

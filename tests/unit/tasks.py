@@ -92,3 +92,10 @@ def fail_until(attempt: int, *, job: QueuedJob) -> int:
     if job.attempts < attempt:
         raise RuntimeError(f"attempt {job.attempts} fails")
     return job.attempts
+
+
+def sleep_sync(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "slept"
