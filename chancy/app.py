@@ -138,17 +138,7 @@ class Chancy:
         commits and never did if it rolls back; workers are woken at commit. Without it,
         the push commits on its own.
         """
-        if isinstance(queue, Job):
-            if job is not None:
-                raise InvalidJobError("push(job) takes one job; name the queue: push(queue, job)")
-            batch = [queue]
-        elif job is None:
-            raise InvalidJobError(
-                f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))"
-            )
-        else:
-            batch = [_job(job).with_queue(validate_queue_name(queue))]
-        (reference,) = await self._push(batch, session)
+        (reference,) = await self._push(one_job(queue, job), session)
         return reference
 
     @overload
@@ -174,13 +164,7 @@ class Chancy:
         ``push_many(queue, jobs)`` puts all of them in ``queue``; ``push_many(jobs)`` uses
         each job's own queue. ``session`` works as for :meth:`push`.
         """
-        if isinstance(queue, str):
-            if jobs is None:
-                raise InvalidJobError("push_many(queue, jobs) needs the jobs")
-            batch = [_job(job).with_queue(validate_queue_name(queue)) for job in jobs]
-        else:
-            batch = [_job(job) for job in queue]
-        return await self._push(batch, session)
+        return await self._push(many_jobs(queue, jobs), session)
 
     async def _push(self, batch: list[Job], session: Transaction | None) -> list[Reference]:
         if session is not None:
@@ -250,6 +234,27 @@ class Chancy:
             self._listener = Listener(self.engine)
             await self._listener.start()
         return self._listener
+
+
+def one_job(queue: str | Job, job: Job | None) -> list[Job]:
+    """The batch of ``push(queue, job)`` or ``push(job)``, checked."""
+    if isinstance(queue, Job):
+        if job is not None:
+            raise InvalidJobError("push(job) takes one job; name the queue: push(queue, job)")
+        return [queue]
+    if job is None:
+        raise InvalidJobError(f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))")
+    return [_job(job).with_queue(validate_queue_name(queue))]
+
+
+def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Job]:
+    """The batch of ``push_many(queue, jobs)`` or ``push_many(jobs)``, checked."""
+    if not isinstance(queue, str):
+        return [_job(job) for job in queue]
+    if jobs is None:
+        raise InvalidJobError("push_many(queue, jobs) needs the jobs")
+    name = validate_queue_name(queue)
+    return [_job(job).with_queue(name) for job in jobs]
 
 
 def _job(value: object) -> Job:

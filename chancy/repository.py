@@ -15,15 +15,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 
 from chancy.errors import SchemaError
 from chancy.executor import Job, QueuedJob, Reference
@@ -81,7 +83,12 @@ def _push_statement() -> sa.Executable:
         "meta": sa.Text,
         "backoff": sa.Double,
     }
-    arrays = [sa.bindparam(f"p_{name}", type_=ARRAY(type_)) for name, type_ in columns.items()]
+    # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
+    # array of NULLs as an array of unknown type.
+    arrays = [
+        sa.cast(sa.bindparam(f"p_{name}", type_=ARRAY(type_)), ARRAY(type_))
+        for name, type_ in columns.items()
+    ]
     batch = sa.func.unnest(*arrays).table_valued(*columns).render_derived("batch")
     due = sa.func.coalesce(
         batch.c.scheduled_at,
@@ -486,37 +493,25 @@ class JobRepository:
         A job whose ``unique_key`` is held by an unfinished job (or by an earlier job of
         the same batch) is not inserted; its reference is the holder's.
         """
-        batch, stand_in = _dedupe_unique_keys(jobs)
-        if not batch:
+        plan = _PushPlan(jobs)
+        if not plan.batch:
             return []
         with _schema_errors():
-            rows = (await conn.execute(_PUSH, _push_parameters(batch))).all()
-        inserted_keys = {row.unique_key for row in rows if row.unique_key is not None}
-        inserted_ids = iter(row.id for row in rows)
-        ids: list[int | None] = [
-            next(inserted_ids)
-            if job.unique_key is None or job.unique_key in inserted_keys
-            else None
-            for job in batch
-        ]
-        held = sorted(
-            {
-                job.unique_key
-                for job, id_ in zip(batch, ids, strict=True)
-                if job.unique_key and id_ is None
-            }
-        )
-        if held:
-            with _schema_errors():
-                holders = await conn.execute(_FIND_HOLDERS_BY_KEYS, {"p_keys": held})
-            holder_ids: dict[str, int] = {}
-            for row in holders:
-                holder_ids.setdefault(row.unique_key, row.id)
-            ids = [
-                holder_ids[job.unique_key] if id_ is None else id_  # type: ignore[index]
-                for job, id_ in zip(batch, ids, strict=True)
-            ]
-        return [Reference(ids[k]) for k in stand_in]  # type: ignore[arg-type]
+            held = plan.inserted((await conn.execute(_PUSH, plan.parameters())).all())
+            if held:
+                plan.held_by(await conn.execute(_FIND_HOLDERS_BY_KEYS, {"p_keys": held}))
+        return plan.references()
+
+    def push_many_sync(self, conn: Connection | Session, jobs: Sequence[Job]) -> list[Reference]:
+        """:meth:`push_many` on a synchronous ``Connection`` or ``Session`` (any driver)."""
+        plan = _PushPlan(jobs)
+        if not plan.batch:
+            return []
+        with _schema_errors():
+            held = plan.inserted(conn.execute(_PUSH, plan.parameters()).all())
+            if held:
+                plan.held_by(conn.execute(_FIND_HOLDERS_BY_KEYS, {"p_keys": held}))
+        return plan.references()
 
     async def get(self, conn: Executable, job_id: int) -> QueuedJob | None:
         """The job with ``job_id``, or None if there is none."""
@@ -632,22 +627,52 @@ def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int]]:
     return {"p_ids": [a.id for a in attempts], "p_attempts": [a.attempt for a in attempts]}
 
 
-def _dedupe_unique_keys(jobs: Sequence[Job]) -> tuple[list[Job], list[int]]:
-    """The jobs to insert (the first of each unique key), and for each given job the
-    index of the inserted job that stands for it."""
-    batch: list[Job] = []
-    first_by_key: dict[str, int] = {}
-    stand_in: list[int] = []
-    for job in jobs:
-        key = job.unique_key
-        if key is not None and key in first_by_key:
-            stand_in.append(first_by_key[key])
-            continue
-        if key is not None:
-            first_by_key[key] = len(batch)
-        stand_in.append(len(batch))
-        batch.append(job)
-    return batch, stand_in
+class _PushPlan:
+    """The bookkeeping of one push: which jobs are inserted (the first of each unique key
+    in the batch), and which reference each given job gets back. Driver-free, so the
+    async and the sync push share it."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.batch: list[Job] = []
+        self._stand_in: list[int] = []
+        first_by_key: dict[str, int] = {}
+        for job in jobs:
+            key = job.unique_key
+            if key is not None and key in first_by_key:
+                self._stand_in.append(first_by_key[key])
+                continue
+            if key is not None:
+                first_by_key[key] = len(self.batch)
+            self._stand_in.append(len(self.batch))
+            self.batch.append(job)
+        self._ids: list[int | None] = []
+
+    def parameters(self) -> dict[str, list[Any]]:
+        return _push_parameters(self.batch)
+
+    def inserted(self, rows: Sequence[Any]) -> list[str]:
+        """Record the inserted rows (in id order); returns the unique keys that were held
+        by existing jobs, whose ids must be looked up."""
+        keys = {row.unique_key for row in rows if row.unique_key is not None}
+        ids = iter(row.id for row in rows)
+        self._ids = [
+            next(ids) if job.unique_key is None or job.unique_key in keys else None
+            for job in self.batch
+        ]
+        return sorted({job.unique_key for job in self.batch if job.unique_key} - keys)
+
+    def held_by(self, holders: Iterable[Any]) -> None:
+        """Record the holders of the held keys (the first row per key wins)."""
+        by_key: dict[str, int] = {}
+        for row in holders:
+            by_key.setdefault(row.unique_key, row.id)
+        self._ids = [
+            by_key[job.unique_key] if id_ is None and job.unique_key else id_
+            for job, id_ in zip(self.batch, self._ids, strict=True)
+        ]
+
+    def references(self) -> list[Reference]:
+        return [Reference(cast(int, self._ids[k])) for k in self._stand_in]
 
 
 def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:

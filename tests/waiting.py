@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
@@ -14,3 +14,14 @@ async def until(condition: Callable[[], bool], *, timeout: float = 10.0, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what or condition}")
         await asyncio.sleep(0.005)
+
+
+async def until_async(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = ""
+) -> None:
+    """:func:`until` for a condition that must be awaited (a query, say)."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        await asyncio.sleep(0.05)
