@@ -4,19 +4,49 @@
 
     chancy migrate                 # upgrade the schema (DSN: --dsn, CHANCY_DSN, or embedded)
     chancy migrate --sql           # print the DDL instead, for a DBA
+    chancy worker --app myapp:chancy [--queue q ...] [--concurrency N]
+    chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
+    chancy job show ID [--json]    # the job, its errors and their tracebacks
+    chancy job retry ID            # put a failed or cancelled job back in its queue
+    chancy job cancel ID           # cancel an unfinished job
+    chancy demo [--jobs N] [--concurrency N]   # push, run and measure demo jobs
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib
+import json
 import logging
-from typing import Annotated
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 from chancy import migrations
 from chancy.app import Chancy
-from chancy.errors import ChancyError
+from chancy.callables import resolve
+from chancy.demo import DEMO_CONCURRENCY_DEFAULT, DEMO_JOBS_DEFAULT, report_table, run_demo
+from chancy.errors import (
+    ChancyError,
+    InvalidFunctionError,
+    InvalidJobError,
+    InvalidKwargsError,
+    InvalidQueueError,
+)
+from chancy.executor import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
+from chancy.queue import Queue
+from chancy.repository import LEASE_SECONDS_DEFAULT
+from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
+from chancy.worker import SHUTDOWN_TIMEOUT_DEFAULT, Worker
 
 __all__ = ["app", "main"]
 
@@ -70,6 +100,352 @@ def migrate(
     asyncio.run(run())
 
 
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Where your Chancy instance is, as module:attribute (imported from the "
+        "current directory, as uvicorn and celery do). Default attribute: chancy.",
+        show_default=False,
+    ),
+]
+
+
+def load_app(path: str) -> Chancy:
+    """Import ``module:attribute`` (a Chancy, or a function returning one)."""
+    module_name, _, attribute = path.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ChancyError(f"cannot import {module_name!r} for --app ({exc})") from exc
+    target = getattr(module, attribute or "chancy", None)
+    if callable(target) and not isinstance(target, Chancy):
+        target = target()
+    if not isinstance(target, Chancy):
+        raise ChancyError(
+            f"--app {path}: expected a Chancy instance at {module_name}:{attribute or 'chancy'}"
+        )
+    return target
+
+
+def select_queues(chancy: Chancy, names: list[str], concurrency: int | None) -> list[Queue]:
+    """The app's queues named in ``names`` (all of them if none), with ``concurrency``
+    applied; a name the app does not configure gets a queue with default settings."""
+    configured = {queue.name: queue for queue in chancy.queues}
+    queues = [configured.get(name) or Queue(name=name) for name in names] or list(chancy.queues)
+    if not queues:
+        queues = [Queue(name="default")]
+    if concurrency is not None:
+        queues = [dataclasses.replace(queue, concurrency=concurrency) for queue in queues]
+    return queues
+
+
+@app.command()
+def worker(
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Run this queue (repeatable); default: all."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once per queue, overriding the app's.")
+    ] = None,
+    lease_seconds: Annotated[
+        float, typer.Option(help="Seconds a job stays this worker's without a heartbeat.")
+    ] = LEASE_SECONDS_DEFAULT,
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
+    ] = SHUTDOWN_TIMEOUT_DEFAULT,
+    rescue_interval: Annotated[
+        float, typer.Option(help="Seconds between the leader's checks for expired leases.")
+    ] = RESCUE_INTERVAL_DEFAULT,
+) -> None:
+    """Run jobs until SIGTERM or SIGINT (a second signal stops at once)."""
+    chancy = load_app(app_path) if app_path else Chancy(dsn)
+    queues = select_queues(chancy, queue or [], concurrency)
+
+    async def run() -> None:
+        async with chancy:
+            await Worker(
+                chancy,
+                queues=queues,
+                lease_seconds=lease_seconds,
+                shutdown_timeout=shutdown_timeout,
+                rescue_interval=rescue_interval,
+            ).run_until_signalled()
+
+    asyncio.run(run())
+
+
+T = TypeVar("T")
+
+
+def with_chancy(
+    app_path: str | None, dsn: str | None, action: Callable[[Chancy], Awaitable[T]]
+) -> T:
+    """Run ``action`` on the app's Chancy (``--app``) or one on ``--dsn``, opened for it."""
+    chancy = load_app(app_path) if app_path else Chancy(dsn)
+
+    async def run() -> T:
+        async with chancy:
+            return await action(chancy)
+
+    return asyncio.run(run())
+
+
+def import_function(name: str) -> Callable[..., Any]:
+    """The function ``module:function`` (or ``module.function``), imported from the
+    current directory as ``--app`` is."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return resolve(name.replace(":", "."))
+    except InvalidFunctionError as exc:
+        raise _unimportable(name, "no such module or function") from exc
+    except ImportError as exc:
+        raise _unimportable(name, str(exc)) from exc
+
+
+def _unimportable(name: str, cause: str) -> typer.BadParameter:
+    return typer.BadParameter(
+        f"cannot import {name!r} ({cause}); give module:function, importable from the "
+        "current directory or the virtualenv",
+        param_hint="'MODULE:FUNCTION'",
+    )
+
+
+def parse_kwargs(text: str) -> dict[str, Any]:
+    """``--kwargs``: a JSON object, or a usage error (exit code 2) saying what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not JSON ({exc.msg} at column {exc.colno}); "
+            """pass an object such as '{"name": "x"}'""",
+            param_hint="'--kwargs'",
+        ) from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter(
+            f"expected a JSON object of keyword arguments, got {type(value).__name__} {text!r}",
+            param_hint="'--kwargs'",
+        )
+    return value
+
+
+def build_job(function: str, kwargs: str, **options: Any) -> Job:
+    """The Job ``chancy push`` stores; a function or kwargs that cannot work is a usage
+    error (exit code 2) naming the option at fault."""
+    try:
+        return Job.from_func(import_function(function), kwargs=parse_kwargs(kwargs), **options)
+    except InvalidKwargsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--kwargs'") from exc
+    except InvalidFunctionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'MODULE:FUNCTION'") from exc
+    except InvalidQueueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--queue'") from exc
+    except InvalidJobError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command()
+def push(
+    function: Annotated[
+        str,
+        typer.Argument(
+            help="The job's function, as module:function.",
+            metavar="MODULE:FUNCTION",
+            show_default=False,
+        ),
+    ],
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="The queue.")] = QUEUE_DEFAULT,
+    kwargs: Annotated[
+        str, typer.Option(help="""Keyword arguments, a JSON object: '{"name": "x"}'.""")
+    ] = "{}",
+    priority: Annotated[int, typer.Option(help="Lower values run first.")] = PRIORITY_DEFAULT,
+    max_attempts: Annotated[
+        int, typer.Option(help="Runs allowed before the job fails.", min=1)
+    ] = MAX_ATTEMPTS_DEFAULT,
+    delay: Annotated[
+        float | None, typer.Option(help="Seconds to wait before it may run.", min=0)
+    ] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(help="At most one unfinished job per key: a second push prints the first."),
+    ] = None,
+) -> None:
+    """Push one job and print its id."""
+    job = build_job(
+        function,
+        kwargs,
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        delay=delay,
+        unique_key=unique_key,
+    )
+    reference = with_chancy(app_path, dsn, lambda chancy: chancy.push(job))
+    typer.echo(reference.id)
+
+
+job_app = typer.Typer(name="job", help="Show, retry or cancel one job.", no_args_is_help=True)
+app.add_typer(job_app)
+
+JobIdArgument = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``message`` to stderr; the caller raises the returned exit (code 1)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@job_app.command("show")
+def job_show(
+    job_id: JobIdArgument,
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show a job: its state, attempts, timestamps, result and every error."""
+    job = with_chancy(app_path, dsn, lambda chancy: chancy.get_job(job_id))
+    if job is None:
+        raise fail(f"no job {job_id}")
+    if as_json:
+        typer.echo(json.dumps(job_as_json(job), indent=2))
+    else:
+        Console().print(render_job(job))
+
+
+@job_app.command("retry")
+def job_retry(job_id: JobIdArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Put a failed or cancelled job back in its queue, with one more attempt allowed."""
+    change_state(
+        app_path, dsn, job_id, Chancy.retry_job, "only failed or cancelled jobs can be retried"
+    )
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: JobIdArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Cancel a job that has not finished (a running one is interrupted)."""
+    change_state(app_path, dsn, job_id, Chancy.cancel_job, "only unfinished jobs can be cancelled")
+
+
+def change_state(
+    app_path: str | None,
+    dsn: str | None,
+    job_id: int,
+    change: Callable[[Chancy, int], Awaitable[QueuedJob | None]],
+    why: str,
+) -> None:
+    """Apply ``change`` and print the new state; if nothing changed, say why (exit 1)."""
+
+    async def attempt(chancy: Chancy) -> tuple[QueuedJob | None, QueuedJob | None]:
+        changed = await change(chancy, job_id)
+        return changed, changed or await chancy.get_job(job_id)
+
+    changed, current = with_chancy(app_path, dsn, attempt)
+    if current is None:
+        raise fail(f"no job {job_id}")
+    if changed is None:
+        raise fail(f"job {job_id} is {current.state}; nothing changed: {why}")
+    typer.echo(f"job {job_id} is now {changed.state}")
+
+
+# A stored job's fields in the order `job show` lists them. ``delay`` is not among them:
+# it is an instruction to the push, stored as ``scheduled_at``.
+JOB_FIELDS = (
+    "id",
+    "state",
+    "queue",
+    "func",
+    "kwargs",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "scheduled_at",
+    "started_at",
+    "completed_at",
+    "lease_expires_at",
+    "worker_id",
+    "unique_key",
+    "timeout",
+    "backoff",
+    "meta",
+    "result",
+    "errors",
+)
+
+
+def job_as_json(job: QueuedJob) -> dict[str, Any]:
+    """The stored fields of ``job`` as JSON values (timestamps in ISO 8601)."""
+    values = {name: getattr(job, name) for name in JOB_FIELDS}
+    shown: dict[str, Any] = json.loads(json.dumps(values, default=_json_default))
+    return shown
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def render_job(job: QueuedJob) -> RenderableType:
+    """The job as a table of its fields, then one panel per error with its traceback."""
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    fields = job_as_json(job)
+    fields["attempts"] = f"{job.attempts} of {fields.pop('max_attempts')}"
+    del fields["errors"]
+    for name, value in fields.items():
+        if value not in (None, {}) or name == "result":
+            table.add_row(name, Text(value if isinstance(value, str) else json.dumps(value)))
+    errors = [_render_error(error) for error in job.errors]
+    return Group(Panel(table, title=f"job {job.id}: {job.state}"), *errors)
+
+
+def _render_error(error: Mapping[str, Any]) -> Panel:
+    title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
+    body = Text(str(error.get("message", "")), style="bold")
+    if traceback := error.get("traceback"):
+        body.append("\n\n" + str(traceback).rstrip(), style="default")
+    return Panel(body, title=title, border_style="red")
+
+
+@app.command()
+def demo(
+    jobs: Annotated[int, typer.Option(help="How many jobs to push.", min=1)] = DEMO_JOBS_DEFAULT,
+    concurrency: Annotated[
+        int, typer.Option(help="Jobs the worker runs at once.", min=1)
+    ] = DEMO_CONCURRENCY_DEFAULT,
+    dsn: DsnOption = None,
+) -> None:
+    """Run demo jobs, measure throughput, and prove they ran in priority order.
+
+    The jobs (mixed priorities) go into a fresh queue `demo-<hex>` and stay there
+    afterwards. Exit code 1 if any job did not succeed or the order proof fails.
+    """
+    console = Console()
+    report = with_chancy(
+        None,
+        dsn,
+        lambda chancy: run_demo(chancy, jobs=jobs, concurrency=concurrency, console=console),
+    )
+    console.print(report_table(report))
+    if report.first_job_id is not None:
+        console.print(f"the jobs are kept: e.g. chancy job show {report.first_job_id}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of the ``chancy`` console script."""
     try:
@@ -77,3 +453,7 @@ def main() -> None:
     except ChancyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -74,10 +74,9 @@ def alembic_config(
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Alembic ``include_name`` hook: only chancy's own tables take part in comparisons.
-
-    Use it in an application's ``env.py`` so its autogenerate neither drops nor
-    re-creates chancy's tables (see the README).
+    """Alembic ``include_name`` hook of chancy's own ``env.py``: only chancy's tables take
+    part in its comparisons. (An application's ``env.py`` wants the opposite:
+    :func:`chancy.alembic.exclude_chancy`.)
     """
     if type_ == "table":
         return name is not None and name.startswith(TABLE_PREFIX) and name != VERSION_TABLE

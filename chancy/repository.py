@@ -608,6 +608,19 @@ class JobRepository:
             row = (await conn.execute(_RETRY, {"p_id": job_id})).mappings().first()
         return None if row is None else QueuedJob.from_row(row)
 
+    async def count_by_state(self, conn: Executable, queue: str) -> dict[str, int]:
+        """How many jobs of ``queue`` are in each state (states with none are absent)."""
+        statement = sa.select(_c.state, sa.func.count()).where(_c.queue == queue).group_by(_c.state)
+        rows = (await conn.execute(statement)).all()
+        return {str(state): int(count) for state, count in rows}
+
+    async def timeline(self, conn: Executable, queue: str) -> list[Any]:
+        """``(id, priority, started_at, completed_at)`` of every job of ``queue``."""
+        statement = sa.select(_c.id, _c.priority, _c.started_at, _c.completed_at).where(
+            _c.queue == queue
+        )
+        return list((await conn.execute(statement)).all())
+
 
 class LeaderRepository:
     """The statements about the leader's lease."""

@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "chancy_0001"
 down_revision: str | Sequence[str] | None = None
-# Applications that keep chancy's history beside their own upgrade both with
-# `alembic upgrade heads`, or chancy's alone with `alembic upgrade chancy@head`.
+# chancy's history is recorded in its own version table (chancy_alembic_version); an
+# application runs it from its env.py with chancy.alembic.upgrade (docs/embedding.md).
 branch_labels: str | Sequence[str] | None = ("chancy",)
 depends_on: str | Sequence[str] | None = None
 

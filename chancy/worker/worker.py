@@ -15,7 +15,6 @@ jobs; the cluster's leader also runs the promoter and the rescuer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -49,6 +48,8 @@ __all__ = ["SHUTDOWN_TIMEOUT_DEFAULT", "Worker"]
 log = logging.getLogger("chancy.worker")
 
 SHUTDOWN_TIMEOUT_DEFAULT = 30.0
+SERVICE_STOP_TIMEOUT = 10.0
+HARD_STOP_GRACE = 5.0
 Interruption = Literal["lost", "shutdown"]
 
 
@@ -188,6 +189,9 @@ class Worker:
     async def _stop_on_signal(self, timeout: float | None) -> None:
         if timeout == 0.0:
             self._interrupt_all("shutdown")
+            # Stopping hard must end the process even if cleanup is stuck (a dead database):
+            # jobs not given back by then are rescued once their leases expire.
+            asyncio.get_running_loop().call_later(HARD_STOP_GRACE, self.stopped.set)
         await self.stop(timeout=timeout)
 
     async def _check_schema(self) -> None:
@@ -292,13 +296,21 @@ class Worker:
             self._unsubscribe()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._completer is not None:
-            await self._completer.stop()
-        if self._leadership is not None:
-            await self._leadership.resign()
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=SERVICE_STOP_TIMEOUT)
+            for task in stuck:
+                log.error("%s did not stop within %.0f s", task.get_name(), SERVICE_STOP_TIMEOUT)
+        for name, step in (
+            ("writing outcomes", self._completer.stop() if self._completer else None),
+            ("resigning", self._leadership.resign() if self._leadership else None),
+        ):
+            if step is None:
+                continue
+            try:
+                async with asyncio.timeout(SERVICE_STOP_TIMEOUT):
+                    await step
+            except TimeoutError:
+                log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
         for producer in self._producers.values():
             await producer.executor.stop()
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 
 from sqlalchemy.engine import URL
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from chancy import migrations
-from chancy.cli import app
+from chancy.app import Chancy
+from chancy.cli import JOB_FIELDS, app
 from chancy.database import create_engine
+from chancy.executor import Job, QueuedJob
+from chancy.queue import Queue
+from chancy.worker import Worker
+from tests.unit import tasks
 
 runner = CliRunner()
 
@@ -30,3 +37,114 @@ async def test_migrate_upgrades_the_database_named_by_dsn(empty_database_url: UR
         assert await migrations.current(engine) == migrations.head()
     finally:
         await engine.dispose()
+
+
+def dsn_of(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def flat(output: str) -> str:
+    """``output`` without the frame and line breaks of typer's error panel."""
+    return " ".join(output.replace("│", " ").split())
+
+
+async def invoke(*args: str) -> Result:
+    """Run the command in a thread: it calls asyncio.run, which needs a loop of its own."""
+    return await asyncio.to_thread(runner.invoke, app, list(args))
+
+
+async def push_greeting(database_url: URL, *options: str) -> int:
+    result = await invoke("push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), *options)
+    assert result.exit_code == 0, result.output
+    return int(result.stdout)
+
+
+async def test_push_stores_the_job_that_job_show_json_returns(database_url: URL) -> None:
+    job_id = await push_greeting(
+        database_url, "--queue", "mail", "--kwargs", '{"name": "x"}', "--priority", "-5"
+    )
+    result = await invoke("job", "show", str(job_id), "--dsn", dsn_of(database_url), "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["id"] == job_id
+    assert shown["func"] == "tests.unit.tasks.greet"
+    assert shown["kwargs"] == {"name": "x"}
+    assert (shown["queue"], shown["priority"], shown["state"]) == ("mail", -5, "pending")
+    assert shown["created_at"].endswith("+00:00")
+
+
+async def test_push_with_delay_max_attempts_and_unique_key(database_url: URL) -> None:
+    options = ("--kwargs", '{"name": "x"}', "--delay", "60", "--unique-key", "k")
+    first = await push_greeting(database_url, *options, "--max-attempts", "3")
+    assert await push_greeting(database_url, *options) == first
+    async with Chancy(database_url) as chancy:
+        stored = await chancy.get_job(first)
+    assert stored is not None
+    assert (stored.state, stored.max_attempts, stored.unique_key) == ("scheduled", 3, "k")
+
+
+async def test_push_with_kwargs_that_are_not_json_exits_2_naming_the_problem(
+    database_url: URL,
+) -> None:
+    result = await invoke(
+        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--kwargs", "{name: x}"
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--kwargs': '{name: x}' is not JSON" in flat(result.output)
+
+
+async def test_push_with_kwargs_the_function_does_not_take_exits_2(database_url: URL) -> None:
+    result = await invoke(
+        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--kwargs", '{"nmae": 1}'
+    )
+    assert result.exit_code == 2
+    assert "greet() has no parameter 'nmae'; did you mean 'name'?" in flat(result.output)
+
+
+async def test_job_show_of_an_unknown_id_exits_1(database_url: URL) -> None:
+    result = await invoke("job", "show", "424242", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 1
+    assert "no job 424242" in result.output
+
+
+async def test_job_cancel_then_retry_change_the_state(database_url: URL) -> None:
+    job_id = await push_greeting(database_url, "--kwargs", '{"name": "x"}')
+    cancelled = await invoke("job", "cancel", str(job_id), "--dsn", dsn_of(database_url))
+    assert cancelled.exit_code == 0, cancelled.output
+    assert f"job {job_id} is now cancelled" in cancelled.stdout
+    retried = await invoke("job", "retry", str(job_id), "--dsn", dsn_of(database_url))
+    assert retried.exit_code == 0, retried.output
+    assert f"job {job_id} is now pending" in retried.stdout
+
+
+async def test_job_cancel_of_a_finished_job_says_why_nothing_changed(database_url: URL) -> None:
+    job_id = await push_greeting(database_url, "--kwargs", '{"name": "x"}')
+    await invoke("job", "cancel", str(job_id), "--dsn", dsn_of(database_url))
+    again = await invoke("job", "cancel", str(job_id), "--dsn", dsn_of(database_url))
+    assert again.exit_code == 1
+    assert f"job {job_id} is cancelled; nothing changed" in flat(again.output)
+
+
+async def test_job_retry_of_a_pending_job_exits_1(database_url: URL) -> None:
+    job_id = await push_greeting(database_url, "--kwargs", '{"name": "x"}')
+    result = await invoke("job", "retry", str(job_id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 1
+    assert "only failed or cancelled jobs" in flat(result.output)
+
+
+async def test_job_show_prints_each_error_with_its_traceback(database_url: URL) -> None:
+    async with Chancy(database_url, queues=[Queue(name="default")]) as chancy:
+        ref = await chancy.push("default", Job.from_func(tasks.fail, kwargs={"message": "boom"}))
+        async with Worker(chancy):
+            await chancy.wait_for_job(ref, timeout=10)
+    result = await invoke("job", "show", str(ref.id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "failed" in result.stdout
+    assert "attempt 1: ValueError" in result.stdout
+    assert "Traceback (most recent call last)" in result.stdout
+    assert "boom" in result.stdout
+
+
+def test_job_show_lists_every_stored_field() -> None:
+    stored = {field.name for field in dataclasses.fields(QueuedJob)} - {"delay"}
+    assert set(JOB_FIELDS) == stored

@@ -1,0 +1,5 @@
+"""`python -m chancy`: the `chancy` command."""
+
+from chancy.cli import main
+
+main()
