@@ -111,11 +111,17 @@ AppOption = Annotated[
 ]
 
 
+def import_from_cwd() -> None:
+    """Let jobs, ``--app`` and ``MODULE:FUNCTION`` import from the current directory, as
+    ``python -m`` does (the installed ``chancy`` script's path does not include it)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def load_app(path: str) -> Chancy:
     """Import ``module:attribute`` (a Chancy, or a function returning one)."""
     module_name, _, attribute = path.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -164,6 +170,7 @@ def worker(
     ] = RESCUE_INTERVAL_DEFAULT,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT (a second signal stops at once)."""
+    import_from_cwd()  # the jobs' modules, as for the script beside them that pushed them
     chancy = load_app(app_path) if app_path else Chancy(dsn)
     queues = select_queues(chancy, queue or [], concurrency)
 
@@ -199,8 +206,7 @@ def with_chancy(
 def import_function(name: str) -> Callable[..., Any]:
     """The function ``module:function`` (or ``module.function``), imported from the
     current directory as ``--app`` is."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_cwd()
     try:
         return resolve(name.replace(":", "."))
     except InvalidFunctionError as exc:

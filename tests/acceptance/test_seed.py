@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.models import JobRow
+from chancy.states import JobState
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -104,3 +106,41 @@ def test_a_process_started_beside_job_py_imports_and_runs_the_function(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello, world!\n"
+
+
+def chancy_command() -> list[str]:
+    """The installed ``chancy`` console script (its sys.path does not start with the current
+    directory, unlike ``python -m chancy``), else the module."""
+    script = Path(sys.executable).with_name("chancy")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "chancy"]
+
+
+def start_worker(dsn: str, directory: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*chancy_command(), "worker", "--dsn", dsn, "-q", "default"],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def test_chancy_worker_started_beside_job_py_runs_the_seed_job(
+    empty_database_url: URL, tmp_path: Path
+) -> None:
+    dsn = empty_database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pushed = run_as_job_py(BLOCKS[0], dsn, tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    worker = start_worker(dsn, tmp_path)
+    try:
+        async with Chancy(empty_database_url) as chancy:
+            async with chancy.engine.connect() as connection:
+                (job_id,) = (await connection.execute(sa.select(JobRow.id))).scalars().all()
+            job = await chancy.wait_for_job(job_id, timeout=60)
+        assert job.state == JobState.SUCCEEDED, job.errors
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "Hello, world!\n" in out
