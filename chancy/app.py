@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chancy import migrations
-from chancy.database import check_reachable, create_engine, describe, resolve_url
+from chancy.database import check_reachable, create_engine, describe, hot_connection, resolve_url
 from chancy.errors import ChancyError, InvalidJobError, InvalidQueueError
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.listener import Event, Listener
@@ -169,7 +169,7 @@ class Chancy:
     async def _push(self, batch: list[Job], session: Transaction | None) -> list[Reference]:
         if session is not None:
             return await self._jobs.push_many(session, batch)
-        async with self.engine.begin() as connection:
+        async with hot_connection(self.engine) as connection:
             return await self._jobs.push_many(connection, batch)
 
     async def get_job(self, reference: Reference | int) -> QueuedJob | None:

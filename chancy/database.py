@@ -8,18 +8,29 @@ are described by :func:`describe` (user, host, port and database only).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chancy.errors import ConfigurationError, DatabaseUnavailableError
 
-__all__ = ["DSN_ENV", "check_reachable", "create_engine", "describe", "resolve_url"]
+__all__ = [
+    "DSN_ENV",
+    "check_reachable",
+    "create_engine",
+    "describe",
+    "hot_connection",
+    "resolve_url",
+]
 
 DSN_ENV = "CHANCY_DSN"
 CONNECT_TIMEOUT_DEFAULT = 10.0
@@ -69,9 +80,49 @@ def describe(url: URL) -> str:
 def create_engine(url: URL, **options: Any) -> AsyncEngine:
     """An async engine for ``url`` with chancy's defaults, overridable by ``options``."""
     connect_args = {"timeout": CONNECT_TIMEOUT_DEFAULT, **options.pop("connect_args", {})}
-    options.setdefault("pool_pre_ping", True)
     options.setdefault("hide_parameters", True)
-    return create_async_engine(url, connect_args=connect_args, **options)
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    if not options.get("pool_pre_ping"):
+        event.listen(engine.sync_engine.pool, "checkout", _closed_is_disconnected)
+    return engine
+
+
+def _closed_is_disconnected(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's check before handing out a connection, without a round trip (unlike
+    ``pool_pre_ping``): a connection the server closed (a restart, an idle timeout, a
+    terminated backend) was seen closing by the event loop, and is replaced by a new one."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
+@contextlib.asynccontextmanager
+async def hot_connection(
+    engine: AsyncEngine,
+) -> AsyncIterator[asyncpg.Connection | AsyncConnection]:
+    """A connection for the statements of the hot path (a push, a claim, a batch of
+    outcomes), each of which is its own transaction.
+
+    On asyncpg, the bare driver connection under one of ``engine``'s pooled connections:
+    each statement is one round trip, with no BEGIN and COMMIT of its own and no
+    SQLAlchemy in between. It goes back to the pool afterwards (one the server closed
+    meanwhile is discarded instead). On another driver, a SQLAlchemy connection in a
+    transaction that commits when the block ends.
+    """
+    if engine.dialect.driver != "asyncpg":
+        async with engine.begin() as connection:
+            yield connection
+        return
+    pooled = await engine.raw_connection()
+    driver = cast(asyncpg.Connection, pooled.driver_connection)
+    try:
+        yield driver
+    except BaseException:
+        if driver.is_closed():
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
 
 
 async def check_reachable(engine: AsyncEngine) -> None:

@@ -15,10 +15,11 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.repository import EVENTS_CHANNEL
 
@@ -85,14 +86,13 @@ class Listener:
         first = True
         while True:
             try:
-                async with self._engine.connect() as connection:
-                    lost = await self._listen(connection)
+                async with self._connection() as driver:
+                    lost = await self._listen(driver)
                     delay = RECONNECT_DELAY_MIN
                     if not first:
                         self._dispatch(RECONNECTED)
                     first = False
-                    await self._watch(await _driver(connection), lost)
-                    await connection.invalidate()
+                    await self._watch(driver, lost)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -101,7 +101,7 @@ class Listener:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RECONNECT_DELAY_MAX)
 
-    async def _watch(self, driver: Any, lost: asyncio.Event) -> None:
+    async def _watch(self, driver: asyncpg.Connection, lost: asyncio.Event) -> None:
         """Return when the connection is lost, or stops answering a periodic ping (a
         silent network failure would otherwise go unnoticed forever)."""
         while True:
@@ -114,17 +114,29 @@ class Listener:
                 log.warning("LISTEN connection stopped answering (%s); reconnecting", exc)
                 return
 
-    async def _listen(self, connection: AsyncConnection) -> asyncio.Event:
-        """LISTEN on ``connection``; the returned event is set when it is lost."""
-        driver = await _driver(connection)
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """An asyncpg connection to LISTEN on: one of the engine's, discarded afterwards
+        (it was LISTENing), or, when the engine runs on another driver, one of its own to
+        the engine's server."""
+        if self._engine.dialect.driver == "asyncpg":
+            async with self._engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                yield cast(asyncpg.Connection, raw.driver_connection)
+                await connection.invalidate()
+            return
+        url = self._engine.url.set(drivername="postgresql")
+        driver = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            yield driver
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.close(timeout=HEALTH_CHECK_TIMEOUT)
+
+    async def _listen(self, driver: asyncpg.Connection) -> asyncio.Event:
+        """LISTEN on ``driver``; the returned event is set when it is lost."""
         lost = asyncio.Event()
         driver.add_termination_listener(lambda _connection: lost.set())
         await driver.add_listener(EVENTS_CHANNEL, self._on_notification)
         self.connected.set()
         return lost
-
-
-async def _driver(connection: AsyncConnection) -> Any:
-    """The asyncpg connection under a SQLAlchemy one."""
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection

@@ -19,13 +19,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from chancy.errors import SchemaError
 from chancy.executor import Job, QueuedJob, Reference
@@ -37,12 +40,18 @@ __all__ = [
     "LEASE_SECONDS_DEFAULT",
     "Attempt",
     "Executable",
+    "HotExecutable",
     "JobRepository",
     "LeaderRepository",
     "Outcome",
 ]
 
 Executable = AsyncConnection | AsyncSession
+"""Where a statement runs: the caller's SQLAlchemy connection or session, in its transaction."""
+HotExecutable = Executable | asyncpg.Connection
+"""Also the bare asyncpg connection of :func:`chancy.database.hot_connection`, where
+each statement is its own transaction (one round trip), for the statements of the hot
+path: push, claim, outcomes, leases."""
 
 EVENTS_CHANNEL = f"{TABLE_PREFIX}events"
 LEASE_SECONDS_DEFAULT = 30.0
@@ -60,8 +69,41 @@ _FAILED: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.FAILED.value}'")
 _CANCELLED: sa.ColumnElement[Any] = sa.literal_column(f"'{JobState.CANCELLED.value}'")
 
 
-def _push_statement() -> sa.Executable:
-    """INSERT of a batch of jobs from parallel arrays, in one round trip.
+class _Statement:
+    """A statement built with SQLAlchemy Core, also compiled once for bare asyncpg: its
+    text and the order of its parameters, so the hot path runs it with no SQLAlchemy in
+    between. (JSON columns arrive decoded either way: SQLAlchemy's asyncpg dialect gives
+    each pooled connection a codec for them.)"""
+
+    _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+    def __init__(self, construct: sa.Executable) -> None:
+        self.construct = construct
+        compiled = cast(
+            SQLCompiler, cast(sa.ClauseElement, construct).compile(dialect=self._DIALECT)
+        )
+        self.sql = compiled.string
+        self._names = tuple(compiled.positiontup or ())
+        self._constants = dict(compiled.params)
+
+    async def rows(self, conn: HotExecutable, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        """The rows of the statement, as mappings of column name to value."""
+        with _schema_errors():
+            if not isinstance(conn, asyncpg.Connection):
+                return (await conn.execute(self.construct, parameters)).mappings().all()
+            arguments = [parameters.get(name, self._constants.get(name)) for name in self._names]
+            try:
+                return await conn.fetch(self.sql, *arguments)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                raise DBAPIError.instance(
+                    self.sql, None, exc, Exception, hide_parameters=True
+                ) from exc
+
+
+def _push_statement(*, single: bool) -> sa.Executable:
+    """INSERT of a batch of jobs from parallel arrays, in one round trip; with ``single``,
+    of one job from plain parameters (the same statement without ``unnest``, a little
+    cheaper for the server, for ``push``).
 
     ``unnest`` keeps the statement's text the same for 1 job or 50,000 (one prepared
     statement, no parameter limit). The state is decided by the database's clock: a job
@@ -85,11 +127,20 @@ def _push_statement() -> sa.Executable:
     }
     # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
     # array of NULLs as an array of unknown type.
-    arrays = [
-        sa.cast(sa.bindparam(f"p_{name}", type_=ARRAY(type_)), ARRAY(type_))
-        for name, type_ in columns.items()
-    ]
-    batch = sa.func.unnest(*arrays).table_valued(*columns).render_derived("batch")
+    batch: sa.Subquery | sa.TableValuedAlias
+    if single:
+        batch = sa.select(
+            *(
+                sa.cast(sa.bindparam(f"p_{name}", type_=type_), type_).label(name)
+                for name, type_ in columns.items()
+            )
+        ).subquery("batch")
+    else:
+        arrays = [
+            sa.cast(sa.bindparam(f"p_{name}", type_=ARRAY(type_)), ARRAY(type_))
+            for name, type_ in columns.items()
+        ]
+        batch = sa.func.unnest(*arrays).table_valued(*columns).render_derived("batch")
     due = sa.func.coalesce(
         batch.c.scheduled_at,
         sa.func.now() + _SECOND * batch.c.delay,
@@ -431,9 +482,9 @@ def _elect_statement() -> sa.Executable:
     ).returning(_leader.c.term)
 
 
-_COMPLETE = _complete_statement()
-_EXTEND_LEASES = _extend_leases_statement()
-_RELEASE = _release_statement()
+_COMPLETE = _Statement(_complete_statement())
+_EXTEND_LEASES = _Statement(_extend_leases_statement())
+_RELEASE = _Statement(_release_statement())
 _RESCUE = _rescue_statement()
 _PROMOTE = _promote_statement()
 _CANCEL = _cancel_statement()
@@ -447,12 +498,13 @@ _RESIGN = (
 )
 
 
-_PUSH = _push_statement()
-_CLAIM = _claim_statement()
+_PUSH = _Statement(_push_statement(single=False))
+_PUSH_ONE = _Statement(_push_statement(single=True))
+_CLAIM = _Statement(_claim_statement())
 _GET = sa.select(*_jobs.c).where(_c.id == sa.bindparam("id"))
 # The jobs holding unique keys. Unfinished holders first, newest first: the first row per
 # key is the one a duplicate push refers to.
-_FIND_HOLDERS_BY_KEYS = (
+_FIND_HOLDERS_BY_KEYS = _Statement(
     sa.select(_c.id, _c.unique_key)
     .where(_c.unique_key == sa.func.any(sa.bindparam("p_keys", type_=ARRAY(sa.Text))))
     .order_by(sa.case((sa.literal_column(state_in(UNFINISHED_STATES)), 0), else_=1), _c.id.desc())
@@ -487,7 +539,7 @@ class Attempt:
 class JobRepository:
     """The statements about jobs. Stateless: one instance serves every connection."""
 
-    async def push_many(self, conn: Executable, jobs: Sequence[Job]) -> list[Reference]:
+    async def push_many(self, conn: HotExecutable, jobs: Sequence[Job]) -> list[Reference]:
         """Insert ``jobs`` in one statement; one :class:`Reference` per job, in order.
 
         A job whose ``unique_key`` is held by an unfinished job (or by an earlier job of
@@ -496,10 +548,10 @@ class JobRepository:
         plan = _PushPlan(jobs)
         if not plan.batch:
             return []
-        with _schema_errors():
-            held = plan.inserted((await conn.execute(_PUSH, plan.parameters())).all())
-            if held:
-                plan.held_by(await conn.execute(_FIND_HOLDERS_BY_KEYS, {"p_keys": held}))
+        statement, parameters = plan.statement()
+        held = plan.inserted(await statement.rows(conn, parameters))
+        if held:
+            plan.held_by(await _FIND_HOLDERS_BY_KEYS.rows(conn, {"p_keys": held}))
         return plan.references()
 
     def push_many_sync(self, conn: Connection | Session, jobs: Sequence[Job]) -> list[Reference]:
@@ -508,9 +560,12 @@ class JobRepository:
         if not plan.batch:
             return []
         with _schema_errors():
-            held = plan.inserted(conn.execute(_PUSH, plan.parameters()).all())
+            statement, parameters = plan.statement()
+            held = plan.inserted(conn.execute(statement.construct, parameters).mappings().all())
             if held:
-                plan.held_by(conn.execute(_FIND_HOLDERS_BY_KEYS, {"p_keys": held}))
+                plan.held_by(
+                    conn.execute(_FIND_HOLDERS_BY_KEYS.construct, {"p_keys": held}).mappings()
+                )
         return plan.references()
 
     async def get(self, conn: Executable, job_id: int) -> QueuedJob | None:
@@ -521,7 +576,7 @@ class JobRepository:
 
     async def claim_available(
         self,
-        conn: Executable,
+        conn: HotExecutable,
         queue: str,
         limit: int,
         worker_id: str,
@@ -530,22 +585,21 @@ class JobRepository:
     ) -> list[QueuedJob]:
         """Start up to ``limit`` ready jobs of ``queue``: lowest priority value first, then
         in arrival order. Returns them in that order, ``running`` with a lease."""
-        with _schema_errors():
-            result = await conn.execute(
-                _CLAIM,
-                {
-                    "p_queue": queue,
-                    "p_limit": limit,
-                    "p_worker_id": worker_id,
-                    "p_lease_seconds": lease_seconds,
-                },
-            )
-        jobs = [QueuedJob.from_row(row) for row in result.mappings()]
+        rows = await _CLAIM.rows(
+            conn,
+            {
+                "p_queue": queue,
+                "p_limit": limit,
+                "p_worker_id": worker_id,
+                "p_lease_seconds": lease_seconds,
+            },
+        )
+        jobs = [QueuedJob.from_row(row) for row in rows]
         jobs.sort(key=lambda job: (job.priority, job.id))
         return jobs
 
     async def complete_many_if_running(
-        self, conn: Executable, outcomes: Sequence[Outcome]
+        self, conn: HotExecutable, outcomes: Sequence[Outcome]
     ) -> set[int]:
         """Write the outcomes of attempts; returns the ids written. An outcome whose
         attempt no longer holds its job (a stale worker) is not written."""
@@ -560,29 +614,24 @@ class JobRepository:
             "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
             "p_retry_in": [o.retry_in for o in outcomes],
         }
-        with _schema_errors():
-            result = await conn.execute(_COMPLETE, parameters)
-        return {row.id for row in result}
+        return {row["id"] for row in await _COMPLETE.rows(conn, parameters)}
 
     async def extend_leases_many(
-        self, conn: Executable, attempts: Sequence[Attempt], lease_seconds: float
+        self, conn: HotExecutable, attempts: Sequence[Attempt], lease_seconds: float
     ) -> set[int]:
         """Extend the leases of ``attempts``; returns the ids still held."""
         if not attempts:
             return set()
-        result = await conn.execute(
-            _EXTEND_LEASES, {**_attempt_arrays(attempts), "p_lease_seconds": lease_seconds}
-        )
-        return {row.id for row in result}
+        parameters = {**_attempt_arrays(attempts), "p_lease_seconds": lease_seconds}
+        return {row["id"] for row in await _EXTEND_LEASES.rows(conn, parameters)}
 
     async def release_many_if_running(
-        self, conn: Executable, attempts: Sequence[Attempt]
+        self, conn: HotExecutable, attempts: Sequence[Attempt]
     ) -> set[int]:
         """Make the jobs of ``attempts`` ready again at once; returns the ids released."""
         if not attempts:
             return set()
-        result = await conn.execute(_RELEASE, _attempt_arrays(attempts))
-        return {row.id for row in result}
+        return {row["id"] for row in await _RELEASE.rows(conn, _attempt_arrays(attempts))}
 
     async def rescue_expired_many(self, conn: Executable, limit: int) -> dict[int, JobState]:
         """Take back up to ``limit`` running jobs whose lease expired; returns each
@@ -660,14 +709,18 @@ class _PushPlan:
             self.batch.append(job)
         self._ids: list[int | None] = []
 
-    def parameters(self) -> dict[str, list[Any]]:
-        return _push_parameters(self.batch)
+    def statement(self) -> tuple[_Statement, dict[str, Any]]:
+        """The INSERT for the batch and its parameters: arrays, or scalars for one job."""
+        parameters = _push_parameters(self.batch)
+        if len(self.batch) == 1:
+            return _PUSH_ONE, {name: values[0] for name, values in parameters.items()}
+        return _PUSH, parameters
 
     def inserted(self, rows: Sequence[Any]) -> list[str]:
         """Record the inserted rows (in id order); returns the unique keys that were held
         by existing jobs, whose ids must be looked up."""
-        keys = {row.unique_key for row in rows if row.unique_key is not None}
-        ids = iter(row.id for row in rows)
+        keys = {row["unique_key"] for row in rows if row["unique_key"] is not None}
+        ids = iter(row["id"] for row in rows)
         self._ids = [
             next(ids) if job.unique_key is None or job.unique_key in keys else None
             for job in self.batch
@@ -678,7 +731,7 @@ class _PushPlan:
         """Record the holders of the held keys (the first row per key wins)."""
         by_key: dict[str, int] = {}
         for row in holders:
-            by_key.setdefault(row.unique_key, row.id)
+            by_key.setdefault(row["unique_key"], row["id"])
         self._ids = [
             by_key[job.unique_key] if id_ is None and job.unique_key else id_
             for job, id_ in zip(self.batch, self._ids, strict=True)

@@ -8,6 +8,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chancy.database import hot_connection
 from chancy.repository import Attempt, JobRepository, Outcome
 
 __all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]
@@ -85,7 +86,7 @@ class Completer:
         outcomes, releases = self._outcomes[: self.flush_batch], list(self._releases)
         if not outcomes and not releases:
             return
-        async with self._engine.begin() as connection:
+        async with hot_connection(self._engine) as connection:
             written = await self._jobs.complete_many_if_running(connection, outcomes)
             await self._jobs.release_many_if_running(connection, releases)
         del self._outcomes[: len(outcomes)]

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from chancy import migrations
+from chancy.database import hot_connection
 from chancy.errors import ChancyError, SchemaError
 from chancy.executor import executor_for
 from chancy.executor.base import Executor
@@ -205,7 +206,7 @@ class Worker:
     async def _claim(self, queue: str, limit: int) -> list[QueuedJob]:
         if self._stopping:
             return []
-        async with self.chancy.engine.begin() as connection:
+        async with hot_connection(self.chancy.engine) as connection:
             return await self._jobs.claim_available(
                 connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
             )
@@ -266,7 +267,7 @@ class Worker:
             assert self._completer is not None
             running = [a for p in self._producers.values() for a in p.attempts]
             try:
-                async with self.chancy.engine.begin() as connection:
+                async with hot_connection(self.chancy.engine) as connection:
                     held = await self._jobs.extend_leases_many(
                         connection, running + self._completer.unwritten, self.lease_seconds
                     )

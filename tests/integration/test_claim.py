@@ -122,7 +122,7 @@ async def explain_analyze_claim(chancy: Chancy, queue: str, limit: int) -> dict[
     """EXPLAIN ANALYZE of the claim statement exactly as chancy sends it (rolled back)."""
     async with chancy.engine.connect() as connection:
         await connection.execute(sa.text("ANALYZE chancy_jobs"))
-        compiled = _CLAIM.compile(dialect=connection.dialect)
+        compiled = _CLAIM.construct.compile(dialect=connection.dialect)
         values = {"p_queue": queue, "p_limit": limit, "p_worker_id": "w", "p_lease_seconds": 30.0}
         params = compiled.construct_params(values)
         args = [params[name] for name in compiled.positiontup or ()]

@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chancy.app import Chancy
+from chancy.database import hot_connection
 from chancy.errors import InvalidJobError, InvalidQueueError
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
@@ -67,20 +68,20 @@ async def test_push_many_returns_references_in_order(chancy: Chancy) -> None:
         assert (stored.kwargs["name"], stored.queue) == (f"n{i}", "bulk")
 
 
-async def test_push_many_is_one_statement(chancy: Chancy) -> None:
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    sync_engine = chancy.engine.sync_engine
-    sa.event.listen(sync_engine, "before_cursor_execute", record)
-    try:
+async def test_push_many_is_one_statement_and_one_round_trip(database_url: URL) -> None:
+    sent: list[str] = []
+    options = {"pool_size": 1, "max_overflow": 0}  # one connection: the one watched
+    async with Chancy(database_url, engine_options=options) as chancy:
+        await chancy.push_many("bulk", [greet(), greet()])  # asyncpg's first prepare of the
+        await chancy.push("bulk", greet())  # statements also reads the types they use
+        async with hot_connection(chancy.engine) as connection:
+            assert isinstance(connection, asyncpg.Connection)
+            connection.add_query_logger(lambda query: sent.append(query.query))
         await chancy.push_many("bulk", [greet() for _ in range(500)])
-    finally:
-        sa.event.remove(sync_engine, "before_cursor_execute", record)
-    assert len(statements) == 1
-    assert statements[0].lstrip().startswith("WITH")
+        await chancy.push("bulk", greet())
+    assert len(sent) == 2  # no BEGIN or COMMIT: each push is one autocommitted statement
+    assert all(query.lstrip().startswith("WITH inserted AS") for query in sent)
+    assert "unnest" in sent[0]
 
 
 async def test_push_many_with_each_jobs_own_queue(chancy: Chancy) -> None:

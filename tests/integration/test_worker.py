@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from chancy.app import Chancy
 from chancy.executor import Job
@@ -264,3 +265,24 @@ async def test_each_executor_ends_a_cancelled_running_job(any_executor: Chancy) 
         await app.cancel_job(ref)
         await until(lambda: ref.id not in worker.running, timeout=10)
     assert (await app.get_job(ref)).state is JobState.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_an_app_engine_on_psycopg_pushes_and_runs_jobs(
+    database_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hot path's bare asyncpg statements are an optimisation: on another driver the
+    same statements run through SQLAlchemy."""
+    engine = create_async_engine(database_url.set(drivername="postgresql+psycopg"))
+    try:
+        queues = [Queue(name="default", polling_interval=60)]  # woken by LISTEN, not polling
+        async with Chancy(engine=engine, queues=queues) as chancy, Worker(chancy):
+            refs = await chancy.push_many(
+                "default", [job(tasks.record, label=f"j{i}") for i in range(5)]
+            )
+            refs.append(await chancy.push("default", job(tasks.record, label="one")))
+            done = [await chancy.wait_for_job(ref, timeout=10) for ref in refs]
+    finally:
+        await engine.dispose()
+    assert [d.result for d in done] == ["j0", "j1", "j2", "j3", "j4", "one"]
+    assert {d.state for d in done} == {JobState.SUCCEEDED}
+    assert "LISTEN connection failed" not in caplog.text
