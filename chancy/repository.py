@@ -517,7 +517,8 @@ class Outcome:
 
     ``state`` is ``succeeded`` (with ``result``, any JSON value), ``retrying`` (with
     ``error`` and ``retry_in`` seconds) or ``failed``/``cancelled`` (with ``error``).
-    ``error`` is the JSON object appended to the job's ``errors``.
+    ``error`` is the JSON object appended to the job's ``errors``. ``result_json``, when
+    given, is ``result`` already serialised (so it is written without encoding it again).
     """
 
     id: int
@@ -526,6 +527,7 @@ class Outcome:
     result: Any = None
     error: Mapping[str, Any] | None = None
     retry_in: float | None = None
+    result_json: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -610,7 +612,10 @@ class JobRepository:
             "p_ids": [o.id for o in outcomes],
             "p_attempts": [o.attempt for o in outcomes],
             "p_states": [o.state.value for o in outcomes],
-            "p_results": [None if o.result is None else dumps(o.result) for o in outcomes],
+            "p_results": [
+                o.result_json if o.result_json is not None else _json_or_none(o.result)
+                for o in outcomes
+            ],
             "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
             "p_retry_in": [o.retry_in for o in outcomes],
         }
@@ -683,6 +688,10 @@ class LeaderRepository:
     async def resign(self, conn: Executable, worker_id: str) -> None:
         """Give the lease up at once, so another worker takes over without waiting."""
         await conn.execute(_RESIGN, {"p_worker_id": worker_id})
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int]]:

@@ -74,6 +74,7 @@ class Executor(abc.ABC):
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def resolve_function(name: str) -> Callable[..., Any]:
     """:func:`chancy.callables.resolve`, remembered: a worker resolves each name once."""
     return resolve(name)

@@ -244,29 +244,35 @@ class QueuedJob(Job):
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> QueuedJob:
-        """Map a stored job row (column name to value) to a QueuedJob."""
-        return cls(
-            id=row["id"],
-            func=row["func"],
-            kwargs=row["kwargs"],
-            queue=row["queue"],
-            priority=row["priority"],
-            max_attempts=row["max_attempts"],
-            scheduled_at=row["scheduled_at"],
-            unique_key=row["unique_key"],
-            timeout=row["timeout"],
-            meta=row["meta"] or _EMPTY,
-            backoff=row["backoff"],
-            state=JobState(row["state"]),
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            completed_at=row["completed_at"],
-            lease_expires_at=row["lease_expires_at"],
-            worker_id=row["worker_id"],
-            errors=tuple(row["errors"] or ()),
-            result=row["result"],
-        )
+        """Map a stored job row (column name to value, JSON decoded) to a QueuedJob.
+
+        The row was checked when its job was made, so it is not checked again: a worker
+        maps every job it claims, and the checks cost more than the mapping.
+        """
+        job = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(job, "id", row["id"])
+        set_(job, "func", row["func"])
+        set_(job, "kwargs", MappingProxyType(row["kwargs"]) if row["kwargs"] else _EMPTY)
+        set_(job, "queue", row["queue"])
+        set_(job, "priority", row["priority"])
+        set_(job, "max_attempts", row["max_attempts"])
+        set_(job, "scheduled_at", row["scheduled_at"])
+        set_(job, "delay", None)
+        set_(job, "unique_key", row["unique_key"])
+        set_(job, "timeout", row["timeout"])
+        set_(job, "meta", MappingProxyType(row["meta"]) if row["meta"] else _EMPTY)
+        set_(job, "backoff", row["backoff"])
+        set_(job, "state", JobState(row["state"]))
+        set_(job, "attempts", row["attempts"])
+        set_(job, "created_at", row["created_at"])
+        set_(job, "started_at", row["started_at"])
+        set_(job, "completed_at", row["completed_at"])
+        set_(job, "lease_expires_at", row["lease_expires_at"])
+        set_(job, "worker_id", row["worker_id"])
+        set_(job, "errors", tuple(row["errors"] or ()))
+        set_(job, "result", row["result"])
+        return job
 
 
 def _rebuild(cls: type[Job], values: dict[str, Any]) -> Job:

@@ -33,8 +33,10 @@ RETRY_JITTER = 0.25
 def success(job: QueuedJob, result: Any) -> Outcome:
     """The outcome of a run that returned ``result``; a result that is not JSON fails the
     job (without a retry: it would not become JSON by running again)."""
+    if result is None:
+        return Outcome(job.id, job.attempts, JobState.SUCCEEDED)
     try:
-        stored = json.loads(json.dumps(result, allow_nan=False))
+        text = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         message = (
             f"the job returned a {type(result).__name__}, which cannot be stored as JSON "
@@ -42,7 +44,9 @@ def success(job: QueuedJob, result: Any) -> Outcome:
         )
         error = {"attempt": job.attempts, "type": "ResultNotJSON", "message": message}
         return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
-    return Outcome(job.id, job.attempts, JobState.SUCCEEDED, result=stored)
+    return Outcome(
+        job.id, job.attempts, JobState.SUCCEEDED, result=json.loads(text), result_json=text
+    )
 
 
 def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:
