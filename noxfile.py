@@ -1,4 +1,5 @@
-"""Sessions that people and CI both use: `nox -s tests`, `nox -s lint`."""
+"""Sessions that people and CI both use: `nox -s tests`, `nox -s lint`; and, on demand,
+`nox -s benchmarks`."""
 
 from __future__ import annotations
 
@@ -46,3 +47,11 @@ def example(session: nox.Session) -> None:
     """The quick start's example, on the embedded PostgreSQL unless CHANCY_DSN is set."""
     session.install("-e", ".")
     session.run("python", "examples/hello.py")
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """The benchmarks (`python -m benchmarks`), on a private embedded PostgreSQL; arguments
+    after `--` are passed on: `nox -s benchmarks -- --scale 0.1`, `-- --dsn DSN --only S1`."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -13,29 +13,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, overload
 
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chancy import migrations
-from chancy.database import check_reachable, create_engine, describe, hot_connection, resolve_url
-from chancy.errors import ChancyError, InvalidJobError, InvalidQueueError
+from chancy.allowed import AllowedFunctions
+from chancy.cron import Cron
+from chancy.database import (
+    LOCK_TIMEOUT_DEFAULT,
+    STATEMENT_TIMEOUT_DEFAULT,
+    Timeouts,
+    check_reachable,
+    create_engine,
+    database_errors,
+    describe,
+    hot_connection,
+    local_timeouts,
+    resolve_url,
+    secrets_of,
+)
+from chancy.errors import (
+    ChancyError,
+    ConfigurationError,
+    InvalidJobError,
+    InvalidKwargsError,
+    InvalidQueueError,
+    UnknownQueueError,
+)
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.listener import Event, Listener
-from chancy.queue import Queue, validate_queue_name
-from chancy.repository import JobRepository
-from chancy.states import FINISHED_STATES
+from chancy.queue import Queue, QueueInfo, validate_queue_name
+from chancy.repository import JobRepository, QueueRepository
+from chancy.states import FINISHED_STATES, JobState
 
-__all__ = ["Chancy"]
+__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "check_kwargs_size"]
 
 log = logging.getLogger("chancy")
 
 Transaction = AsyncSession | AsyncConnection
 WAIT_POLL_INTERVAL_DEFAULT = 1.0
+MAX_KWARGS_BYTES_DEFAULT = 1024 * 1024
+# Migrations wait for each other (an advisory lock) and may rewrite big tables: chancy's
+# own timeouts would fail them, so they run without (for their transaction only).
+_NO_TIMEOUTS_FOR_MIGRATIONS = sa.text(
+    "SELECT set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)"
+)
+_MIGRATION_DENIED_HINT = (
+    "Run migrations (`chancy migrate`, `await chancy.migrate()`) as the role that owns "
+    "chancy's tables; the roles that push and run jobs need only the grants printed by "
+    "`chancy grants --role NAME`"
+)
 
 
 class Chancy:
@@ -44,8 +80,24 @@ class Chancy:
     The database is, in order: ``engine`` (an ``AsyncEngine`` of the application's, used
     as is and never disposed by chancy), ``dsn``, the ``CHANCY_DSN`` environment variable,
     and last an embedded PostgreSQL started on first use. ``queues`` are the queues a
-    worker started from this instance runs. ``engine_options`` are passed to
+    worker started from this instance runs; they are declared (with their cluster-wide
+    limits) before the first push. ``schedules`` are :class:`~chancy.cron.Cron`
+    schedules, stored when a worker starts and pushed by the elected leader.
+    ``engine_options`` are passed to
     ``create_async_engine`` when chancy makes the engine itself.
+
+    Security settings (see the README's "Security" section):
+
+    - ``allowed``: glob patterns on the dotted names of the functions its workers may run,
+      such as ``["myapp.tasks.*", "myapp.billing:charge"]`` (see :mod:`chancy.allowed`).
+      None or empty: any importable function (the worker warns when it starts).
+    - ``max_kwargs_bytes``: the largest kwargs a push stores, in bytes of JSON (default
+      1 MiB; None: no limit); a larger one raises :class:`InvalidKwargsError` and
+      nothing is stored.
+    - ``lock_timeout``, ``statement_timeout``: seconds (default 5 and 30; None: chancy
+      sets none). Every connection of an engine chancy creates has them; a push in the
+      application's transaction (``session=``) runs with them and then gives the
+      transaction its own values back. An engine passed as ``engine=`` is left as it is.
 
     Use it as an async context manager (or call :meth:`open` and :meth:`close`).
     """
@@ -56,11 +108,25 @@ class Chancy:
         *,
         engine: AsyncEngine | None = None,
         queues: Iterable[Queue] = (),
+        schedules: Iterable[Cron] = (),
         engine_options: Mapping[str, Any] | None = None,
+        allowed: Iterable[str] | None = None,
+        max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+        lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+        statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
     ) -> None:
         if dsn is not None and engine is not None:
             raise ChancyError("pass either dsn= or engine=, not both")
+        self.allowed = AllowedFunctions.of(allowed)
+        self.max_kwargs_bytes = _byte_limit(max_kwargs_bytes)
+        self.timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
         self.queues: tuple[Queue, ...] = tuple(queues)
+        self.schedules: tuple[Cron, ...] = tuple(schedules)
+        if not all(isinstance(cron, Cron) for cron in self.schedules):
+            raise ChancyError("schedules= takes Cron objects: Cron('0 * * * *', job)")
+        scheduled = [cron.key for cron in self.schedules]
+        if twice := sorted({key for key in scheduled if scheduled.count(key) > 1}):
+            raise ChancyError(f"schedules {twice} are given more than once; give each a name=")
         names = [queue.name for queue in self.queues]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise InvalidQueueError(f"queues {duplicates} are given more than once")
@@ -69,6 +135,8 @@ class Chancy:
         self._owns_engine = engine is None
         self._engine_options = dict(engine_options or {})
         self._jobs = JobRepository()
+        self._queues = QueueRepository()
+        self._declared = False
         self._listener: Listener | None = None
 
     def __repr__(self) -> str:
@@ -90,8 +158,11 @@ class Chancy:
     async def open(self) -> None:
         """Create the engine (unless one was given) and check that the server answers."""
         if self._engine is None:
-            self._engine = create_engine(resolve_url(self._dsn), **self._engine_options)
-        await check_reachable(self._engine)
+            self._engine = create_engine(
+                resolve_url(self._dsn), timeouts=self.timeouts, **self._engine_options
+            )
+        connect_args = self._engine_options.get("connect_args")
+        await check_reachable(self._engine, secrets=secrets_of(self._engine.url, connect_args))
 
     async def close(self) -> None:
         """Dispose of the engine if chancy created it; an engine passed in stays usable."""
@@ -114,22 +185,41 @@ class Chancy:
 
         Safe to call from many processes at once: they take turns. With ``sql=True`` the
         database is not touched; the DDL is returned for a DBA to review and apply.
+        Migrations run without chancy's ``lock_timeout`` and ``statement_timeout``, and as
+        a role that may change the schema (else :class:`PermissionDeniedError`).
         """
         if sql:
             return migrations.sql(revision)
-        await migrations.upgrade(self.engine, revision)
+        with database_errors("migrating chancy's schema", None, denied_hint=_MIGRATION_DENIED_HINT):
+            async with self.engine.begin() as connection:
+                await connection.execute(_NO_TIMEOUTS_FOR_MIGRATIONS)
+                await migrations.upgrade(connection, revision)
         return None
 
     @overload
-    async def push(self, job: Job, /, *, session: Transaction | None = None) -> Reference: ...
+    async def push(
+        self, job: Job, /, *, session: Transaction | None = None, declare: bool = False
+    ) -> Reference: ...
 
     @overload
     async def push(
-        self, queue: str, job: Job, /, *, session: Transaction | None = None
+        self,
+        queue: str,
+        job: Job,
+        /,
+        *,
+        session: Transaction | None = None,
+        declare: bool = False,
     ) -> Reference: ...
 
     async def push(
-        self, queue: str | Job, job: Job | None = None, /, *, session: Transaction | None = None
+        self,
+        queue: str | Job,
+        job: Job | None = None,
+        /,
+        *,
+        session: Transaction | None = None,
+        declare: bool = False,
     ) -> Reference:
         """Store a job in ``queue`` (or, as ``push(job)``, in ``job.queue``).
 
@@ -137,18 +227,28 @@ class Chancy:
         in that transaction and chancy commits nothing: it exists if the transaction
         commits and never did if it rolls back; workers are woken at commit. Without it,
         the push commits on its own.
+
+        The queue must be declared (``default`` always is, and so are the queues given to
+        ``Chancy(queues=...)``), else :class:`~chancy.errors.UnknownQueueError` says so,
+        with the closest declared name; ``declare=True`` declares it.
         """
-        (reference,) = await self._push(one_job(queue, job), session)
+        (reference,) = await self._push(one_job(queue, job), session, declare)
         return reference
 
     @overload
     async def push_many(
-        self, jobs: Sequence[Job], /, *, session: Transaction | None = None
+        self, jobs: Sequence[Job], /, *, session: Transaction | None = None, declare: bool = False
     ) -> list[Reference]: ...
 
     @overload
     async def push_many(
-        self, queue: str, jobs: Sequence[Job], /, *, session: Transaction | None = None
+        self,
+        queue: str,
+        jobs: Sequence[Job],
+        /,
+        *,
+        session: Transaction | None = None,
+        declare: bool = False,
     ) -> list[Reference]: ...
 
     async def push_many(
@@ -158,24 +258,86 @@ class Chancy:
         /,
         *,
         session: Transaction | None = None,
+        declare: bool = False,
     ) -> list[Reference]:
         """Store many jobs with one statement; one :class:`Reference` per job, in order.
 
         ``push_many(queue, jobs)`` puts all of them in ``queue``; ``push_many(jobs)`` uses
-        each job's own queue. ``session`` works as for :meth:`push`.
+        each job's own queue. ``session`` and ``declare`` work as for :meth:`push`.
         """
-        return await self._push(many_jobs(queue, jobs), session)
+        return await self._push(many_jobs(queue, jobs), session, declare)
 
-    async def _push(self, batch: list[Job], session: Transaction | None) -> list[Reference]:
-        if session is not None:
-            return await self._jobs.push_many(session, batch)
+    async def _push(
+        self, batch: list[Job], session: Transaction | None, declare: bool
+    ) -> list[Reference]:
+        check_kwargs_size(batch, self.max_kwargs_bytes)
+        with database_errors("the push", self._applied_timeouts(session)):
+            if not self._declared:
+                await self.declare_configured()
+            if declare:
+                async with hot_connection(self.engine) as connection:
+                    names = sorted({job.queue for job in batch})
+                    await self._queues.declare_many(connection, names, settings=False)
+            if session is not None:
+                async with local_timeouts(session, self.timeouts):
+                    return await self._jobs.push_many(session, batch)
+            async with hot_connection(self.engine) as connection:
+                return await self._jobs.push_many(connection, batch)
+
+    def _applied_timeouts(self, session: Transaction | None) -> Timeouts | None:
+        """The timeouts chancy set on a statement in ``session`` (or on its own
+        connection); None when it set none: on an engine it was given, outside a push."""
+        return self.timeouts if session is not None or self._owns_engine else None
+
+    async def declare_configured(self) -> None:
+        """Declare the queues given to ``Chancy(queues=...)``, with their cluster-wide
+        limits (done once, before the first push and when a worker starts)."""
+        if self.queues:
+            async with hot_connection(self.engine) as connection:
+                await self._queues.declare_many(connection, self.queues, settings=True)
+        self._declared = True
+
+    async def declare(self, queue: Queue | str) -> None:
+        """Declare ``queue`` (a :class:`Queue`, whose ``global_concurrency`` and
+        ``rate_limit`` are stored and honoured by every worker; or a name, with no
+        limits). Declaring a queue again updates its limits; workers pick them up within
+        a second."""
+        if isinstance(queue, str):
+            queue = Queue(name=queue)
         async with hot_connection(self.engine) as connection:
-            return await self._jobs.push_many(connection, batch)
+            await self._queues.declare_many(connection, [queue], settings=True)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every declared queue with its state and limits, by name."""
+        async with self.engine.connect() as connection:
+            return await self._queues.list_all(connection)
+
+    async def pause_queue(self, name: str, *, resume_at: datetime | None = None) -> None:
+        """Stop every worker from starting jobs of queue ``name`` (running ones go on),
+        until :meth:`resume_queue` or, if given, ``resume_at``. Workers hear of it at
+        once; the claim itself checks it, so none can miss it."""
+        await self._pause(name, paused=True, resume_at=resume_at)
+
+    async def resume_queue(self, name: str) -> None:
+        """Let workers start jobs of queue ``name`` again, waking them at once."""
+        await self._pause(name, paused=False, resume_at=None)
+
+    async def _pause(self, name: str, *, paused: bool, resume_at: datetime | None) -> None:
+        if resume_at is not None and (resume_at.tzinfo is None or resume_at.utcoffset() is None):
+            raise InvalidQueueError("resume_at must be an aware datetime (with a time zone)")
+        async with hot_connection(self.engine) as connection:
+            if not await self._queues.pause(connection, name, paused=paused, resume_at=resume_at):
+                known = await self._queues.names(connection)
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise UnknownQueueError(f"queue {name!r} is not declared{hint}")
 
     async def get_job(self, reference: Reference | int) -> QueuedJob | None:
-        """The job as stored now, or None if no job has that id."""
-        async with self.engine.connect() as connection:
-            return await self._jobs.get(connection, int(reference))
+        """The job as stored now, or None if no job has that id. A row that is not a job
+        chancy could have written (an unknown state) raises :class:`CorruptJobError`."""
+        with database_errors("reading the job", self._applied_timeouts(None)):
+            async with self.engine.connect() as connection:
+                return await self._jobs.get(connection, int(reference))
 
     async def wait_for_job(
         self,
@@ -219,14 +381,29 @@ class Chancy:
         interrupted where its executor can (see each executor) and ends ``cancelled``
         either way; its worker's late outcome is not written. Returns the job as
         cancelled, or None if it had already finished (or does not exist)."""
-        async with self.engine.begin() as connection:
-            return await self._jobs.cancel(connection, int(reference))
+        with database_errors("cancelling the job", self._applied_timeouts(None)):
+            async with self.engine.begin() as connection:
+                return await self._jobs.cancel(connection, int(reference))
 
     async def retry_job(self, reference: Reference | int) -> QueuedJob | None:
         """Put a failed or cancelled job back in its queue, ready now, with one more
         attempt allowed. Returns it, or None if it was not failed or cancelled."""
-        async with self.engine.begin() as connection:
-            return await self._jobs.retry(connection, int(reference))
+        with database_errors("retrying the job", self._applied_timeouts(None)):
+            async with self.engine.begin() as connection:
+                return await self._jobs.retry(connection, int(reference))
+
+    async def retry_jobs(
+        self, *, state: JobState | str = JobState.FAILED, queue: str | None = None
+    ) -> int:
+        """Put every job in ``state`` (``failed``, the default, or ``cancelled``) back in
+        its queue, of ``queue`` or of every queue, as :meth:`retry_job` does for one.
+        Returns how many; works in batches, so it never holds many locks at once."""
+        state = JobState(state)
+        total = 0
+        async with hot_connection(self.engine) as connection:
+            while batch := await self._jobs.retry_many(connection, state, queue):
+                total += batch
+        return total
 
     async def listener(self) -> Listener:
         """The process's LISTEN connection on chancy's events, started on first use."""
@@ -244,7 +421,9 @@ def one_job(queue: str | Job, job: Job | None) -> list[Job]:
         return [queue]
     if job is None:
         raise InvalidJobError(f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))")
-    return [_job(job).with_queue(validate_queue_name(queue))]
+    name = validate_queue_name(queue)
+    job = _job(job)
+    return [job if job.queue == name else job.with_queue(name)]
 
 
 def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Job]:
@@ -254,12 +433,38 @@ def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Jo
     if jobs is None:
         raise InvalidJobError("push_many(queue, jobs) needs the jobs")
     name = validate_queue_name(queue)
-    return [_job(job).with_queue(name) for job in jobs]
+    return [job if job.queue == name else job.with_queue(name) for job in map(_job, jobs)]
 
 
 def _job(value: object) -> Job:
     if not isinstance(value, Job):
         raise InvalidJobError(
             f"expected a Job, got {type(value).__name__}; wrap functions with Job.from_func(fn)"
+        )
+    return value
+
+
+def check_kwargs_size(batch: Sequence[Job], limit: int | None) -> None:
+    """Raise :class:`InvalidKwargsError` if the kwargs of a job of ``batch`` take more
+    than ``limit`` bytes as JSON (as the push sends them); None: no limit."""
+    if limit is None:
+        return
+    for index, job in enumerate(batch):
+        if not job.kwargs:
+            continue
+        size = len(json.dumps(dict(job.kwargs)))  # ASCII: one byte per character
+        if size > limit:
+            which = f"job {index} of the batch ({job.func})" if len(batch) > 1 else job.func
+            raise InvalidKwargsError(
+                f"the kwargs of {which} are {size:,} bytes of JSON, over the limit of "
+                f"{limit:,} (Chancy(max_kwargs_bytes=...)); nothing was stored. Store large "
+                "data elsewhere (a table, object storage) and pass its key, or raise the limit"
+            )
+
+
+def _byte_limit(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(
+            f"max_kwargs_bytes={value!r}: use a positive number of bytes, or None for no limit"
         )
     return value

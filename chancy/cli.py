@@ -4,7 +4,8 @@
 
     chancy migrate                 # upgrade the schema (DSN: --dsn, CHANCY_DSN, or embedded)
     chancy migrate --sql           # print the DDL instead, for a DBA
-    chancy worker --app myapp:chancy [--queue q ...] [--concurrency N]
+    chancy worker --app myapp:chancy [--queue q ...] [--concurrency N] [--allow 'myapp.*']
+    chancy grants --role NAME      # print the GRANTs of a role that pushes and runs jobs
     chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
     chancy job show ID [--json]    # the job, its errors and their tracebacks
     chancy job retry ID            # put a failed or cancelled job back in its queue
@@ -43,6 +44,7 @@ from chancy.errors import (
     InvalidQueueError,
 )
 from chancy.executor import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
+from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.queue import Queue
 from chancy.repository import LEASE_SECONDS_DEFAULT
 from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
@@ -98,6 +100,24 @@ def migrate(
             typer.echo(f"chancy schema at {await migrations.current(chancy.engine)}")
 
     asyncio.run(run())
+
+
+@app.command()
+def grants(
+    role: Annotated[
+        str,
+        typer.Option("--role", help="The role that pushes and runs jobs.", show_default=False),
+    ],
+    schema: Annotated[
+        str, typer.Option(help="The schema of chancy's tables.")
+    ] = GRANTS_SCHEMA_DEFAULT,
+) -> None:
+    """Print the GRANTs that let a role push and run jobs, and nothing more (no schema
+    changes); apply them as the owner of chancy's tables, again after each migration."""
+    try:
+        typer.echo(grants_sql(role, schema=schema), nl=False)
+    except ChancyError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 AppOption = Annotated[
@@ -168,6 +188,16 @@ def worker(
     rescue_interval: Annotated[
         float, typer.Option(help="Seconds between the leader's checks for expired leases.")
     ] = RESCUE_INTERVAL_DEFAULT,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="PATTERN",
+            help="Run only functions whose dotted name matches this glob, such as "
+            "'myapp.tasks.*' (repeatable); replaces the app's allowed=. Default: the app's "
+            "allowed=, else any importable function.",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT (a second signal stops at once)."""
     import_from_cwd()  # the jobs' modules, as for the script beside them that pushed them
@@ -182,6 +212,7 @@ def worker(
                 lease_seconds=lease_seconds,
                 shutdown_timeout=shutdown_timeout,
                 rescue_interval=rescue_interval,
+                allowed=allow or None,
             ).run_until_signalled()
 
     asyncio.run(run())
@@ -283,6 +314,9 @@ def push(
         str | None,
         typer.Option(help="At most one unfinished job per key: a second push prints the first."),
     ] = None,
+    declare: Annotated[
+        bool, typer.Option("--declare", help="Declare the queue if it is not declared yet.")
+    ] = False,
 ) -> None:
     """Push one job and print its id."""
     job = build_job(
@@ -294,7 +328,7 @@ def push(
         delay=delay,
         unique_key=unique_key,
     )
-    reference = with_chancy(app_path, dsn, lambda chancy: chancy.push(job))
+    reference = with_chancy(app_path, dsn, lambda chancy: chancy.push(job, declare=declare))
     typer.echo(reference.id)
 
 
@@ -328,11 +362,34 @@ def job_show(
 
 
 @job_app.command("retry")
-def job_retry(job_id: JobIdArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
-    """Put a failed or cancelled job back in its queue, with one more attempt allowed."""
-    change_state(
-        app_path, dsn, job_id, Chancy.retry_job, "only failed or cancelled jobs can be retried"
-    )
+def job_retry(
+    job_id: Annotated[
+        int | None,
+        typer.Argument(help="The job's id; or give --state to retry many.", show_default=False),
+    ] = None,
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Retry every job in this state: failed or cancelled."),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="With --state: only this queue.")
+    ] = None,
+) -> None:
+    """Put a failed or cancelled job (or, with --state, all of them) back in its queue,
+    with one more attempt allowed."""
+    if (job_id is None) == (state is None):
+        raise typer.BadParameter("give a job id, or --state failed|cancelled (not both)")
+    if job_id is not None:
+        change_state(
+            app_path, dsn, job_id, Chancy.retry_job, "only failed or cancelled jobs can be retried"
+        )
+        return
+    if state not in ("failed", "cancelled"):
+        raise typer.BadParameter(f"{state!r}: use failed or cancelled", param_hint="'--state'")
+    count = with_chancy(app_path, dsn, lambda chancy: chancy.retry_jobs(state=state, queue=queue))
+    typer.echo(f"{count} {state} jobs are pending again")
 
 
 @job_app.command("cancel")
@@ -382,6 +439,11 @@ JOB_FIELDS = (
     "unique_key",
     "timeout",
     "backoff",
+    "concurrency_key",
+    "concurrency_limit",
+    "rate_key",
+    "rate_limit",
+    "rate_period",
     "meta",
     "result",
     "errors",
@@ -450,6 +512,51 @@ def demo(
         console.print(f"the jobs are kept: e.g. chancy job show {report.first_job_id}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+queue_app = typer.Typer(
+    name="queue", help="List, declare, pause or resume queues.", no_args_is_help=True
+)
+app.add_typer(queue_app)
+QueueArgument = Annotated[str, typer.Argument(help="The queue's name.", show_default=False)]
+
+
+@queue_app.command("list")
+def queue_list(app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Show every declared queue: paused or not, and its cluster-wide limits."""
+    queues = with_chancy(app_path, dsn, Chancy.list_queues)
+    table = Table("queue", "paused", "resume at", "global concurrency", "rate limit")
+    for info in queues:
+        rate = f"{info.rate_limit} / {info.rate_period:g} s" if info.rate_limit else ""
+        table.add_row(
+            info.name,
+            "yes" if info.paused else "no",
+            info.resume_at.isoformat() if info.resume_at else "",
+            str(info.global_concurrency or ""),
+            rate,
+        )
+    Console().print(table)
+
+
+@queue_app.command("declare")
+def queue_declare(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Declare a queue (with no limits; set limits with Queue(...) in your app)."""
+    with_chancy(app_path, dsn, lambda chancy: chancy.declare(name))
+    typer.echo(f"queue {name} is declared")
+
+
+@queue_app.command("pause")
+def queue_pause(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Stop workers from starting this queue's jobs (running ones go on)."""
+    with_chancy(app_path, dsn, lambda chancy: chancy.pause_queue(name))
+    typer.echo(f"queue {name} is paused")
+
+
+@queue_app.command("resume")
+def queue_resume(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
+    """Let workers start this queue's jobs again."""
+    with_chancy(app_path, dsn, lambda chancy: chancy.resume_queue(name))
+    typer.echo(f"queue {name} is resumed")
 
 
 def main() -> None:

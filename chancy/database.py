@@ -3,37 +3,71 @@
 The DSN is taken from, in order: the ``dsn`` given to chancy, ``CHANCY_DSN``, and last an
 embedded PostgreSQL (see :mod:`chancy.embedded`). Plain ``postgresql://`` DSNs are run on
 asyncpg. Nothing here ever puts a password into a log line or an error message: servers
-are described by :func:`describe` (user, host, port and database only).
+are described by :func:`describe` (user, host, port and database only), and a driver's
+error text is shown with every password chancy knows of masked.
+
+Timeouts (:class:`Timeouts`): the engines chancy creates give every connection a
+``lock_timeout`` and a ``statement_timeout`` (server settings sent when connecting), so
+no statement of chancy's waits forever on a lock or runs forever. A push inside the
+application's own transaction sets them with ``set_config(..., true)`` (``SET LOCAL``)
+around chancy's statements and puts the application's values back right after
+(:func:`local_timeouts`): the rest of its transaction, and its session, keep its own
+settings. An engine the application passes in (``engine=``) is never changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import os
-from collections.abc import AsyncIterator
+import re
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
-from chancy.errors import ConfigurationError, DatabaseUnavailableError
+from chancy.errors import (
+    ChancyError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    LockTimeoutError,
+    PermissionDeniedError,
+    StatementTimeoutError,
+)
+from chancy.models import JobRow
 
 __all__ = [
     "DSN_ENV",
+    "GRANTS_HINT",
+    "LOCK_TIMEOUT_DEFAULT",
+    "NO_TIMEOUTS",
+    "STATEMENT_TIMEOUT_DEFAULT",
+    "Timeouts",
     "check_reachable",
     "create_engine",
+    "database_errors",
     "describe",
     "hot_connection",
+    "local_timeouts",
+    "local_timeouts_sync",
+    "mask_secrets",
     "resolve_url",
+    "secrets_of",
 ]
 
 DSN_ENV = "CHANCY_DSN"
 CONNECT_TIMEOUT_DEFAULT = 10.0
+LOCK_TIMEOUT_DEFAULT = 5.0
+STATEMENT_TIMEOUT_DEFAULT = 30.0
 
 log = logging.getLogger("chancy")
 
@@ -77,9 +111,58 @@ def describe(url: URL) -> str:
     return f"{user}{host}:{port}/{url.database or ''}"
 
 
-def create_engine(url: URL, **options: Any) -> AsyncEngine:
-    """An async engine for ``url`` with chancy's defaults, overridable by ``options``."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts:
+    """The ``lock_timeout`` and ``statement_timeout`` of chancy's statements, in seconds
+    (default 5 s and 30 s). None: chancy sets none, and the server's (or the role's)
+    setting applies."""
+
+    lock: float | None = LOCK_TIMEOUT_DEFAULT
+    statement: float | None = STATEMENT_TIMEOUT_DEFAULT
+
+    def __post_init__(self) -> None:
+        for setting, value in (("lock_timeout", self.lock), ("statement_timeout", self.statement)):
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"{setting}={value!r}: use a positive number of seconds, or None for no "
+                    "limit set by chancy"
+                )
+
+    def settings(self) -> dict[str, str]:
+        """The PostgreSQL settings (in milliseconds) of the timeouts that are set."""
+        settings = {}
+        if self.lock is not None:
+            settings["lock_timeout"] = _milliseconds(self.lock)
+        if self.statement is not None:
+            settings["statement_timeout"] = _milliseconds(self.statement)
+        return settings
+
+
+NO_TIMEOUTS = Timeouts(lock=None, statement=None)
+"""Chancy sets no timeout."""
+
+
+def _milliseconds(seconds: float) -> str:
+    # At least 1 ms: 0 means "no limit" to PostgreSQL.
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
+def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any) -> AsyncEngine:
+    """An async engine for ``url`` with chancy's defaults, overridable by ``options``.
+
+    ``timeouts`` become server settings of every connection (``server_settings`` given in
+    ``connect_args`` take precedence)."""
     connect_args = {"timeout": CONNECT_TIMEOUT_DEFAULT, **options.pop("connect_args", {})}
+    if timeouts is not None and timeouts.settings():
+        given = connect_args.get("server_settings") or {}
+        connect_args["server_settings"] = {**timeouts.settings(), **given}
     options.setdefault("hide_parameters", True)
     engine = create_async_engine(url, connect_args=connect_args, **options)
     if not options.get("pool_pre_ping"):
@@ -125,23 +208,171 @@ async def hot_connection(
         pooled.close()
 
 
-async def check_reachable(engine: AsyncEngine) -> None:
+async def check_reachable(engine: AsyncEngine, *, secrets: Iterable[str] = ()) -> None:
     """Raise :class:`DatabaseUnavailableError` (naming host and port) if the server does not
-    answer a trivial query."""
+    answer a trivial query. The driver's reason is shown with the URL's password and
+    ``secrets`` (say, a password given in ``connect_args``) masked."""
     try:
         async with engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
     except (OSError, TimeoutError, DBAPIError) as exc:
-        reason = _reason(exc, engine.url)
+        reason = mask_secrets(_reason(exc), {*secrets_of(engine.url), *secrets})
         raise DatabaseUnavailableError(
             f"could not connect to PostgreSQL at {describe(engine.url)}: {reason}. Check that "
             f"the server is running and that the DSN (dsn=, engine= or {DSN_ENV}) is right"
         ) from None
 
 
-def _reason(exc: BaseException, url: URL) -> str:
+def _reason(exc: BaseException) -> str:
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    if url.password:
-        text = text.replace(str(url.password), "***")
+    # SQLAlchemy's asyncpg adapter prefixes the driver's class: keep the server's words.
+    return re.sub(r"^<class '[\w.]+'>: ", "", text)
+
+
+def secrets_of(url: URL, connect_args: Mapping[str, Any] | None = None) -> set[str]:
+    """The passwords in ``url`` (also as ``?password=``) and in ``connect_args``."""
+    found = {url.password, url.query.get("password"), (connect_args or {}).get("password")}
+    return {str(secret) for secret in found if isinstance(secret, str) and secret}
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (as is, and URL-quoted) replaced by ``***``."""
+    for secret in secrets:
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}:
+            text = text.replace(form, "***")
     return text
+
+
+_SAVE_AND_SET_TIMEOUTS = sa.text(
+    # The MATERIALIZED CTE reads the current values before set_config changes them.
+    "WITH saved AS MATERIALIZED (SELECT current_setting('lock_timeout') AS lock_timeout, "
+    "current_setting('statement_timeout') AS statement_timeout) "
+    "SELECT saved.lock_timeout, saved.statement_timeout, "
+    "set_config('lock_timeout', coalesce(:lock_timeout, saved.lock_timeout), true) AS lock_set, "
+    "set_config('statement_timeout', coalesce(:statement_timeout, saved.statement_timeout), "
+    "true) AS statement_set FROM saved"
+)
+_RESTORE_TIMEOUTS = sa.text(
+    "SELECT set_config('lock_timeout', :lock_timeout, true) AS lock_set, "
+    "set_config('statement_timeout', :statement_timeout, true) AS statement_set"
+)
+# A session may bind tables to engines of their own: run these where the jobs table is.
+_JOBS_BIND = {"mapper": JobRow}
+
+
+@contextlib.asynccontextmanager
+async def local_timeouts(
+    transaction: AsyncSession | AsyncConnection, timeouts: Timeouts
+) -> AsyncIterator[None]:
+    """Run the block's statements with ``timeouts``, inside the caller's transaction.
+
+    The values are set for the transaction only (``set_config(..., true)``, as ``SET
+    LOCAL`` does) and the caller's values are put back when the block ends, so its later
+    statements, and its session after the transaction, keep its own settings. A block
+    that raises restores nothing: its statement failed, so the transaction is aborted and
+    must be rolled back, which ends the local values. Costs two round trips; none when
+    ``timeouts`` sets nothing. Without a transaction block (an AUTOCOMMIT connection)
+    local values end with each statement, so nothing applies.
+    """
+    if not timeouts.settings():
+        yield
+        return
+    saved = await _execute(transaction, _SAVE_AND_SET_TIMEOUTS, _timeout_parameters(timeouts))
+    yield
+    await _execute(transaction, _RESTORE_TIMEOUTS, saved)
+
+
+@contextlib.contextmanager
+def local_timeouts_sync(transaction: Session | Connection, timeouts: Timeouts) -> Iterator[None]:
+    """:func:`local_timeouts` in a synchronous ``Session`` or ``Connection``."""
+    if not timeouts.settings():
+        yield
+        return
+    parameters = _timeout_parameters(timeouts)
+    if isinstance(transaction, Session):
+        result = transaction.execute(_SAVE_AND_SET_TIMEOUTS, parameters, bind_arguments=_JOBS_BIND)
+    else:
+        result = transaction.execute(_SAVE_AND_SET_TIMEOUTS, parameters)
+    saved = dict(result.mappings().one())
+    yield
+    if isinstance(transaction, Session):
+        transaction.execute(_RESTORE_TIMEOUTS, _saved(saved), bind_arguments=_JOBS_BIND)
+    else:
+        transaction.execute(_RESTORE_TIMEOUTS, _saved(saved))
+
+
+async def _execute(
+    transaction: AsyncSession | AsyncConnection, statement: sa.TextClause, parameters: Any
+) -> dict[str, str]:
+    if isinstance(transaction, AsyncSession):
+        result = await transaction.execute(statement, parameters, bind_arguments=_JOBS_BIND)
+    else:
+        result = await transaction.execute(statement, parameters)
+    row = result.mappings().first()
+    return _saved(dict(row)) if row is not None else {}
+
+
+def _timeout_parameters(timeouts: Timeouts) -> dict[str, str | None]:
+    settings = timeouts.settings()
+    return {name: settings.get(name) for name in ("lock_timeout", "statement_timeout")}
+
+
+def _saved(row: Mapping[str, Any]) -> dict[str, str]:
+    return {name: row[name] for name in ("lock_timeout", "statement_timeout") if name in row}
+
+
+GRANTS_HINT = (
+    "Give the roles that push and run jobs the grants printed by `chancy grants --role "
+    "NAME` (applied by the owner of chancy's tables)"
+)
+
+
+@contextlib.contextmanager
+def database_errors(
+    what: str, timeouts: Timeouts | None, *, denied_hint: str = GRANTS_HINT
+) -> Iterator[None]:
+    """Turn the database errors a user can act on into chancy errors that say what to do:
+    a lock or statement timeout (:class:`LockTimeoutError`, :class:`StatementTimeoutError`,
+    naming the limit when ``timeouts`` says what chancy set) and a missing privilege
+    (:class:`PermissionDeniedError`, ending with ``denied_hint``). ``what`` names the
+    operation, as "the push"."""
+    try:
+        yield
+    except DBAPIError as exc:
+        error = _chancy_error(exc, what, timeouts, denied_hint)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _chancy_error(
+    exc: DBAPIError, what: str, timeouts: Timeouts | None, denied_hint: str
+) -> ChancyError | None:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    reason = _reason(exc)
+    if sqlstate == "55P03" and "lock timeout" in reason:
+        limit = _limit("lock_timeout", timeouts.lock if timeouts else None)
+        return LockTimeoutError(
+            f"{what} waited longer than {limit} for a lock that another transaction holds, "
+            "and was cancelled. Let that transaction finish (pg_locks and pg_stat_activity "
+            "show it), or raise the limit with Chancy(lock_timeout=seconds)"
+        )
+    if sqlstate == "57014" and "statement timeout" in reason:
+        limit = _limit("statement_timeout", timeouts.statement if timeouts else None)
+        return StatementTimeoutError(
+            f"{what} ran longer than {limit}, and was cancelled; if it may take that long, "
+            "raise the limit with Chancy(statement_timeout=seconds)"
+        )
+    if sqlstate == "42501":
+        return PermissionDeniedError(
+            f"{what} was refused by PostgreSQL ({reason}): the database role lacks a "
+            f"privilege. {denied_hint}"
+        )
+    return None
+
+
+def _limit(setting: str, seconds: float | None) -> str:
+    if seconds is None:
+        return f"its connection's {setting}"
+    return f"{setting} ({seconds:g} s)"

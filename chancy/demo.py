@@ -158,7 +158,7 @@ async def run_demo(
     database = describe(chancy.engine.url)
     await chancy.migrate()
     console.print(f"pushing {jobs} jobs into queue [bold]{queue}[/] on {escape(database)}")
-    await chancy.push_many(queue, demo_jobs(jobs))
+    await chancy.push_many(queue, demo_jobs(jobs), declare=True)
     started = time.monotonic()
     async with Worker(chancy, queues=[Queue(name=queue, concurrency=concurrency)]):
         await _follow(chancy, queue, jobs, console, poll_interval, stall_timeout)

@@ -7,9 +7,16 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      │    ├── InvalidFunctionError   fn is not importable by name (lambda, closure, method, ...)
      │    └── InvalidKwargsError     kwargs are not JSON, or do not fit fn's signature
      ├── InvalidQueueError          a queue name or Queue setting that is not allowed
-     ├── ConfigurationError         chancy cannot find or use a database
-     │    └── DatabaseUnavailableError   the server did not answer (names host and port only)
-     └── SchemaError                the database schema does not match this version of chancy
+     │    └── UnknownQueueError      a push to a queue that was never declared
+     ├── ConfigurationError         chancy cannot find or use a database, or a setting is wrong
+     │    ├── DatabaseUnavailableError   the server did not answer (names host and port only)
+     │    └── PermissionDeniedError      the database role lacks a privilege chancy needs
+     ├── SchemaError                the database schema does not match this version of chancy
+     ├── DatabaseTimeoutError       a statement of chancy's was cancelled by a timeout
+     │    ├── LockTimeoutError       it waited longer than lock_timeout for another's lock
+     │    └── StatementTimeoutError  it ran longer than statement_timeout
+     ├── FunctionNotAllowedError    a worker refused a job whose function allowed= does not allow
+     └── CorruptJobError            a stored row is not a job chancy could have written
 
 Each message names the problem and how to fix it. No message ever contains a password.
 """
@@ -19,12 +26,19 @@ from __future__ import annotations
 __all__ = [
     "ChancyError",
     "ConfigurationError",
+    "CorruptJobError",
+    "DatabaseTimeoutError",
     "DatabaseUnavailableError",
+    "FunctionNotAllowedError",
     "InvalidFunctionError",
     "InvalidJobError",
     "InvalidKwargsError",
     "InvalidQueueError",
+    "LockTimeoutError",
+    "PermissionDeniedError",
     "SchemaError",
+    "StatementTimeoutError",
+    "UnknownQueueError",
 ]
 
 
@@ -51,6 +65,11 @@ class InvalidQueueError(ChancyError, ValueError):
     """Queue names use 1 to 64 letters, digits and the characters '_', '-', '.', ':'."""
 
 
+class UnknownQueueError(InvalidQueueError):
+    """A job's queue must be declared first: list it in Chancy(queues=[...]), call
+    `await chancy.declare(Queue(name=...))`, or push with declare=True."""
+
+
 class ConfigurationError(ChancyError):
     """Chancy has no database to use: pass dsn= or engine=, or set CHANCY_DSN."""
 
@@ -62,3 +81,36 @@ class DatabaseUnavailableError(ConfigurationError):
 class SchemaError(ChancyError):
     """The database schema is behind this version of chancy: run `await chancy.migrate()`
     or `chancy migrate` (or `alembic upgrade head`)."""
+
+
+class PermissionDeniedError(ConfigurationError):
+    """The database role lacks a privilege chancy needs: give the roles that push and run
+    jobs the grants printed by `chancy grants --role NAME`, and run migrations as the role
+    that owns chancy's tables."""
+
+
+class DatabaseTimeoutError(ChancyError):
+    """A statement of chancy's was cancelled by lock_timeout or statement_timeout; find what
+    held it up, or raise the limit with Chancy(lock_timeout=..., statement_timeout=...)."""
+
+
+class LockTimeoutError(DatabaseTimeoutError):
+    """A statement of chancy's waited longer than lock_timeout for a lock that another
+    transaction holds; let that transaction finish (see pg_locks and pg_stat_activity),
+    or raise Chancy(lock_timeout=...)."""
+
+
+class StatementTimeoutError(DatabaseTimeoutError):
+    """A statement of chancy's ran longer than statement_timeout; raise
+    Chancy(statement_timeout=...) if it is expected to take that long."""
+
+
+class FunctionNotAllowedError(ChancyError):
+    """A worker refused a job whose function its allowed= patterns do not allow; the
+    function was not imported. If it is yours to run, add a pattern that matches it to
+    Chancy(allowed=[...]) or `chancy worker --allow PATTERN`."""
+
+
+class CorruptJobError(ChancyError):
+    """A stored job row is not one chancy could have written (func not a dotted name,
+    kwargs not a JSON object, an unknown state, ...); fix or delete the row."""

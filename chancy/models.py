@@ -17,9 +17,11 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -36,7 +38,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
-__all__ = ["TABLE_PREFIX", "Base", "JobRow", "LeaderRow", "metadata", "state_in"]
+__all__ = [
+    "TABLE_PREFIX",
+    "Base",
+    "JobRow",
+    "LeaderRow",
+    "QueueRow",
+    "ScheduleRow",
+    "metadata",
+    "state_in",
+]
 
 TABLE_PREFIX = "chancy_"
 
@@ -76,7 +87,8 @@ class JobRow(Base):
     __tablename__ = f"{TABLE_PREFIX}jobs"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    queue: Mapped[str] = mapped_column(Text)
+    # A job's queue must be declared (a row of chancy_queues): a typo fails at push.
+    queue: Mapped[str] = mapped_column(Text, ForeignKey(f"{TABLE_PREFIX}queues.name"))
     func: Mapped[str] = mapped_column(Text)
     kwargs: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -95,6 +107,14 @@ class JobRow(Base):
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     result: Mapped[Any | None] = mapped_column(JSONB)
     backoff: Mapped[float | None] = mapped_column(Double)
+    # Limits per key, enforced within the job's queue: at most `concurrency_limit` running
+    # jobs with this `concurrency_key`, at most `rate_limit` starts per `rate_period`
+    # seconds with this `rate_key`.
+    concurrency_key: Mapped[str | None] = mapped_column(Text)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_key: Mapped[str | None] = mapped_column(Text)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_period: Mapped[float | None] = mapped_column(Double)
 
     __table_args__ = (
         CheckConstraint(state_in(set(JobState)), name="state"),
@@ -127,6 +147,27 @@ class JobRow(Base):
             "completed_at",
             postgresql_where=literal_column(state_in(FINISHED_STATES)),
         ),
+        # Rate limits: the starts of a queue within the last period.
+        Index(
+            "ix_chancy_jobs_started",
+            "queue",
+            "started_at",
+            postgresql_where=literal_column("started_at IS NOT NULL"),
+        ),
+        # Limits per key: the running jobs of a concurrency key, the starts of a rate key.
+        Index(
+            "ix_chancy_jobs_concurrency_key",
+            "queue",
+            "concurrency_key",
+            postgresql_where=literal_column("state = 'running' AND concurrency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_chancy_jobs_rate_key",
+            "queue",
+            "rate_key",
+            "started_at",
+            postgresql_where=literal_column("rate_key IS NOT NULL AND started_at IS NOT NULL"),
+        ),
         # At most one unfinished job per unique key.
         Index(
             "uq_chancy_jobs_unique_key",
@@ -152,3 +193,49 @@ class LeaderRow(Base):
     term: Mapped[int] = mapped_column(BigInteger)
     elected_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
     expires_at: Mapped[Timestamp]
+
+
+class QueueRow(Base):
+    """A declared queue and the settings every worker honours for it.
+
+    ``paused``: workers claim none of its jobs (until ``resume_at``, if set).
+    ``global_concurrency``: the most of its jobs running at once across all workers.
+    ``rate_limit`` starts per ``rate_period`` seconds across all workers.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}queues"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    resume_at: Mapped[Timestamp | None]
+    global_concurrency: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_period: Mapped[float | None] = mapped_column(Double)
+    # Set once a job with a concurrency or rate key was pushed: its claims count keys.
+    keyed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    updated_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+
+    __table_args__ = (
+        CheckConstraint("global_concurrency IS NULL OR global_concurrency >= 1", name="global"),
+        CheckConstraint("rate_limit IS NULL OR rate_limit >= 1", name="rate_limit"),
+    )
+
+
+class ScheduleRow(Base):
+    """A cron schedule: the job it pushes, and when it is next due.
+
+    The leader pushes the job of each due tick with the unique key
+    ``cron:<name>:<tick>`` and moves ``next_run_at`` on, in one transaction.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}schedules"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    cron: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(Text, server_default=text("'UTC'"))
+    job: Mapped[JsonObject]
+    catch_up: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    next_run_at: Mapped[Timestamp]
+    last_run_at: Mapped[Timestamp | None]
+    updated_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from chancy.errors import InvalidQueueError
@@ -15,6 +15,7 @@ __all__ = [
     "POLLING_INTERVAL_DEFAULT",
     "QUEUE_NAME_MAX_LENGTH",
     "Queue",
+    "QueueInfo",
     "validate_queue_name",
 ]
 
@@ -60,7 +61,9 @@ class Queue:
     ``executor`` runs them: ``"asyncio"`` (coroutines on the worker's loop, sync functions
     in a thread; the default), ``"threads"`` or ``"processes"``. ``polling_interval`` is
     how many seconds an idle worker waits before looking again when no notification came.
-    ``rate_limit`` jobs per ``rate_period`` caps how many jobs start across all workers.
+    ``rate_limit`` jobs per ``rate_period`` caps how many jobs start across all workers,
+    and ``global_concurrency`` how many run at once across all workers; both are stored
+    with the queue in the database when the queue is declared, and enforced by the claim.
     ``memory_limit`` (bytes) caps the address space of each child process of the
     ``"processes"`` executor.
     """
@@ -71,6 +74,7 @@ class Queue:
     polling_interval: float = POLLING_INTERVAL_DEFAULT
     rate_limit: int | None = None
     rate_period: timedelta = timedelta(seconds=1)
+    global_concurrency: int | None = None
     memory_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -90,7 +94,40 @@ class Queue:
             raise InvalidQueueError(
                 f"queue {self.name!r}: polling_interval must be a positive number of seconds"
             )
+        if self.global_concurrency is not None and (
+            isinstance(self.global_concurrency, bool)
+            or not isinstance(self.global_concurrency, int)
+            or self.global_concurrency < 1
+        ):
+            raise InvalidQueueError(
+                f"queue {self.name!r}: global_concurrency is {self.global_concurrency!r}; "
+                "use an int of 1 or more, or None"
+            )
+        if not self.rate_period.total_seconds() > 0:
+            raise InvalidQueueError(f"queue {self.name!r}: rate_period must be positive")
         if self.rate_limit is not None and self.rate_limit < 1:
             raise InvalidQueueError(
                 f"queue {self.name!r}: rate_limit is {self.rate_limit}; use 1 or more, or None"
             )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QueueInfo:
+    """A declared queue as the database holds it (what :meth:`Chancy.list_queues` returns).
+
+    ``paused`` is true while workers claim none of its jobs: from a pause until a resume,
+    or until ``resume_at`` when the pause had one.
+    """
+
+    name: str
+    paused: bool
+    resume_at: datetime | None
+    global_concurrency: int | None
+    rate_limit: int | None
+    rate_period: float | None
+    keyed: bool
+
+    @property
+    def limited(self) -> bool:
+        """Whether claims from this queue must count what runs and starts cluster-wide."""
+        return self.global_concurrency is not None or self.rate_limit is not None or self.keyed

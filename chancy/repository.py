@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import sqlalchemy as sa
@@ -30,9 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from chancy.errors import SchemaError
+from chancy.errors import ChancyError, SchemaError, UnknownQueueError
 from chancy.executor import Job, QueuedJob, Reference
-from chancy.models import TABLE_PREFIX, JobRow, LeaderRow, state_in
+from chancy.models import TABLE_PREFIX, JobRow, LeaderRow, QueueRow, ScheduleRow, state_in
+from chancy.queue import Queue, QueueInfo
+
+if TYPE_CHECKING:
+    from chancy.cron import Cron
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
 __all__ = [
@@ -44,6 +49,8 @@ __all__ = [
     "JobRepository",
     "LeaderRepository",
     "Outcome",
+    "QueueRepository",
+    "ScheduleRepository",
 ]
 
 Executable = AsyncConnection | AsyncSession
@@ -58,6 +65,11 @@ LEASE_SECONDS_DEFAULT = 30.0
 
 _jobs = cast(sa.Table, JobRow.__table__)
 _c = _jobs.c
+_q = cast(sa.Table, QueueRow.__table__).alias("q")
+_PAUSED = "q.paused AND (q.resume_at IS NULL OR q.resume_at > now())"
+_QUEUE_HELD_BACK = (
+    f"({_PAUSED} OR q.keyed OR q.global_concurrency IS NOT NULL OR q.rate_limit IS NOT NULL)"
+)
 # Constants are rendered as literals: they are part of the statement (and must be, for the
 # claim to match the partial index), not parameters.
 _SECOND: sa.ColumnElement[Any] = sa.literal_column("interval '1 second'")
@@ -124,6 +136,11 @@ def _push_statement(*, single: bool) -> sa.Executable:
         "timeout": sa.Double,
         "meta": sa.Text,
         "backoff": sa.Double,
+        "concurrency_key": sa.Text,
+        "concurrency_limit": sa.Integer,
+        "rate_key": sa.Text,
+        "rate_limit": sa.Integer,
+        "rate_period": sa.Double,
     }
     # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
     # array of NULLs as an array of unknown type.
@@ -158,6 +175,11 @@ def _push_statement(*, single: bool) -> sa.Executable:
         batch.c.timeout,
         sa.cast(batch.c.meta, JSONB),
         batch.c.backoff,
+        batch.c.concurrency_key,
+        batch.c.concurrency_limit,
+        batch.c.rate_key,
+        batch.c.rate_limit,
+        batch.c.rate_period,
     )
     inserted = (
         pg_insert(_jobs)
@@ -174,6 +196,11 @@ def _push_statement(*, single: bool) -> sa.Executable:
                 "timeout",
                 "meta",
                 "backoff",
+                "concurrency_key",
+                "concurrency_limit",
+                "rate_key",
+                "rate_limit",
+                "rate_period",
             ],
             rows,
         )
@@ -238,9 +265,22 @@ def _claim_statement() -> sa.Executable:
     UPDATE starts the attempt: ``attempts + 1`` is the fencing token every later write
     about this attempt must name, and the lease says when another worker may take over.
     """
+    # A queue that is paused or limited (cluster-wide limits, or jobs with keys) is never
+    # claimed here but by the limited claim, which serialises its claimers; so a worker
+    # that has not yet heard of a pause or a limit cannot break it.
+    held_back = sa.exists().where(
+        _q.c.name == sa.bindparam("p_queue"),
+        sa.literal_column(_QUEUE_HELD_BACK),
+    )
     ready = (
         sa.select(_c.id)
-        .where(_c.queue == sa.bindparam("p_queue"), _c.state == _PENDING)
+        .where(
+            _c.queue == sa.bindparam("p_queue"),
+            _c.state == _PENDING,
+            _c.concurrency_key.is_(None),
+            _c.rate_key.is_(None),
+            ~held_back,
+        )
         .order_by(_c.priority, _c.id)
         .limit(sa.bindparam("p_limit"))
         .with_for_update(skip_locked=True)
@@ -455,6 +495,116 @@ def _retry_statement() -> sa.Executable:
     return sa.select(*retried.c).select_from(retried.join(woken, sa.true()))
 
 
+def _retry_many_statement() -> sa.Executable:
+    """Bring back up to ``:limit`` jobs in state ``:state`` (failed or cancelled), of
+    ``:queue`` or of every queue, as :func:`_retry_statement` does for one. Returns how
+    many."""
+    queue = sa.bindparam("p_queue", type_=sa.Text)
+    chosen = (
+        sa.select(_c.id)
+        .where(
+            _c.state == sa.bindparam("p_state", type_=sa.Text),
+            sa.or_(queue.is_(None), _c.queue == queue),
+        )
+        .order_by(_c.id)
+        .limit(sa.bindparam("p_limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+        .cte("chosen")
+    )
+    retried = (
+        sa.update(_jobs)
+        .where(_c.id == chosen.c.id)
+        .values(
+            state=_PENDING,
+            completed_at=None,
+            result=None,
+            scheduled_at=sa.func.now(),
+            max_attempts=sa.func.greatest(_c.max_attempts, _c.attempts + 1),
+        )
+        .returning(_c.id, _c.state, _c.queue)
+        .cte("retried")
+    )
+    woken = _wake_queues(retried)
+    return sa.select(sa.func.count(retried.c.id)).select_from(retried.join(woken, sa.true()))
+
+
+_RETRY_MANY = _Statement(_retry_many_statement())
+RETRY_BATCH = 10_000
+
+
+def _prune_statement() -> sa.Executable:
+    """Delete up to ``:limit`` jobs in the finished state ``:state`` completed before
+    ``:before``, oldest first, through ``ix_chancy_jobs_finished``. SKIP LOCKED: a row
+    someone is touching is left for the next round, so pruning never waits on anyone.
+    Returns how many were deleted."""
+    doomed = (
+        sa.select(_c.id)
+        .where(
+            sa.literal_column(state_in(FINISHED_STATES)),
+            _c.state == sa.bindparam("p_state", type_=sa.Text),
+            _c.completed_at < sa.bindparam("p_before", type_=sa.DateTime(timezone=True)),
+        )
+        .order_by(_c.completed_at)
+        .limit(sa.bindparam("p_limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+        .cte("doomed")
+    )
+    deleted = sa.delete(_jobs).where(_c.id == doomed.c.id).returning(_c.id).cte("deleted")
+    return sa.select(sa.func.count()).select_from(deleted)
+
+
+_PRUNE = _Statement(_prune_statement())
+
+
+_schedules = cast(sa.Table, ScheduleRow.__table__)
+
+
+def _upsert_schedule_statement() -> sa.Executable:
+    insert = pg_insert(_schedules).values(
+        name=sa.bindparam("p_name"),
+        cron=sa.bindparam("p_cron"),
+        timezone=sa.bindparam("p_timezone"),
+        job=sa.bindparam("p_job", type_=JSONB),
+        catch_up=sa.bindparam("p_catch_up"),
+        next_run_at=sa.bindparam("p_next_run_at", type_=sa.DateTime(timezone=True)),
+    )
+    moved = sa.or_(
+        _schedules.c.cron != insert.excluded.cron,
+        _schedules.c.timezone != insert.excluded.timezone,
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[_schedules.c.name],
+        set_={
+            "cron": insert.excluded.cron,
+            "timezone": insert.excluded.timezone,
+            "job": insert.excluded.job,
+            "catch_up": insert.excluded.catch_up,
+            "next_run_at": sa.case(
+                (moved, insert.excluded.next_run_at), else_=_schedules.c.next_run_at
+            ),
+            "updated_at": sa.func.now(),
+        },
+    )
+
+
+_UPSERT_SCHEDULE = _upsert_schedule_statement()
+_LOCK_DUE_SCHEDULES = (
+    sa.select(*_schedules.c)
+    .where(_schedules.c.next_run_at <= sa.bindparam("p_now", type_=sa.DateTime(timezone=True)))
+    .order_by(_schedules.c.next_run_at)
+    .with_for_update(skip_locked=True)
+)
+_ADVANCE_SCHEDULE = (
+    sa.update(_schedules)
+    .where(_schedules.c.name == sa.bindparam("p_name"))
+    .values(
+        last_run_at=sa.bindparam("p_tick", type_=sa.DateTime(timezone=True)),
+        next_run_at=sa.bindparam("p_next_run_at", type_=sa.DateTime(timezone=True)),
+        updated_at=sa.func.now(),
+    )
+)
+
+
 _leader = cast(sa.Table, LeaderRow.__table__)
 _LEADER_NAME = "leader"
 
@@ -497,6 +647,191 @@ _RESIGN = (
     .values(expires_at=sa.func.now() - _SECOND)
 )
 
+
+# -- queues ---------------------------------------------------------------------------
+_queues = cast(sa.Table, QueueRow.__table__)
+_QUEUE_COLUMNS: tuple[sa.ColumnElement[Any], ...] = (
+    _queues.c.name,
+    sa.literal_column(
+        "chancy_queues.paused AND (chancy_queues.resume_at IS NULL "
+        "OR chancy_queues.resume_at > now())"
+    ).label("paused"),
+    _queues.c.resume_at,
+    _queues.c.global_concurrency,
+    _queues.c.rate_limit,
+    _queues.c.rate_period,
+    _queues.c.keyed,
+)
+_LIST_QUEUES = _Statement(sa.select(*_QUEUE_COLUMNS).order_by(_queues.c.name))
+_GET_QUEUE = _Statement(sa.select(*_QUEUE_COLUMNS).where(_queues.c.name == sa.bindparam("p_name")))
+_QUEUE_NAMES = _Statement(sa.select(_queues.c.name))
+
+
+def _queue_changed(name: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return _notify(sa.func.json_build_object("event", "queue_changed", "queue", name))
+
+
+def _declare_statement(*, settings: bool) -> sa.Executable:
+    """Declare queues from parallel arrays. With ``settings``, a queue's cluster-wide
+    limits are (re)written from the arrays, as the app's ``Queue`` objects say; without,
+    a queue that exists is left as it is."""
+    batch = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("p_names", type_=ARRAY(sa.Text)), ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("p_global", type_=ARRAY(sa.Integer)), ARRAY(sa.Integer)),
+            sa.cast(sa.bindparam("p_rate_limits", type_=ARRAY(sa.Integer)), ARRAY(sa.Integer)),
+            sa.cast(sa.bindparam("p_rate_periods", type_=ARRAY(sa.Double)), ARRAY(sa.Double)),
+        )
+        .table_valued("name", "global_concurrency", "rate_limit", "rate_period")
+        .render_derived("batch")
+    )
+    insert = pg_insert(_queues).from_select(
+        ["name", "global_concurrency", "rate_limit", "rate_period"], sa.select(batch)
+    )
+    if not settings:
+        return insert.on_conflict_do_nothing(index_elements=[_queues.c.name])
+    excluded = insert.excluded
+    changed = sa.or_(
+        _queues.c.global_concurrency.is_distinct_from(excluded.global_concurrency),
+        _queues.c.rate_limit.is_distinct_from(excluded.rate_limit),
+        _queues.c.rate_period.is_distinct_from(excluded.rate_period),
+    )
+    upserted = (
+        insert.on_conflict_do_update(
+            index_elements=[_queues.c.name],
+            set_={
+                "global_concurrency": excluded.global_concurrency,
+                "rate_limit": excluded.rate_limit,
+                "rate_period": excluded.rate_period,
+                "updated_at": sa.func.now(),
+            },
+            where=changed,
+        )
+        .returning(_queues.c.name)
+        .cte("upserted")
+    )
+    return sa.select(sa.func.count(_queue_changed(upserted.c.name))).select_from(upserted)
+
+
+def _pause_statement() -> sa.Executable:
+    """Pause (or resume) one queue and tell every worker: ``queue_changed`` makes them
+    reload its settings, and ``pushed`` wakes their producers on a resume."""
+    updated = (
+        sa.update(_queues)
+        .where(_queues.c.name == sa.bindparam("p_name"))
+        .values(
+            paused=sa.bindparam("p_paused", type_=sa.Boolean),
+            resume_at=sa.bindparam("p_resume_at", type_=sa.DateTime(timezone=True)),
+            updated_at=sa.func.now(),
+        )
+        .returning(_queues.c.name)
+        .cte("updated")
+    )
+    pushed = sa.func.json_build_object("event", "pushed", "queue", updated.c.name)
+    return sa.select(updated.c.name, _queue_changed(updated.c.name), _notify(pushed)).select_from(
+        updated
+    )
+
+
+_DECLARE = _Statement(_declare_statement(settings=False))
+_DECLARE_SETTINGS = _Statement(_declare_statement(settings=True))
+_PAUSE = _Statement(_pause_statement())
+# A queue's first job with a concurrency or rate key makes the queue keyed: from then on
+# its claims go through the limited claim, which counts keys.
+_MARK_KEYED = _Statement(
+    sa.select(sa.func.count(_queue_changed(sa.column("name")))).select_from(
+        sa.update(_queues)
+        .where(
+            _queues.c.name == sa.func.any(sa.bindparam("p_names", type_=ARRAY(sa.Text))),
+            ~_queues.c.keyed,
+        )
+        .values(keyed=True, updated_at=sa.func.now())
+        .returning(_queues.c.name)
+        .cte("marked")
+    )
+)
+# The limited claim, in a transaction after locking the queue's row: claimers of one
+# limited queue take turns, so each counts what the others started. Start times come
+# from clock_timestamp() (not the transaction's start), so they grow from one claim to
+# the next and every window of ``rate_period`` holds at most ``rate_limit`` starts. Keys
+# are counted among the first ``p_window`` ready jobs, ranked within each key.
+_LOCK_QUEUE = _Statement(
+    sa.select(sa.literal_column(_PAUSED).label("paused"))
+    .select_from(_q)
+    .where(_q.c.name == sa.bindparam("p_queue"))
+    .with_for_update(of=_q)
+)
+_CLAIM_LIMITED = _Statement(
+    sa.text(
+        """
+WITH settings AS (
+    SELECT global_concurrency, rate_limit, rate_period
+    FROM chancy_queues WHERE name = :p_queue
+),
+budget AS (
+    SELECT greatest(0, least(
+        :p_limit,
+        coalesce((SELECT global_concurrency FROM settings) - (
+            SELECT count(*) FROM chancy_jobs
+            WHERE queue = :p_queue AND state = 'running'
+        ), :p_limit),
+        coalesce((SELECT rate_limit FROM settings) - (
+            SELECT count(*) FROM chancy_jobs
+            WHERE queue = :p_queue AND started_at IS NOT NULL
+              AND started_at > clock_timestamp()
+                  - interval '1 second' * (SELECT rate_period FROM settings)
+        ), :p_limit)
+    )) AS n
+),
+head AS (
+    SELECT id, priority, concurrency_key, concurrency_limit, rate_key, rate_limit,
+           rate_period,
+           row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, id) AS c_rank,
+           row_number() OVER (PARTITION BY rate_key ORDER BY priority, id) AS r_rank
+    FROM (
+        SELECT * FROM chancy_jobs WHERE queue = :p_queue AND state = 'pending'
+        ORDER BY priority, id LIMIT :p_window
+    ) AS ready
+),
+eligible AS (
+    SELECT h.id FROM head AS h
+    WHERE (h.concurrency_key IS NULL OR h.c_rank + (
+            SELECT count(*) FROM chancy_jobs AS r
+            WHERE r.queue = :p_queue AND r.state = 'running'
+              AND r.concurrency_key = h.concurrency_key
+        ) <= h.concurrency_limit)
+      AND (h.rate_key IS NULL OR h.r_rank + (
+            SELECT count(*) FROM chancy_jobs AS r
+            WHERE r.queue = :p_queue AND r.rate_key = h.rate_key
+              AND r.started_at IS NOT NULL
+              AND r.started_at > clock_timestamp() - interval '1 second' * h.rate_period
+        ) <= h.rate_limit)
+    ORDER BY h.priority, h.id
+    LIMIT (SELECT n FROM budget)
+),
+locked AS (
+    SELECT j.id FROM chancy_jobs AS j JOIN eligible AS e ON j.id = e.id
+    WHERE j.state = 'pending'
+    FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE chancy_jobs SET
+    state = 'running',
+    attempts = chancy_jobs.attempts + 1,
+    started_at = clock_timestamp(),
+    worker_id = :p_worker_id,
+    lease_expires_at = clock_timestamp() + interval '1 second' * :p_lease_seconds
+FROM locked WHERE chancy_jobs.id = locked.id
+RETURNING chancy_jobs.*
+"""
+    ).bindparams(
+        sa.bindparam("p_queue", type_=sa.Text),
+        sa.bindparam("p_limit", type_=sa.Integer),
+        sa.bindparam("p_window", type_=sa.Integer),
+        sa.bindparam("p_worker_id", type_=sa.Text),
+        sa.bindparam("p_lease_seconds", type_=sa.Double),
+    )
+)
+CLAIM_WINDOW = 1000
 
 _PUSH = _Statement(_push_statement(single=False))
 _PUSH_ONE = _Statement(_push_statement(single=True))
@@ -550,8 +885,17 @@ class JobRepository:
         plan = _PushPlan(jobs)
         if not plan.batch:
             return []
+        if keyed := plan.keyed_queues():
+            await _MARK_KEYED.rows(conn, {"p_names": keyed})
         statement, parameters = plan.statement()
-        held = plan.inserted(await statement.rows(conn, parameters))
+        try:
+            held = plan.inserted(await statement.rows(conn, parameters))
+        except DBAPIError as exc:
+            if _sqlstate(exc) != _FOREIGN_KEY_VIOLATION:
+                raise
+            # In the caller's transaction nothing more can be read: it is aborted.
+            known = await _QUEUE_NAMES.rows(conn, {}) if _autocommits(conn) else []
+            raise _unknown_queue(plan.batch, [row["name"] for row in known]) from exc
         if held:
             plan.held_by(await _FIND_HOLDERS_BY_KEYS.rows(conn, {"p_keys": held}))
         return plan.references()
@@ -562,8 +906,16 @@ class JobRepository:
         if not plan.batch:
             return []
         with _schema_errors():
+            if keyed := plan.keyed_queues():
+                conn.execute(_MARK_KEYED.construct, {"p_names": keyed})
             statement, parameters = plan.statement()
-            held = plan.inserted(conn.execute(statement.construct, parameters).mappings().all())
+            try:
+                rows = conn.execute(statement.construct, parameters).mappings().all()
+            except DBAPIError as exc:
+                if _sqlstate(exc) != _FOREIGN_KEY_VIOLATION:
+                    raise
+                raise _unknown_queue(plan.batch, []) from exc
+            held = plan.inserted(rows)
             if held:
                 plan.held_by(
                     conn.execute(_FIND_HOLDERS_BY_KEYS.construct, {"p_keys": held}).mappings()
@@ -662,6 +1014,26 @@ class JobRepository:
             row = (await conn.execute(_RETRY, {"p_id": job_id})).mappings().first()
         return None if row is None else QueuedJob.from_row(row)
 
+    async def retry_many(
+        self, conn: HotExecutable, state: JobState, queue: str | None, limit: int = RETRY_BATCH
+    ) -> int:
+        """Bring back up to ``limit`` jobs in ``state`` (failed or cancelled), of ``queue``
+        or of every queue; returns how many."""
+        if state not in (JobState.FAILED, JobState.CANCELLED):
+            raise ChancyError(f"only failed or cancelled jobs can be retried, not {state.value}")
+        parameters = {"p_state": state.value, "p_queue": queue, "p_limit": limit}
+        rows = await _RETRY_MANY.rows(conn, parameters)
+        return int(rows[0][0]) if rows else 0
+
+    async def prune_finished_before(
+        self, conn: HotExecutable, state: JobState, before: datetime, limit: int
+    ) -> int:
+        """Delete up to ``limit`` jobs in the finished ``state`` completed before
+        ``before``; returns how many."""
+        parameters = {"p_state": state.value, "p_before": before, "p_limit": limit}
+        rows = await _PRUNE.rows(conn, parameters)
+        return int(rows[0][0])
+
     async def count_by_state(self, conn: Executable, queue: str) -> dict[str, int]:
         """How many jobs of ``queue`` are in each state (states with none are absent)."""
         statement = sa.select(_c.state, sa.func.count()).where(_c.queue == queue).group_by(_c.state)
@@ -676,6 +1048,117 @@ class JobRepository:
         return list((await conn.execute(statement)).all())
 
 
+class QueueRepository:
+    """The statements about queues: declaring, pausing, listing, and the limited claim."""
+
+    async def declare_many(
+        self, conn: HotExecutable, queues: Sequence[Queue | str], *, settings: bool
+    ) -> None:
+        """Declare ``queues`` (a name declares with no limits). With ``settings``, the
+        cluster-wide limits of each :class:`Queue` replace the stored ones; workers are
+        told when they change."""
+        parameters = _declare_parameters(queues)
+        await (_DECLARE_SETTINGS if settings else _DECLARE).rows(conn, parameters)
+
+    def declare_many_sync(
+        self, conn: Connection | Session, queues: Sequence[Queue | str], *, settings: bool
+    ) -> None:
+        """:meth:`declare_many` on a synchronous ``Connection`` or ``Session``."""
+        statement = _DECLARE_SETTINGS if settings else _DECLARE
+        with _schema_errors():
+            conn.execute(statement.construct, _declare_parameters(queues))
+
+    async def list_all(self, conn: HotExecutable) -> list[QueueInfo]:
+        """Every declared queue, by name."""
+        return [QueueInfo(**dict(row)) for row in await _LIST_QUEUES.rows(conn, {})]
+
+    async def get(self, conn: HotExecutable, name: str) -> QueueInfo | None:
+        """The declared queue ``name``, or None."""
+        rows = await _GET_QUEUE.rows(conn, {"p_name": name})
+        return QueueInfo(**dict(rows[0])) if rows else None
+
+    async def names(self, conn: HotExecutable) -> list[str]:
+        return [row["name"] for row in await _QUEUE_NAMES.rows(conn, {})]
+
+    async def pause(
+        self, conn: HotExecutable, name: str, *, paused: bool, resume_at: datetime | None
+    ) -> bool:
+        """Pause or resume ``name``; False if no such queue is declared."""
+        parameters = {"p_name": name, "p_paused": paused, "p_resume_at": resume_at}
+        return bool(await _PAUSE.rows(conn, parameters))
+
+    async def mark_keyed_many(self, conn: HotExecutable, names: Sequence[str]) -> None:
+        """Make these queues keyed (their claims count concurrency and rate keys)."""
+        await _MARK_KEYED.rows(conn, {"p_names": list(names)})
+
+    async def claim_limited(
+        self,
+        conn: HotExecutable,
+        queue: str,
+        limit: int,
+        worker_id: str,
+        *,
+        lease_seconds: float = LEASE_SECONDS_DEFAULT,
+    ) -> list[QueuedJob]:
+        """Claim up to ``limit`` jobs of a paused or limited queue, honouring its
+        cluster-wide limits and its jobs' keys: the queue's row is locked for the claim,
+        so its claimers take turns. A paused queue gives nothing."""
+        if isinstance(conn, asyncpg.Connection):
+            async with conn.transaction():
+                return await self._claim_limited(conn, queue, limit, worker_id, lease_seconds)
+        return await self._claim_limited(conn, queue, limit, worker_id, lease_seconds)
+
+    async def _claim_limited(
+        self, conn: HotExecutable, queue: str, limit: int, worker_id: str, lease_seconds: float
+    ) -> list[QueuedJob]:
+        lock = await _LOCK_QUEUE.rows(conn, {"p_queue": queue})
+        if not lock or lock[0]["paused"]:
+            return []
+        parameters = {
+            "p_queue": queue,
+            "p_limit": limit,
+            "p_window": max(CLAIM_WINDOW, limit),
+            "p_worker_id": worker_id,
+            "p_lease_seconds": lease_seconds,
+        }
+        jobs = [QueuedJob.from_row(row) for row in await _CLAIM_LIMITED.rows(conn, parameters)]
+        jobs.sort(key=lambda job: (job.priority, job.id))
+        return jobs
+
+
+class ScheduleRepository:
+    """The statements about cron schedules."""
+
+    async def upsert(self, conn: Executable, cron: Cron, first: datetime) -> None:
+        """Store ``cron``; ``first`` is its next tick if it is new or its expression or
+        time zone changed (else its stored next tick stands)."""
+        await conn.execute(
+            _UPSERT_SCHEDULE,
+            {
+                "p_name": cron.key,
+                "p_cron": cron.expression,
+                "p_timezone": cron.timezone,
+                "p_job": cron.job_fields(),
+                "p_catch_up": cron.catch_up,
+                "p_next_run_at": first,
+            },
+        )
+
+    async def lock_due_many(self, conn: Executable, now: datetime) -> list[Any]:
+        """The schedules due at ``now``, locked until the transaction ends (a schedule
+        someone else holds is skipped)."""
+        result = await conn.execute(_LOCK_DUE_SCHEDULES, {"p_now": now})
+        return list(result.mappings())
+
+    async def advance(
+        self, conn: Executable, name: str, tick: datetime, following: datetime
+    ) -> None:
+        """Record that ``tick`` of schedule ``name`` was handled; its next is ``following``."""
+        await conn.execute(
+            _ADVANCE_SCHEDULE, {"p_name": name, "p_tick": tick, "p_next_run_at": following}
+        )
+
+
 class LeaderRepository:
     """The statements about the leader's lease."""
 
@@ -688,6 +1171,18 @@ class LeaderRepository:
     async def resign(self, conn: Executable, worker_id: str) -> None:
         """Give the lease up at once, so another worker takes over without waiting."""
         await conn.execute(_RESIGN, {"p_worker_id": worker_id})
+
+
+def _declare_parameters(queues: Sequence[Queue | str]) -> dict[str, list[Any]]:
+    given = [Queue(name=item) if isinstance(item, str) else item for item in queues]
+    return {
+        "p_names": [q.name for q in given],
+        "p_global": [q.global_concurrency for q in given],
+        "p_rate_limits": [q.rate_limit for q in given],
+        "p_rate_periods": [
+            q.rate_period.total_seconds() if q.rate_limit is not None else None for q in given
+        ],
+    }
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -717,6 +1212,10 @@ class _PushPlan:
             self._stand_in.append(len(self.batch))
             self.batch.append(job)
         self._ids: list[int | None] = []
+
+    def keyed_queues(self) -> list[str]:
+        """The queues of the batch's jobs with a concurrency or rate key."""
+        return sorted({j.queue for j in self.batch if j.concurrency_key or j.rate_key})
 
     def statement(self) -> tuple[_Statement, dict[str, Any]]:
         """The INSERT for the batch and its parameters: arrays, or scalars for one job."""
@@ -765,7 +1264,37 @@ def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:
         "p_timeout": [job.timeout for job in jobs],
         "p_meta": [dumps(dict(job.meta)) for job in jobs],
         "p_backoff": [job.backoff for job in jobs],
+        "p_concurrency_key": [job.concurrency_key for job in jobs],
+        "p_concurrency_limit": [job.concurrency_limit for job in jobs],
+        "p_rate_key": [job.rate_key for job in jobs],
+        "p_rate_limit": [job.rate_limit for job in jobs],
+        "p_rate_period": [job.rate_period for job in jobs],
     }
+
+
+_FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
+def _autocommits(conn: HotExecutable) -> bool:
+    return isinstance(conn, asyncpg.Connection) and not conn.is_in_transaction()
+
+
+def _unknown_queue(jobs: Sequence[Job], known: Sequence[str]) -> UnknownQueueError:
+    """The error for a push to a queue that is not declared, with the closest declared
+    name when ``known`` names are given."""
+    missing = sorted({job.queue for job in jobs} - set(known)) or sorted({j.queue for j in jobs})
+    name = missing[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return UnknownQueueError(
+        f"queue {name!r} is not declared{hint} Declare it first: list it in "
+        f"Chancy(queues=[...]), call `await chancy.declare(Queue(name={name!r}))`, or push "
+        "with declare=True"
+    )
 
 
 @contextlib.contextmanager
@@ -774,7 +1303,6 @@ def _schema_errors() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if sqlstate in ("42P01", "42703"):  # undefined_table, undefined_column
+        if _sqlstate(exc) in ("42P01", "42703"):  # undefined_table, undefined_column
             raise SchemaError() from exc
         raise

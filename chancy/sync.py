@@ -12,6 +12,12 @@ psycopg2, ...), and commit nothing::
     # committed: the job exists and workers wake; rolled back: it never existed
 
 Run the workers with the async ``chancy worker`` as usual.
+
+As :meth:`Chancy.push <chancy.app.Chancy.push>` does, a push refuses kwargs over
+``max_kwargs_bytes`` (default 1 MiB of JSON; None: no limit) before writing anything, and
+runs its statements with ``lock_timeout`` and ``statement_timeout`` (seconds, default 5
+and 30; None: none set), local to the caller's transaction and undone right after the
+push: the caller's later statements keep the caller's own settings.
 """
 
 from __future__ import annotations
@@ -22,37 +28,107 @@ from typing import overload
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from chancy.app import many_jobs, one_job
+from chancy.app import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size, many_jobs, one_job
+from chancy.database import (
+    LOCK_TIMEOUT_DEFAULT,
+    STATEMENT_TIMEOUT_DEFAULT,
+    Timeouts,
+    database_errors,
+    local_timeouts_sync,
+)
 from chancy.executor import Job, Reference
-from chancy.repository import JobRepository
+from chancy.queue import Queue
+from chancy.repository import JobRepository, QueueRepository
 
-__all__ = ["push", "push_many"]
+__all__ = ["declare", "push", "push_many"]
 
 _jobs = JobRepository()
+_queues = QueueRepository()
+
+
+def declare(session: Session | Connection, *queues: Queue | str) -> None:
+    """Declare ``queues`` in ``session``'s transaction (a :class:`Queue` also stores its
+    cluster-wide limits; a name declares with none). A job's queue must be declared
+    before the job is pushed; ``default`` always is."""
+    _queues.declare_many_sync(session, queues, settings=True)
 
 
 @overload
-def push(session: Session | Connection, job: Job, /) -> Reference: ...
+def push(
+    session: Session | Connection,
+    job: Job,
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
+) -> Reference: ...
 
 
 @overload
-def push(session: Session | Connection, queue: str, job: Job, /) -> Reference: ...
+def push(
+    session: Session | Connection,
+    queue: str,
+    job: Job,
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
+) -> Reference: ...
 
 
-def push(session: Session | Connection, queue: str | Job, job: Job | None = None, /) -> Reference:
+def push(
+    session: Session | Connection,
+    queue: str | Job,
+    job: Job | None = None,
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
+) -> Reference:
     """Write a job in ``session``'s transaction: ``push(session, queue, job)`` or
-    ``push(session, job)`` (the job's own queue). Returns its :class:`Reference`."""
-    (reference,) = _jobs.push_many_sync(session, one_job(queue, job))
+    ``push(session, job)`` (the job's own queue). Returns its :class:`Reference`.
+    ``declare=True`` declares the queue first (in the same transaction). The limits
+    work as described in this module's docstring."""
+    batch = one_job(queue, job)
+    timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
+    check_kwargs_size(batch, max_kwargs_bytes)
+    with database_errors("the push", timeouts), local_timeouts_sync(session, timeouts):
+        if declare:
+            _queues.declare_many_sync(session, [batch[0].queue], settings=False)
+        (reference,) = _jobs.push_many_sync(session, batch)
     return reference
 
 
 @overload
-def push_many(session: Session | Connection, jobs: Sequence[Job], /) -> list[Reference]: ...
+def push_many(
+    session: Session | Connection,
+    jobs: Sequence[Job],
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
+) -> list[Reference]: ...
 
 
 @overload
 def push_many(
-    session: Session | Connection, queue: str, jobs: Sequence[Job], /
+    session: Session | Connection,
+    queue: str,
+    jobs: Sequence[Job],
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
 ) -> list[Reference]: ...
 
 
@@ -61,7 +137,18 @@ def push_many(
     queue: str | Sequence[Job],
     jobs: Sequence[Job] | None = None,
     /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
 ) -> list[Reference]:
     """Write many jobs in ``session``'s transaction with one statement; their references
-    come back in order."""
-    return _jobs.push_many_sync(session, many_jobs(queue, jobs))
+    come back in order. ``declare`` and the limits work as for :func:`push`."""
+    batch = many_jobs(queue, jobs)
+    timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
+    check_kwargs_size(batch, max_kwargs_bytes)
+    with database_errors("the push", timeouts), local_timeouts_sync(session, timeouts):
+        if declare:
+            _queues.declare_many_sync(session, sorted({j.queue for j in batch}), settings=False)
+        return _jobs.push_many_sync(session, batch)

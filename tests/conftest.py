@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from chancy import migrations
 from chancy.app import Chancy
 from chancy.database import create_engine, resolve_url
+from chancy.queue import Queue
 from tests.servers import (
     create_database,
     drop_database,
@@ -70,7 +71,12 @@ async def empty_database_url(server_url: URL) -> AsyncIterator[URL]:
     await drop_database(server_url, name)
 
 
+TEST_QUEUES = ("default", "other", "emails", "bulk", "a", "b", "mail")
+
+
 @pytest.fixture
 async def chancy(database_url: URL) -> AsyncIterator[Chancy]:
-    async with Chancy(database_url) as app:
+    # The queues the tests push to, declared on the first push as an app's would be.
+    queues = [Queue(name=name) for name in TEST_QUEUES]
+    async with Chancy(database_url, queues=queues) as app:
         yield app

@@ -4,6 +4,7 @@
 :mod:`chancy.executor.job`; the executors, one per way of running a function, beside it.
 """
 
+from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import Executor
 from chancy.executor.coroutines import AsyncioExecutor
 from chancy.executor.job import (
@@ -20,13 +21,14 @@ from chancy.executor.threads import ThreadExecutor
 from chancy.queue import Queue
 
 
-def executor_for(queue: Queue) -> Executor:
-    """A new executor of the kind ``queue.executor`` names, sized to its concurrency."""
+def executor_for(queue: Queue, *, allowed: AllowedFunctions = UNRESTRICTED) -> Executor:
+    """A new executor of the kind ``queue.executor`` names, sized to its concurrency, that
+    runs only the functions ``allowed`` allows (default: any)."""
     if queue.executor == "threads":
-        return ThreadExecutor(queue.concurrency)
+        return ThreadExecutor(queue.concurrency, allowed=allowed)
     if queue.executor == "processes":
-        return ProcessExecutor(queue.concurrency, memory_limit=queue.memory_limit)
-    return AsyncioExecutor(queue.concurrency)
+        return ProcessExecutor(queue.concurrency, memory_limit=queue.memory_limit, allowed=allowed)
+    return AsyncioExecutor(queue.concurrency, allowed=allowed)
 
 
 __all__ = [

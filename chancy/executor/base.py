@@ -2,9 +2,12 @@
 
 An executor runs the functions of one queue in one worker. The worker hands it a
 :class:`~chancy.executor.job.QueuedJob` whose function it may run (the worker has already
-checked that); :meth:`Executor.run` returns the function's return value or raises what
-the function raised. Cancelling the task that awaits :meth:`Executor.run` interrupts the
-run where the executor can (each executor's docstring says what it cannot interrupt).
+checked that, see :mod:`chancy.allowed`); the executor imports it with
+:meth:`Executor.function`, which checks the function's definition against the same
+``allowed`` patterns once imported. :meth:`Executor.run` returns the function's return
+value or raises what the function raised. Cancelling the task that awaits
+:meth:`Executor.run` interrupts the run where the executor can (each executor's
+docstring says what it cannot interrupt).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.callables import resolve
 from chancy.executor.job import QueuedJob, queued_job_parameter
 
@@ -25,6 +29,7 @@ __all__ = [
     "RemoteJobError",
     "call_arguments",
     "describe_exception",
+    "resolve_allowed",
     "resolve_function",
     "timeout_message",
 ]
@@ -51,12 +56,18 @@ class RemoteJobError(Exception):
 
 class Executor(abc.ABC):
     """Runs job functions, at most ``concurrency`` at a time (the worker never asks for
-    more). ``start`` is awaited before the first run and ``stop`` after the last."""
+    more). ``start`` is awaited before the first run and ``stop`` after the last.
+    ``allowed``: the functions it may import and run (default: any)."""
 
     name: ClassVar[str]
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, *, allowed: AllowedFunctions = UNRESTRICTED) -> None:
         self.concurrency = concurrency
+        self.allowed = allowed
+
+    def function(self, job: QueuedJob) -> Callable[..., Any]:
+        """The function of ``job``, imported by name, if ``allowed`` allows it."""
+        return resolve_allowed(job.func, self.allowed)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare to run jobs (start pools, children)."""
@@ -74,10 +85,21 @@ class Executor(abc.ABC):
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def resolve_function(name: str) -> Callable[..., Any]:
     """:func:`chancy.callables.resolve`, remembered: a worker resolves each name once."""
     return resolve(name)
+
+
+def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
+    """:func:`resolve_function`, when ``allowed`` allows ``name`` (checked before the
+    import) and the function it finds (checked after): else
+    :class:`~chancy.errors.FunctionNotAllowedError`."""
+    if allowed.unrestricted:
+        return resolve_function(name)
+    allowed.check(name)
+    fn = resolve_function(name)
+    allowed.check_definition(name, fn)
+    return fn
 
 
 def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:

@@ -6,11 +6,11 @@ import asyncio
 import inspect
 from typing import Any, ClassVar
 
+from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import (
     Executor,
     JobTimeoutError,
     call_arguments,
-    resolve_function,
     timeout_message,
 )
 from chancy.executor.job import QueuedJob
@@ -33,15 +33,15 @@ class AsyncioExecutor(Executor):
 
     name: ClassVar[str] = "asyncio"
 
-    def __init__(self, concurrency: int) -> None:
-        super().__init__(concurrency)
-        self._threads = ThreadExecutor(concurrency)
+    def __init__(self, concurrency: int, *, allowed: AllowedFunctions = UNRESTRICTED) -> None:
+        super().__init__(concurrency, allowed=allowed)
+        self._threads = ThreadExecutor(concurrency, allowed=allowed)
 
     async def stop(self) -> None:
         await self._threads.stop()
 
     async def run(self, job: QueuedJob) -> Any:
-        fn = resolve_function(job.func)
+        fn = self.function(job)
         if not inspect.iscoroutinefunction(fn):
             return await self._threads.run(job)
         call = fn(**call_arguments(fn, job))

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Self
 
 from chancy.callables import name_of
-from chancy.errors import InvalidJobError, InvalidKwargsError
+from chancy.errors import CorruptJobError, InvalidJobError, InvalidKwargsError
 from chancy.queue import validate_queue_name
 from chancy.states import JobState
 
@@ -76,6 +76,11 @@ class Job:
     timeout: float | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY)
     backoff: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.func, str) or not self.func:
@@ -98,6 +103,10 @@ class Job:
             not isinstance(self.unique_key, str) or not self.unique_key
         ):
             raise InvalidJobError("unique_key must be a non-empty str, or None")
+        _check_key_limit(self.concurrency_key, self.concurrency_limit, "concurrency")
+        _check_key_limit(self.rate_key, self.rate_limit, "rate")
+        if self.rate_key is not None:
+            set_(self, "rate_period", _seconds(self.rate_period, "rate period", allow_zero=False))
 
     def __hash__(self) -> int:
         return hash(
@@ -113,6 +122,11 @@ class Job:
                 self.timeout,
                 _canonical_json(self.meta),
                 self.backoff,
+                self.concurrency_key,
+                self.concurrency_limit,
+                self.rate_key,
+                self.rate_limit,
+                self.rate_period,
             )
         )
 
@@ -194,6 +208,23 @@ class Job:
         """A copy with ``meta`` (a JSON object) in place of the current one."""
         return dataclasses.replace(self, meta=meta)
 
+    def with_concurrency_key(self, key: str | None, *, limit: int = 1) -> Self:
+        """A copy of which at most ``limit`` jobs with the same ``key`` run at once in its
+        queue, across all workers (None: no such limit)."""
+        return dataclasses.replace(
+            self, concurrency_key=key, concurrency_limit=None if key is None else limit
+        )
+
+    def with_rate_key(
+        self, key: str | None, *, limit: int, period: timedelta | float = 1.0
+    ) -> Self:
+        """A copy of which at most ``limit`` jobs with the same ``key`` start per ``period``
+        (seconds or a timedelta) in its queue, across all workers (None: no such limit)."""
+        if key is None:
+            return dataclasses.replace(self, rate_key=None, rate_limit=None, rate_period=None)
+        seconds = _seconds(period, "rate period", allow_zero=False)
+        return dataclasses.replace(self, rate_key=key, rate_limit=limit, rate_period=seconds)
+
     def with_kwargs(self, kwargs: Mapping[str, Any]) -> Self:
         """A copy that calls the function with ``kwargs`` in place of the current ones."""
         return dataclasses.replace(self, kwargs=kwargs)
@@ -247,13 +278,18 @@ class QueuedJob(Job):
         """Map a stored job row (column name to value, JSON decoded) to a QueuedJob.
 
         The row was checked when its job was made, so it is not checked again: a worker
-        maps every job it claims, and the checks cost more than the mapping.
+        maps every job it claims, and the checks cost more than the mapping. Nor does the
+        mapping fail on a row that someone else wrote badly (kwargs that are not an
+        object stay as stored): the worker checks what it needs before running the job
+        (:func:`chancy.allowed.check_runnable`), so a bad row fails as its own job, never
+        the claim of the others. Only an unknown state, which no value can carry, raises
+        :class:`~chancy.errors.CorruptJobError`.
         """
         job = object.__new__(cls)
         set_ = object.__setattr__
         set_(job, "id", row["id"])
         set_(job, "func", row["func"])
-        set_(job, "kwargs", MappingProxyType(row["kwargs"]) if row["kwargs"] else _EMPTY)
+        set_(job, "kwargs", _stored_object(row["kwargs"]))
         set_(job, "queue", row["queue"])
         set_(job, "priority", row["priority"])
         set_(job, "max_attempts", row["max_attempts"])
@@ -261,22 +297,53 @@ class QueuedJob(Job):
         set_(job, "delay", None)
         set_(job, "unique_key", row["unique_key"])
         set_(job, "timeout", row["timeout"])
-        set_(job, "meta", MappingProxyType(row["meta"]) if row["meta"] else _EMPTY)
+        set_(job, "meta", _stored_object(row["meta"]))
         set_(job, "backoff", row["backoff"])
-        set_(job, "state", JobState(row["state"]))
+        set_(job, "concurrency_key", row["concurrency_key"])
+        set_(job, "concurrency_limit", row["concurrency_limit"])
+        set_(job, "rate_key", row["rate_key"])
+        set_(job, "rate_limit", row["rate_limit"])
+        set_(job, "rate_period", row["rate_period"])
+        set_(job, "state", _stored_state(row))
         set_(job, "attempts", row["attempts"])
         set_(job, "created_at", row["created_at"])
         set_(job, "started_at", row["started_at"])
         set_(job, "completed_at", row["completed_at"])
         set_(job, "lease_expires_at", row["lease_expires_at"])
         set_(job, "worker_id", row["worker_id"])
-        set_(job, "errors", tuple(row["errors"] or ()))
+        set_(job, "errors", _stored_errors(row["errors"]))
         set_(job, "result", row["result"])
         return job
 
 
 def _rebuild(cls: type[Job], values: dict[str, Any]) -> Job:
     return cls(**values)
+
+
+def _stored_object(value: Any) -> Any:
+    """A stored JSON object, read-only; any other JSON value as it is, for the worker's
+    check to reject (a mapping that failed here would fail the whole claim)."""
+    if type(value) is dict:
+        return MappingProxyType(value) if value else _EMPTY
+    return value
+
+
+def _stored_errors(value: Any) -> tuple[Any, ...]:
+    if type(value) is list:
+        return tuple(value)
+    return () if value is None else (value,)
+
+
+def _stored_state(row: Mapping[Any, Any]) -> JobState:
+    try:
+        return JobState(row["state"])
+    except ValueError:
+        known = ", ".join(state.value for state in JobState)
+        raise CorruptJobError(
+            f"job {row['id']} has the state {row['state']!r}, which chancy does not know "
+            f"(it knows {known}): a newer chancy wrote it (upgrade chancy), or the row was "
+            "changed by hand (set a known state)"
+        ) from None
 
 
 _QUEUED_JOB_NAMES = ("QueuedJob", "chancy.executor.QueuedJob", "chancy.executor.job.QueuedJob")
@@ -333,6 +400,16 @@ def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
             raise InvalidKwargsError(
                 f"{fn.__qualname__}() needs the argument {name!r}; add it to kwargs"
             )
+
+
+def _check_key_limit(key: str | None, limit: int | None, what: str) -> None:
+    if key is None:
+        if limit is not None:
+            raise InvalidJobError(f"a {what} limit needs a {what} key; use with_{what}_key()")
+        return
+    if not isinstance(key, str) or not key:
+        raise InvalidJobError(f"the {what} key must be a non-empty str, or None")
+    _check_int(limit, f"the {what} limit", range(1, 2**31))
 
 
 def _frozen_json_object(

@@ -19,6 +19,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
+from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import (
     Executor,
     JobCrashedError,
@@ -26,7 +27,7 @@ from chancy.executor.base import (
     RemoteJobError,
     call_arguments,
     describe_exception,
-    resolve_function,
+    resolve_allowed,
     timeout_message,
 )
 from chancy.executor.job import QueuedJob
@@ -75,8 +76,14 @@ class ProcessExecutor(Executor):
 
     name: ClassVar[str] = "processes"
 
-    def __init__(self, concurrency: int, *, memory_limit: int | None = None) -> None:
-        super().__init__(concurrency)
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        memory_limit: int | None = None,
+        allowed: AllowedFunctions = UNRESTRICTED,
+    ) -> None:
+        super().__init__(concurrency, allowed=allowed)
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(
                 f"memory_limit is {memory_limit}; use a positive number of bytes, or None"
@@ -141,7 +148,7 @@ class ProcessExecutor(Executor):
     def _spawn(self) -> asyncio.Task[_Child]:
         """Start a child; it joins the idle pool when ready, even if its caller was
         cancelled meanwhile (the task itself is never cancelled)."""
-        spawning = asyncio.ensure_future(_Child.start(self.memory_limit))
+        spawning = asyncio.ensure_future(_Child.start(self.memory_limit, self.allowed))
         self._spawning.add(spawning)
         spawning.add_done_callback(self._adopt)
         return spawning
@@ -192,9 +199,9 @@ class _Child:
         self._loop.add_reader(process.sentinel, self._on_exit)
 
     @classmethod
-    async def start(cls, memory_limit: int | None) -> _Child:
+    async def start(cls, memory_limit: int | None, allowed: AllowedFunctions) -> _Child:
         """Start a child process and put its pipes on the event loop."""
-        process, jobs, outcomes = await _launch(memory_limit)
+        process, jobs, outcomes = await _launch(memory_limit, allowed)
         try:
             reader, transports = await _connect(jobs, outcomes)
         except BaseException:
@@ -283,14 +290,17 @@ def _context() -> SpawnContext | ForkServerContext:
 
 
 async def _launch(
-    memory_limit: int | None,
+    memory_limit: int | None, allowed: AllowedFunctions
 ) -> tuple[BaseProcess, Connection[Any, Any], Connection[Any, Any]]:
     """Start a child process; return it with the worker's ends of its two pipes."""
     context = _context()
     jobs_in, jobs_out = context.Pipe(duplex=False)
     outcomes_in, outcomes_out = context.Pipe(duplex=False)
     process = context.Process(
-        target=_serve, args=(jobs_in, outcomes_out, memory_limit), name="chancy-job", daemon=True
+        target=_serve,
+        args=(jobs_in, outcomes_out, memory_limit, allowed),
+        name="chancy-job",
+        daemon=True,
     )
     try:
         # Starting blocks (the first start launches the forkserver): not on the loop.
@@ -371,9 +381,15 @@ def _unpack(frame: bytes) -> Any:
 # What follows runs in the child process.
 
 
-def _serve(jobs: Connection[Any, Any], outcomes: Connection[Any, Any], limit: int | None) -> None:
+def _serve(
+    jobs: Connection[Any, Any],
+    outcomes: Connection[Any, Any],
+    limit: int | None,
+    allowed: AllowedFunctions,
+) -> None:
     """The life of a child: run each job that arrives and send back its outcome, until the
-    executor closes the jobs pipe (or kills the process)."""
+    executor closes the jobs pipe (or kills the process). It imports only the functions
+    ``allowed`` allows, as the worker's own executors do."""
     # Ctrl-C in a terminal signals the whole process group; the worker decides what
     # happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -387,7 +403,7 @@ def _serve(jobs: Connection[Any, Any], outcomes: Connection[Any, Any], limit: in
     ):
         _send(sink, _READY)
         while (job := _receive_job(source)) is not None:
-            outcome = _outcome(job)
+            outcome = _outcome(job, allowed)
             _flush_output()
             _send(sink, outcome)
 
@@ -406,10 +422,10 @@ def _receive_job(source: BinaryIO) -> QueuedJob | None:
     return job
 
 
-def _outcome(job: QueuedJob) -> bytes:
+def _outcome(job: QueuedJob, allowed: AllowedFunctions) -> bytes:
     """The pickled outcome of running ``job``: its return value, or what went wrong."""
     try:
-        value = _call(job)
+        value = _call(job, allowed)
     except BaseException as exc:  # SystemExit too: a job cannot end its child this way
         return _failure(exc)
     try:
@@ -419,8 +435,8 @@ def _outcome(job: QueuedJob) -> bytes:
         return _failure(exc, f"the job's return value ({kind}) cannot be pickled: {exc}")
 
 
-def _call(job: QueuedJob) -> Any:
-    fn = resolve_function(job.func)
+def _call(job: QueuedJob, allowed: AllowedFunctions) -> Any:
+    fn = resolve_allowed(job.func, allowed)
     arguments = call_arguments(fn, job)
     if inspect.iscoroutinefunction(fn):
         return asyncio.run(fn(**arguments))

@@ -9,11 +9,11 @@ import inspect
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import (
     Executor,
     JobTimeoutError,
     call_arguments,
-    resolve_function,
     timeout_message,
 )
 from chancy.executor.job import QueuedJob
@@ -32,8 +32,8 @@ class ThreadExecutor(Executor):
 
     name: ClassVar[str] = "threads"
 
-    def __init__(self, concurrency: int) -> None:
-        super().__init__(concurrency)
+    def __init__(self, concurrency: int, *, allowed: AllowedFunctions = UNRESTRICTED) -> None:
+        super().__init__(concurrency, allowed=allowed)
         self._pool: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -48,7 +48,7 @@ class ThreadExecutor(Executor):
         if self._pool is None:
             await self.start()
         assert self._pool is not None
-        fn = resolve_function(job.func)
+        fn = self.function(job)
         arguments = call_arguments(fn, job)
         if inspect.iscoroutinefunction(fn):
             call = functools.partial(_run_coroutine, fn, arguments)

@@ -4,6 +4,8 @@ A job that returned succeeds with its return value as ``result`` (it must be JSO
 that raised is retried while it has attempts left, after an exponential backoff with
 jitter (``Job.with_backoff`` sets the first delay, default 1 s, doubled per attempt, at
 most an hour); after its last attempt it fails. Every failed attempt's error is kept.
+A job the worker refused to run (its function is not allowed, or its row is corrupt) fails
+at once, whatever attempts it has left: running it again would be refused again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 import random
 from typing import Any
 
-from chancy.executor.base import describe_exception
+from chancy.errors import CorruptJobError, FunctionNotAllowedError
+from chancy.executor.base import RemoteJobError, describe_exception
 from chancy.executor.job import QueuedJob
 from chancy.repository import Outcome
 from chancy.states import JobState
@@ -21,6 +24,7 @@ __all__ = [
     "RETRY_BACKOFF_DEFAULT",
     "RETRY_BACKOFF_MAX",
     "failure",
+    "is_refusal",
     "retry_delay",
     "success",
 ]
@@ -28,6 +32,9 @@ __all__ = [
 RETRY_BACKOFF_DEFAULT = 1.0
 RETRY_BACKOFF_MAX = 3600.0
 RETRY_JITTER = 0.25
+REFUSALS = (FunctionNotAllowedError, CorruptJobError)
+"""Errors of jobs a worker refused to run; never retried."""
+_REFUSAL_NAMES = frozenset(error.__qualname__ for error in REFUSALS)
 
 
 def success(job: QueuedJob, result: Any) -> Outcome:
@@ -50,15 +57,24 @@ def success(job: QueuedJob, result: Any) -> Outcome:
 
 
 def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:
-    """The outcome of a run that raised ``exc``: a retry if attempts remain, else failed."""
+    """The outcome of a run that raised ``exc``: a retry if attempts remain, else failed;
+    failed at once if the worker refused to run the job (:func:`is_refusal`)."""
     error: dict[str, Any] = {"attempt": job.attempts, **describe_exception(exc)}
     if worker_id is not None:
         error["worker"] = worker_id
-    if job.attempts < job.max_attempts:
+    if job.attempts < job.max_attempts and not is_refusal(exc):
         return Outcome(
             job.id, job.attempts, JobState.RETRYING, error=error, retry_in=retry_delay(job)
         )
     return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` says the job must not run (so must not be retried), also when it
+    comes back from a child process of the ``processes`` executor."""
+    if isinstance(exc, RemoteJobError):
+        return exc.type_name in _REFUSAL_NAMES
+    return isinstance(exc, REFUSALS)
 
 
 def retry_delay(job: QueuedJob) -> float:

@@ -15,28 +15,34 @@ jobs; the cluster's leader also runs the promoter and the rescuer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from chancy import migrations
+from chancy.allowed import AllowedFunctions, check_runnable
 from chancy.database import hot_connection
 from chancy.errors import ChancyError, SchemaError
 from chancy.executor import executor_for
 from chancy.executor.base import Executor
 from chancy.executor.job import QueuedJob
 from chancy.listener import Event
-from chancy.queue import Queue
-from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository
+from chancy.queue import Queue, QueueInfo
+from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository, QueueRepository
 from chancy.services import Leadership, Promoter, Rescuer
 from chancy.services.leader import LEADER_TTL_DEFAULT
 from chancy.services.promoter import PROMOTE_INTERVAL_DEFAULT
+from chancy.services.pruner import RETENTION_DEFAULT, Pruner
 from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
+from chancy.services.scheduler import SCHEDULE_INTERVAL_DEFAULT, Scheduler
+from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
 from chancy.worker.producer import Producer
@@ -49,6 +55,7 @@ __all__ = ["SHUTDOWN_TIMEOUT_DEFAULT", "Worker"]
 log = logging.getLogger("chancy.worker")
 
 SHUTDOWN_TIMEOUT_DEFAULT = 30.0
+QUEUE_REFRESH_INTERVAL_DEFAULT = 5.0
 SERVICE_STOP_TIMEOUT = 10.0
 HARD_STOP_GRACE = 5.0
 Interruption = Literal["lost", "shutdown"]
@@ -61,8 +68,12 @@ class Worker:
     the heartbeat renews it every ``lease_seconds / 3``. A worker that dies loses its jobs
     to the rescuer once their leases expire. ``shutdown_timeout``: on a graceful stop,
     how long running jobs may take to finish before they are interrupted and given back
-    (``pending`` at once). ``leader_ttl``, ``promote_interval`` and ``rescue_interval``
-    tune the once-per-cluster services.
+    (``pending`` at once). ``leader_ttl``, ``promote_interval``, ``rescue_interval`` and
+    ``schedule_interval`` tune the once-per-cluster services; ``retention`` says how long
+    finished jobs are kept, per final state (default: succeeded 1 day, failed and
+    cancelled 7 days; a state left out is kept forever). ``allowed``: the patterns of the
+    functions it may run, in place of ``Chancy(allowed=...)`` (see :mod:`chancy.allowed`);
+    a job whose function they do not allow, or whose row is corrupt, fails at once without a retry.
     """
 
     def __init__(
@@ -76,8 +87,12 @@ class Worker:
         leader_ttl: float = LEADER_TTL_DEFAULT,
         promote_interval: float = PROMOTE_INTERVAL_DEFAULT,
         rescue_interval: float = RESCUE_INTERVAL_DEFAULT,
+        allowed: Iterable[str] | None = None,
+        schedule_interval: float = SCHEDULE_INTERVAL_DEFAULT,
+        retention: Mapping[JobState, timedelta] = RETENTION_DEFAULT,
     ) -> None:
         self.chancy = chancy
+        self.allowed = chancy.allowed if allowed is None else AllowedFunctions.of(allowed)
         self.queues = tuple(chancy.queues if queues is None else queues)
         if not self.queues:
             raise ChancyError(
@@ -89,7 +104,12 @@ class Worker:
         self._leader_ttl = leader_ttl
         self._promote_interval = promote_interval
         self._rescue_interval = rescue_interval
+        self._schedule_interval = schedule_interval
+        self._retention = retention
         self._jobs = JobRepository()
+        self._queue_repository = QueueRepository()
+        self._queue_info: dict[str, QueueInfo] = {}
+        self._queues_changed = asyncio.Event()
         self._producers: dict[str, Producer] = {}
         self._interrupted: dict[int, Interruption] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,15 +145,19 @@ class Worker:
         return self._leadership is not None and self._leadership.is_leader
 
     async def start(self) -> None:
-        """Check the schema, then start claiming and running jobs."""
+        """Check the schema, declare the worker's queues (with their cluster-wide limits),
+        then start claiming and running jobs."""
         await self._check_schema()
         engine = self.chancy.engine
+        async with hot_connection(engine) as connection:
+            await self._queue_repository.declare_many(connection, self.queues, settings=True)
+        await self._load_queue_info()
         listener = await self.chancy.listener()
         self._unsubscribe = listener.subscribe(self._on_event)
         self._completer = Completer(engine)
         self._completer.start()
         for queue in self.queues:
-            executor = executor_for(queue)
+            executor = executor_for(queue, allowed=self.allowed)
             await executor.start()
             producer = Producer(queue, executor, self._claim, self._run_job)
             self._producers[queue.name] = producer
@@ -142,14 +166,34 @@ class Worker:
         await self._leadership.run_once()
         promoter = Promoter(engine, self._leadership, interval=self._promote_interval)
         rescuer = Rescuer(engine, self._leadership, interval=self._rescue_interval)
+        pruner = Pruner(engine, self._leadership, retention=self._retention)
+        scheduler = Scheduler(
+            engine, self._leadership, self.chancy.schedules, interval=self._schedule_interval
+        )
+        await scheduler.store()
         for name, coroutine in (
             ("heartbeat", self._heartbeat()),
+            ("queue settings", self._watch_queue_settings()),
             ("leadership", self._leadership.run()),
             ("promoter", promoter.run()),
             ("rescuer", rescuer.run()),
+            ("pruner", pruner.run()),
+            ("scheduler", scheduler.run()),
         ):
             self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
         log.info("worker %s started on queues %s", self.worker_id, [q.name for q in self.queues])
+        self._log_allowed()
+
+    def _log_allowed(self) -> None:
+        if self.allowed.unrestricted:
+            log.warning(
+                "worker %s runs any importable function a job names: whoever can write "
+                "chancy's jobs table can run code here. Restrict it with "
+                "Chancy(allowed=['myapp.tasks.*']) or `chancy worker --allow 'myapp.tasks.*'`",
+                self.worker_id,
+            )
+        else:
+            log.info("worker %s runs only %s", self.worker_id, list(self.allowed.patterns))
 
     async def stop(self, *, timeout: float | None = None) -> None:
         """Stop gracefully: claim nothing more, give running jobs ``timeout`` seconds
@@ -206,20 +250,54 @@ class Worker:
     async def _claim(self, queue: str, limit: int) -> list[QueuedJob]:
         if self._stopping:
             return []
+        info = self._queue_info.get(queue)
         async with hot_connection(self.chancy.engine) as connection:
+            if info is None or info.limited or info.paused:
+                return await self._queue_repository.claim_limited(
+                    connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
+                )
             return await self._jobs.claim_available(
                 connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
             )
 
+    async def _load_queue_info(self) -> None:
+        async with self.chancy.engine.connect() as connection:
+            infos = await self._queue_repository.list_all(connection)
+        names = {queue.name for queue in self.queues}
+        self._queue_info = {info.name: info for info in infos if info.name in names}
+
+    async def _watch_queue_settings(self) -> None:
+        """Reload the queues' settings (pause, limits, keys) when told they changed, and
+        every few seconds in case a notification was lost; wake the producers after."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._queues_changed.wait(), timeout=QUEUE_REFRESH_INTERVAL_DEFAULT
+                )
+            self._queues_changed.clear()
+            before = dict(self._queue_info)
+            try:
+                await self._load_queue_info()
+            except Exception as exc:
+                log.warning("reading the queues' settings failed (%s); retrying", exc)
+                continue
+            for name, info in self._queue_info.items():
+                if before.get(name) != info and name in self._producers:
+                    self._producers[name].notify()
+
     async def _run_job(self, job: QueuedJob, executor: Executor) -> None:
         assert self._completer is not None
         try:
+            check_runnable(job, self.allowed)  # the row is untrusted: before any import
             result = await executor.run(job)
         except asyncio.CancelledError:
             self._after_interruption(job)
             return
         except Exception as exc:
-            log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
+            if outcomes.is_refusal(exc):
+                log.warning("job %d refused, and failed: %s", job.id, exc)
+            else:
+                log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
             self._completer.add(outcomes.failure(job, exc, worker_id=self.worker_id))
             return
         self._completer.add(outcomes.success(job, result))
@@ -255,7 +333,11 @@ class Worker:
             for job_id in event.get("ids") or ():
                 if isinstance(job_id, int) and job_id in self.running:
                     self._interrupt(job_id, "lost")
+        elif kind == "queue_changed":
+            if event.get("queue") in self._producers:
+                self._queues_changed.set()
         elif kind == "reconnected":
+            self._queues_changed.set()
             for producer in self._producers.values():
                 producer.notify()
 

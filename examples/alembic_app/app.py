@@ -44,7 +44,7 @@ def place_order(session: Session, email: str, total: Decimal) -> Order:
     order = Order(email=email, total=total)
     session.add(order)
     session.flush()  # the order's id, which the job carries
-    push(session, receipt_job(order.id))
+    push(session, receipt_job(order.id), declare=True)  # "receipts" exists from then on
     return order
 
 

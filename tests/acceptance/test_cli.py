@@ -54,7 +54,9 @@ async def invoke(*args: str) -> Result:
 
 
 async def push_greeting(database_url: URL, *options: str) -> int:
-    result = await invoke("push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), *options)
+    result = await invoke(
+        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--declare", *options
+    )
     assert result.exit_code == 0, result.output
     return int(result.stdout)
 

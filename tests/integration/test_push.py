@@ -16,6 +16,7 @@ from chancy.database import hot_connection
 from chancy.errors import InvalidJobError, InvalidQueueError
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
+from chancy.queue import Queue
 from chancy.repository import EVENTS_CHANNEL
 from chancy.states import JobState
 from tests.servers import asyncpg_dsn
@@ -71,7 +72,7 @@ async def test_push_many_returns_references_in_order(chancy: Chancy) -> None:
 async def test_push_many_is_one_statement_and_one_round_trip(database_url: URL) -> None:
     sent: list[str] = []
     options = {"pool_size": 1, "max_overflow": 0}  # one connection: the one watched
-    async with Chancy(database_url, engine_options=options) as chancy:
+    async with Chancy(database_url, queues=[Queue(name="bulk")], engine_options=options) as chancy:
         await chancy.push_many("bulk", [greet(), greet()])  # asyncpg's first prepare of the
         await chancy.push("bulk", greet())  # statements also reads the types they use
         async with hot_connection(chancy.engine) as connection:
@@ -155,6 +156,7 @@ async def test_push_in_a_session_that_rolls_back_leaves_nothing(chancy: Chancy) 
 
 
 async def test_push_notifies_listeners_only_at_commit(chancy: Chancy, database_url: URL) -> None:
+    await chancy.declare_configured()  # its queue_changed events come before the listener
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
     received: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(EVENTS_CHANNEL, lambda *args: received.put_nowait(args[3]))

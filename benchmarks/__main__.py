@@ -1,0 +1,5 @@
+"""``python -m benchmarks [--only S1,S3] [--scale 0.1] [--json] [--dsn DSN]``."""
+
+from benchmarks.runner import main
+
+raise SystemExit(main())

@@ -1,0 +1,633 @@
+"""The scenarios: each runs on a fresh database and fills in one :class:`Result`.
+
+Every count is checked in the database afterwards; a count that does not match raises
+:class:`~benchmarks.workers.VerificationError`, which the runner reports as the
+scenario's error. A missed target is only a figure.
+
+=====  =====================================================================  ==========
+id     what                                                                   target
+=====  =====================================================================  ==========
+S1     5,000 ``push`` calls, one job and one transaction each                 ≥ 0.80
+S2     50,000 jobs through ``push_many``, 1,000 per call                      ≥ 0.70
+S3     one worker process (concurrency 10) drains 20,000 no-op jobs          ≥ 0.35
+S4     idle worker; 200 pushes 20 ms apart; push-to-start latency             p50 ≤ 3 ms,
+                                                                              p99 ≤ 15 ms
+S5     claim of 10 among 10,000 ready jobs, then beside 2,000,000 others      ≤ 1.5
+S6     four worker processes drain 50,000 jobs                                ≥ 1.6x S3
+M1     one worker drains 1,000,000 jobs; its RSS at start, half-way, end      ≤ 20 MiB or
+                                                                              ≤ 10 %
+=====  =====================================================================  ==========
+
+``--scale`` multiplies the job counts (each has a floor, so a small scale still measures
+something); the number of S5 claims is not scaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import psutil
+from rich.console import Console
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from benchmarks import ceilings, tasks
+from benchmarks.report import Result, fmt_rate
+from benchmarks.server import Database, Server
+from benchmarks.workers import (
+    VerificationError,
+    WorkerProcess,
+    drain_timings,
+    wait_drained,
+    worker_processes,
+)
+from chancy import Job
+from chancy.repository import JobRepository
+
+__all__ = ["SCENARIOS", "Context", "Scenario"]
+
+WORKER_CONCURRENCY = 10
+PUSH_CHUNK = 1_000
+WARM_UP_PUSHES = 20
+MIB = 1024 * 1024
+
+NOOP = Job.from_func(tasks.noop)
+
+
+@dataclasses.dataclass(slots=True)
+class Context:
+    """What every scenario gets: the server, the scale, a console for progress (stderr)
+    and the results of the scenarios already run (S6 compares itself with S3)."""
+
+    server: Server
+    scale: float
+    console: Console
+    results: dict[str, Result] = dataclasses.field(default_factory=dict)
+
+    def scaled(self, count: int, minimum: int) -> int:
+        """``count`` times the scale, at least ``minimum``."""
+        return max(minimum, round(count * self.scale))
+
+    def say(self, message: str) -> None:
+        """A progress line on stderr."""
+        self.console.log(message, highlight=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    """A scenario: its id, its one-line name, and the coroutine filling its result."""
+
+    id: str
+    name: str
+    run: Callable[[Context, Result], Awaitable[None]]
+
+
+async def expect_count(
+    connection: asyncpg.Connection, what: str, query: str, *args: Any, expected: int
+) -> None:
+    """Raise :class:`VerificationError` unless ``query`` counts ``expected`` rows."""
+    found = int(await connection.fetchval(query, *args))
+    if found != expected:
+        raise VerificationError(f"{what}: expected {expected}, found {found}")
+
+
+PENDING_COUNT = "SELECT count(*) FROM chancy_jobs WHERE queue = $1 AND state = 'pending'"
+
+
+async def prepush(
+    database: Database, count: int, *, chunk: int = PUSH_CHUNK, context: Context | None = None
+) -> int:
+    """Push ``count`` no-op jobs with ``push_many`` in chunks; returns the first job's id."""
+    first_id: int | None = None
+    report_every = max(chunk, count // 5)
+    next_report = report_every
+    async with database.chancy() as chancy:
+        for start in range(0, count, chunk):
+            references = await chancy.push_many(tasks.QUEUE, [NOOP] * min(chunk, count - start))
+            if first_id is None:
+                first_id = references[0].id
+            done = min(start + chunk, count)
+            if context is not None and next_report <= done < count:
+                context.say(f"  pushed {done:,} of {count:,}")
+                next_report += report_every
+    assert first_id is not None
+    return first_id
+
+
+def drain_timeout(count: int) -> float:
+    """A generous bound on a drain (a stuck worker fails the scenario, not the run)."""
+    return 120.0 + count / 100.0
+
+
+# S1 ------------------------------------------------------------------------------------
+
+
+async def push_one_at_a_time(context: Context, result: Result) -> None:
+    """S1: ``await chancy.push(queue, job)``, one call and one transaction per job,
+    against single-row autocommit INSERTs into a plain table."""
+    count = context.scaled(5_000, 100)
+    result.target = "ratio ≥ 0.80"
+    async with context.server.fresh_database("S1") as database:
+        async with database.chancy() as chancy:
+            for _ in range(WARM_UP_PUSHES):
+                await chancy.push(tasks.WARM_UP_QUEUE, NOOP)
+            started = time.perf_counter()
+            for _ in range(count):
+                await chancy.push(tasks.QUEUE, NOOP)
+            ours = count / (time.perf_counter() - started)
+        connection = await database.connect()
+        try:
+            await expect_count(
+                connection, "pending jobs", PENDING_COUNT, tasks.QUEUE, expected=count
+            )
+            await ceilings.create_plain_table(connection)
+            ceiling = count / await ceilings.single_inserts(connection, count)
+            await expect_count(
+                connection,
+                "plain rows",
+                f"SELECT count(*) FROM {ceilings.PLAIN_TABLE}",
+                expected=count,
+            )
+        finally:
+            await connection.close()
+    fill_throughput(result, ours, ceiling, minimum_ratio=0.80)
+    result.extra["jobs"] = count
+
+
+def fill_throughput(result: Result, ours: float, ceiling: float, *, minimum_ratio: float) -> None:
+    """A jobs/s figure against a jobs/s ceiling."""
+    result.figure, result.unit, result.ceiling = ours, "jobs/s", ceiling
+    result.ratio = ours / ceiling
+    result.met = result.ratio >= minimum_ratio
+    result.figure_text, result.ceiling_text = fmt_rate(ours), fmt_rate(ceiling)
+
+
+# S2 ------------------------------------------------------------------------------------
+
+CEILING_BATCH = 100
+
+
+async def push_in_batches(context: Context, result: Result) -> None:
+    """S2: ``push_many`` with 1,000 jobs per call, against 100-row INSERTs (``unnest``),
+    each committed, into the plain table."""
+    count = context.scaled(50_000, 1_000)
+    result.target = "ratio ≥ 0.70"
+    async with context.server.fresh_database("S2") as database:
+        async with database.chancy() as chancy:
+            await chancy.push_many(tasks.WARM_UP_QUEUE, [NOOP] * PUSH_CHUNK)
+            started = time.perf_counter()
+            for start in range(0, count, PUSH_CHUNK):
+                await chancy.push_many(tasks.QUEUE, [NOOP] * min(PUSH_CHUNK, count - start))
+            ours = count / (time.perf_counter() - started)
+        connection = await database.connect()
+        try:
+            await expect_count(
+                connection, "pending jobs", PENDING_COUNT, tasks.QUEUE, expected=count
+            )
+            await ceilings.create_plain_table(connection)
+            ceiling = count / await ceilings.batched_inserts(connection, count, CEILING_BATCH)
+            await expect_count(
+                connection,
+                "plain rows",
+                f"SELECT count(*) FROM {ceilings.PLAIN_TABLE}",
+                expected=count,
+            )
+        finally:
+            await connection.close()
+    fill_throughput(result, ours, ceiling, minimum_ratio=0.70)
+    result.figure_text += f" ({PUSH_CHUNK:,}/call)"
+    result.ceiling_text += f" ({CEILING_BATCH}/INSERT)"
+    result.extra.update(jobs=count, chunk=PUSH_CHUNK, ceiling_batch=CEILING_BATCH)
+    result.notes.append(
+        f"push_many sends {PUSH_CHUNK:,} jobs per call (one transaction each); the ceiling "
+        f"commits every {CEILING_BATCH} rows, so it pays {PUSH_CHUNK // CEILING_BATCH}x "
+        "the commits"
+    )
+
+
+# S3 and S6 -----------------------------------------------------------------------------
+
+
+async def drain_with_workers(
+    context: Context, result: Result, *, count: int, workers: int, label: str
+) -> tuple[float, float]:
+    """Pre-push ``count`` jobs, start ``workers`` worker processes, wait until the queue
+    is empty; returns (jobs/s by the database's clock, wall seconds from process start)."""
+    async with context.server.fresh_database(label) as database:
+        context.say(f"{label}: pushing {count:,} jobs")
+        first_id = await prepush(database, count, context=context)
+        connection = await database.connect()
+        try:
+            context.say(f"{label}: {workers} worker process(es) draining")
+            started = time.monotonic()
+            with worker_processes(
+                database.dsn, workers, concurrency=WORKER_CONCURRENCY
+            ) as processes:
+                finished = await wait_drained(
+                    connection,
+                    processes,
+                    first_id=first_id,
+                    count=count,
+                    timeout=drain_timeout(count),
+                    poll=0.05,
+                )
+                for process in processes:
+                    result.notes.extend(process.log_problems())
+            timings = await drain_timings(connection, count)
+        finally:
+            await connection.close()
+    wall = finished - started
+    result.extra.update(
+        jobs=count,
+        workers=workers,
+        concurrency=WORKER_CONCURRENCY,
+        drain_s=timings.seconds,
+        wall_s=wall,
+    )
+    return timings.jobs_per_second(), wall
+
+
+async def one_worker_drains(context: Context, result: Result) -> None:
+    """S3: one worker process drains pre-pushed jobs, against a plain-asyncpg loop of
+    claim-100 / complete-100 transactions on a copy of the same jobs."""
+    count = context.scaled(20_000, 500)
+    result.target = "ratio ≥ 0.35"
+    ours, wall = await drain_with_workers(context, result, count=count, workers=1, label="S3")
+    async with context.server.fresh_database("S3c") as database:
+        await prepush(database, count)
+        connection = await database.connect()
+        try:
+            context.say("S3: ceiling (claim 100 / complete 100 on one connection)")
+            processed = await ceilings.claim_and_complete(connection, tasks.QUEUE, 100)
+            if processed != count:
+                raise VerificationError(f"ceiling processed {processed} jobs, not {count}")
+            ceiling = (await drain_timings(connection, count)).jobs_per_second()
+        finally:
+            await connection.close()
+    fill_throughput(result, ours, ceiling, minimum_ratio=0.35)
+    result.notes.append(
+        f"drain {result.extra['drain_s']:.2f} s by the database's clock (first started_at "
+        f"to last completed_at); wall {wall:.2f} s from process start "
+        f"({count / wall:,.0f} jobs/s)"
+    )
+
+
+async def four_workers_drain(context: Context, result: Result) -> None:
+    """S6: four worker processes drain pre-pushed jobs together; compared with S3."""
+    count = context.scaled(50_000, 1_000)
+    result.target = "≥ 1.6x S3"
+    ours, wall = await drain_with_workers(context, result, count=count, workers=4, label="S6")
+    result.figure, result.unit, result.figure_text = ours, "jobs/s", fmt_rate(ours)
+    result.notes.append(
+        f"drain {result.extra['drain_s']:.2f} s by the database's clock; wall {wall:.2f} s "
+        f"from process start; 4 workers x concurrency {WORKER_CONCURRENCY} on "
+        f"{psutil.cpu_count()} CPUs shared with the server"
+    )
+    single = context.results.get("S3")
+    if single is None or single.error is not None or single.figure is None:
+        result.ceiling_text = "run with S3"
+        return
+    result.ceiling, result.ceiling_text = single.figure, f"S3: {fmt_rate(single.figure)}"
+    result.ratio = ours / single.figure
+    result.met = result.ratio >= 1.6
+
+
+# S4 ------------------------------------------------------------------------------------
+
+LATENCY_SPACING = 0.020
+LATENCY_WARM_UP_JOBS = 5
+FINISHED_COUNT = (
+    "SELECT count(*) FROM chancy_jobs WHERE id = ANY($1::bigint[]) "
+    "AND state IN ('succeeded', 'failed', 'cancelled')"
+)
+
+
+async def wait_finished(
+    connection: asyncpg.Connection, ids: list[int], workers: list[WorkerProcess], timeout: float
+) -> None:
+    """Wait until every job of ``ids`` has finished, checking the workers are alive."""
+    deadline = time.monotonic() + timeout
+    while int(await connection.fetchval(FINISHED_COUNT, ids)) < len(ids):
+        for worker in workers:
+            worker.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(ids)} jobs did not finish within {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def percentile(values: list[float], p: int) -> float:
+    """The ``p``-th percentile (inclusive method) of ``values``."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+async def push_to_start_latency(context: Context, result: Result) -> None:
+    """S4: an idle worker; jobs pushed 20 ms apart; ``started_at - created_at`` of each,
+    both by the database's clock."""
+    count = context.scaled(200, 20)
+    result.target = "p50 ≤ 3 ms, p99 ≤ 15 ms"
+    async with context.server.fresh_database("S4") as database:
+        connection = await database.connect()
+        try:
+            async with database.chancy() as chancy:
+                with worker_processes(database.dsn, 1, concurrency=WORKER_CONCURRENCY) as workers:
+                    context.say("S4: waiting for the worker to run warm-up jobs")
+                    for _ in range(LATENCY_WARM_UP_JOBS):
+                        reference = await chancy.push(tasks.QUEUE, NOOP)
+                        await wait_finished(connection, [reference.id], workers, timeout=60)
+                    await asyncio.sleep(0.5)  # idle again: the producer waits on LISTEN
+                    context.say(f"S4: pushing {count} jobs {LATENCY_SPACING * 1000:.0f} ms apart")
+                    ids: list[int] = []
+                    push_ms: list[float] = []
+                    first = time.monotonic()
+                    for index in range(count):
+                        delay = first + index * LATENCY_SPACING - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        started = time.perf_counter()
+                        ids.append((await chancy.push(tasks.QUEUE, NOOP)).id)
+                        push_ms.append((time.perf_counter() - started) * 1000)
+                    await wait_finished(connection, ids, workers, timeout=60)
+                    result.notes.extend(workers[0].log_problems())
+            await expect_count(
+                connection,
+                "succeeded jobs",
+                "SELECT count(*) FROM chancy_jobs WHERE id = ANY($1::bigint[]) "
+                "AND state = 'succeeded'",
+                ids,
+                expected=count,
+            )
+            rows = await connection.fetch(
+                "SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms "
+                "FROM chancy_jobs WHERE id = ANY($1::bigint[])",
+                ids,
+            )
+        finally:
+            await connection.close()
+    latencies = [float(row["ms"]) for row in rows]
+    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+    worst = max(latencies)
+    result.figure, result.unit = p50, "ms"
+    result.met = p50 <= 3.0 and p99 <= 15.0
+    result.figure_text = f"p50 {p50:.1f} · p95 {p95:.1f} · p99 {p99:.1f} · max {worst:.1f} ms"
+    push_p50 = statistics.median(push_ms)
+    result.extra.update(
+        p50_ms=p50, p95_ms=p95, p99_ms=p99, max_ms=worst, jobs=count, push_call_p50_ms=push_p50
+    )
+    result.notes.append(
+        "latency = started_at - created_at (database clock; created_at is the push "
+        "transaction's start, so the push's own commit is included); a push call took "
+        f"{push_p50:.1f} ms (median, client side)"
+    )
+
+
+# S5 ------------------------------------------------------------------------------------
+
+CLAIMS = 200
+CLAIM_LIMIT = 10
+CLAIM_WARM_UP = 10
+CLAIM_WORKER_ID = "bench-s5"
+
+BULK_FINISHED = """
+INSERT INTO chancy_jobs (queue, func, state, attempts, scheduled_at, started_at, completed_at)
+SELECT $1, 'benchmarks.tasks.noop', 'succeeded', 1, now(), now(), now()
+  FROM generate_series(1, $2::int)
+"""
+BULK_FUTURE = """
+INSERT INTO chancy_jobs (queue, func, state, scheduled_at)
+SELECT $1, 'benchmarks.tasks.noop', 'scheduled', now() + interval '1 day'
+  FROM generate_series(1, $2::int)
+"""
+
+
+async def time_claims(engine: AsyncEngine, claims: int) -> list[float]:
+    """Milliseconds of each of ``claims`` calls of ``JobRepository.claim_available`` (10
+    jobs), each in its own transaction, rolled back so the ready set stays the same.
+    Only the claim statement is timed: the transaction is opened by a ``SELECT 1``."""
+    jobs = JobRepository()
+    times: list[float] = []
+    async with engine.connect() as connection:
+        for index in range(CLAIM_WARM_UP + claims):
+            async with connection.begin() as transaction:
+                await connection.exec_driver_sql("SELECT 1")
+                started = time.perf_counter()
+                claimed = await jobs.claim_available(
+                    connection, tasks.QUEUE, CLAIM_LIMIT, CLAIM_WORKER_ID
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                await transaction.rollback()
+            if len(claimed) != CLAIM_LIMIT:
+                raise VerificationError(f"a claim returned {len(claimed)} jobs, not {CLAIM_LIMIT}")
+            if index >= CLAIM_WARM_UP:
+                times.append(elapsed)
+    return times
+
+
+async def explain_claim(engine: AsyncEngine) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of chancy's own claim statement (captured as chancy
+    sends it, with its parameters), rolled back; summarised in one line."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
+    ) -> None:
+        if "SKIP LOCKED" in statement and statement.lstrip().upper().startswith(("WITH", "UPDATE")):
+            captured.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with engine.connect() as connection, connection.begin() as transaction:
+            await JobRepository().claim_available(
+                connection, tasks.QUEUE, CLAIM_LIMIT, CLAIM_WORKER_ID
+            )
+            await transaction.rollback()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    if not captured:
+        return "(the claim statement was not captured)"
+    statement, parameters = captured[-1]
+    async with engine.connect() as connection, connection.begin() as transaction:
+        result = await connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
+        )
+        plan = result.scalar_one()
+        await transaction.rollback()
+    return summarize_plan(json.loads(plan) if isinstance(plan, str) else plan)
+
+
+def summarize_plan(plan: list[dict[str, Any]]) -> str:
+    """One line: each scan (node, index, rows x loops, rows filtered out), the buffers of
+    the whole statement, and its execution time."""
+    top = plan[0]
+    root = top["Plan"]
+    scans: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        kind = str(node["Node Type"])
+        if kind.endswith("Scan") and kind != "CTE Scan":
+            where = node.get("Index Name") or node.get("Relation Name") or "?"
+            rows = f"{node.get('Actual Rows', 0):g} rows x {node.get('Actual Loops', 0)}"
+            removed = int(node.get("Rows Removed by Filter", 0)) + int(
+                node.get("Rows Removed by Index Recheck", 0)
+            )
+            scans.append(f"{kind} {where}: {rows}" + (f" ({removed} filtered)" if removed else ""))
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(root)
+    buffers = ", ".join(
+        f"{name}={root.get(f'Shared {name.capitalize()} Blocks', 0)}"
+        for name in ("hit", "read", "dirtied")
+    )
+    return (
+        f"{'; '.join(scans)}; shared buffers {buffers}; "
+        f"execution {float(top['Execution Time']):.3f} ms"
+    )
+
+
+async def claim_latency(context: Context, result: Result) -> None:
+    """S5: median claim among ready jobs alone, then with finished and future-scheduled
+    rows in the same queue (bulk-inserted); the ratio of the two medians."""
+    ready = context.scaled(10_000, 1_000)
+    others = context.scaled(1_000_000, 10_000)
+    result.target = "ratio ≤ 1.5"
+    async with context.server.fresh_database("S5") as database:
+        await prepush(database, ready)
+        connection = await database.connect()
+        try:
+            async with database.chancy() as chancy:
+                await connection.execute("VACUUM (ANALYZE) chancy_jobs")
+                alone = await time_claims(chancy.engine, CLAIMS)
+                plan_alone = await explain_claim(chancy.engine)
+                context.say(f"S5: inserting {others:,} succeeded and {others:,} scheduled rows")
+                await connection.execute(BULK_FINISHED, tasks.QUEUE, others)
+                await connection.execute(BULK_FUTURE, tasks.QUEUE, others)
+                await connection.execute("VACUUM (ANALYZE) chancy_jobs")
+                loaded = await time_claims(chancy.engine, CLAIMS)
+                plan_loaded = await explain_claim(chancy.engine)
+            rows = await connection.fetch(
+                "SELECT state, count(*) AS n FROM chancy_jobs WHERE queue = $1 GROUP BY state",
+                tasks.QUEUE,
+            )
+        finally:
+            await connection.close()
+    counts = {row["state"]: int(row["n"]) for row in rows}
+    expected = {"pending": ready, "succeeded": others, "scheduled": others}
+    if counts != expected:
+        raise VerificationError(f"expected {expected} jobs by state, found {counts}")
+    median_alone, median_loaded = statistics.median(alone), statistics.median(loaded)
+    result.figure, result.unit, result.ceiling = median_loaded, "ms", median_alone
+    result.ratio = median_loaded / median_alone
+    result.met = result.ratio <= 1.5
+    result.figure_text = f"{median_loaded:.2f} ms with {2 * others:,} others"
+    result.ceiling_text = f"{median_alone:.2f} ms alone"
+    result.extra.update(
+        ready=ready,
+        succeeded_rows=others,
+        scheduled_rows=others,
+        claims=CLAIMS,
+        claim_limit=CLAIM_LIMIT,
+        median_alone_ms=median_alone,
+        median_loaded_ms=median_loaded,
+        p95_alone_ms=percentile(alone, 95),
+        p95_loaded_ms=percentile(loaded, 95),
+        plan_alone=plan_alone,
+        plan_loaded=plan_loaded,
+    )
+    result.notes.append(
+        f"{CLAIMS} claims of {CLAIM_LIMIT} via JobRepository.claim_available, each rolled "
+        f"back (the ready set stays {ready:,}); VACUUM ANALYZE before each series"
+    )
+    result.notes.append(f"plan alone: {plan_alone}")
+    result.notes.append(f"plan with {2 * others:,} others: {plan_loaded}")
+
+
+# M1 ------------------------------------------------------------------------------------
+
+MEMORY_PUSH_CHUNK = 5_000
+
+
+async def memory_over_a_long_drain(context: Context, result: Result) -> None:
+    """M1: one worker drains many jobs; its RSS after warm-up, half-way and at the end."""
+    count = context.scaled(1_000_000, 10_000)
+    warm_up = max(count // 100, 1_000)
+    result.target = "growth ≤ 20 MiB or ≤ 10 %"
+    samples: dict[str, float] = {}
+    async with context.server.fresh_database("M1") as database:
+        context.say(f"M1: pushing {count:,} jobs")
+        first_id = await prepush(database, count, chunk=MEMORY_PUSH_CHUNK, context=context)
+        connection = await database.connect()
+        try:
+            with worker_processes(database.dsn, 1, concurrency=WORKER_CONCURRENCY) as workers:
+                process = psutil.Process(workers[0].pid)
+                context.say(f"M1: one worker draining {count:,} jobs")
+                reported = 0
+
+                def on_progress(done: int) -> None:
+                    nonlocal reported
+                    rss = process.memory_info().rss / MIB
+                    samples["peak"] = max(samples.get("peak", 0.0), rss)
+                    if "start" not in samples and done >= warm_up:
+                        samples["start"] = process.memory_info().rss / MIB
+                    if "half" not in samples and done >= count // 2:
+                        samples["half"] = process.memory_info().rss / MIB
+                    if done >= reported + count // 10:
+                        reported = done - done % (count // 10)
+                        context.say(f"  M1: ~{done:,} done, RSS {rss:.1f} MiB")
+
+                await wait_drained(
+                    connection,
+                    workers,
+                    first_id=first_id,
+                    count=count,
+                    timeout=drain_timeout(count),
+                    poll=0.2,
+                    on_progress=on_progress,
+                )
+                samples["end"] = process.memory_info().rss / MIB
+                result.notes.extend(workers[0].log_problems())
+            timings = await drain_timings(connection, count)
+        finally:
+            await connection.close()
+    if "start" not in samples or "half" not in samples:
+        raise VerificationError(f"the drain was too quick to sample the RSS ({samples})")
+    start, half, end = samples["start"], samples["half"], samples["end"]
+    growth = end - start
+    result.figure, result.unit, result.ratio = growth, "MiB", end / start
+    result.met = growth <= 20.0 or growth <= 0.10 * start
+    result.figure_text = f"{start:.1f} → {half:.1f} → {end:.1f} MiB ({growth:+.1f} MiB)"
+    result.extra.update(
+        jobs=count,
+        rss_start_mib=start,
+        rss_half_mib=half,
+        rss_end_mib=end,
+        rss_peak_mib=max(samples["peak"], end),
+        growth_mib=growth,
+        growth_pct=100 * growth / start,
+        jobs_per_s=timings.jobs_per_second(),
+        drain_s=timings.seconds,
+    )
+    result.notes.append(
+        f"RSS after {warm_up:,} jobs, at ~{count // 2:,} and at the end (peak seen "
+        f"{max(samples['peak'], end):.1f} MiB); ratio = end / start; drained at "
+        f"{fmt_rate(timings.jobs_per_second())} ({timings.seconds:.1f} s)"
+    )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("S1", "push, one job per call", push_one_at_a_time),
+    Scenario("S2", "push_many, 1,000 per call", push_in_batches),
+    Scenario("S3", "1 worker drains (concurrency 10)", one_worker_drains),
+    Scenario("S4", "push-to-start latency, idle worker", push_to_start_latency),
+    Scenario("S5", "claim latency beside finished/future rows", claim_latency),
+    Scenario("S6", "4 workers drain", four_workers_drain),
+    Scenario("M1", "worker RSS over a long drain", memory_over_a_long_drain),
+)
