@@ -47,6 +47,7 @@ from chancy.executor import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAUL
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.queue import Queue
 from chancy.repository import LEASE_SECONDS_DEFAULT
+from chancy.services.leader import LEADER_TTL_DEFAULT
 from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
 from chancy.worker import SHUTDOWN_TIMEOUT_DEFAULT, Worker
 
@@ -188,6 +189,10 @@ def worker(
     rescue_interval: Annotated[
         float, typer.Option(help="Seconds between the leader's checks for expired leases.")
     ] = RESCUE_INTERVAL_DEFAULT,
+    leader_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds the leader's lease lasts: how soon another takes over."),
+    ] = LEADER_TTL_DEFAULT,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -212,6 +217,7 @@ def worker(
                 lease_seconds=lease_seconds,
                 shutdown_timeout=shutdown_timeout,
                 rescue_interval=rescue_interval,
+                leader_ttl=leader_ttl,
                 allowed=allow or None,
             ).run_until_signalled()
 

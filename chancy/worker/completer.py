@@ -42,6 +42,7 @@ class Completer:
         self._outcomes: list[Outcome] = []
         self._releases: list[Attempt] = []
         self._ready = asyncio.Event()
+        self._written = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stale_rejected = 0
 
@@ -49,6 +50,18 @@ class Completer:
     def unwritten(self) -> list[Attempt]:
         """The attempts whose outcome is not written yet (their leases must be kept)."""
         return [Attempt(o.id, o.attempt) for o in self._outcomes] + list(self._releases)
+
+    @property
+    def backlog(self) -> int:
+        """How many outcomes and releases wait to be written."""
+        return len(self._outcomes) + len(self._releases)
+
+    async def wait_for_backlog_below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` outcomes wait: the worker claims no more jobs
+        while the database cannot keep up with their outcomes, so memory stays bounded."""
+        while self.backlog >= limit:
+            self._written.clear()
+            await self._written.wait()
 
     def add(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
@@ -91,6 +104,7 @@ class Completer:
             await self._jobs.release_many_if_running(connection, releases)
         del self._outcomes[: len(outcomes)]
         del self._releases[: len(releases)]
+        self._written.set()
         for stale in (o for o in outcomes if o.id not in written):
             self.stale_rejected += 1
             log.warning(

@@ -56,6 +56,8 @@ log = logging.getLogger("chancy.worker")
 
 SHUTDOWN_TIMEOUT_DEFAULT = 30.0
 QUEUE_REFRESH_INTERVAL_DEFAULT = 5.0
+# Outcomes waiting to be written beyond which a worker claims nothing more.
+OUTCOME_BACKLOG_MAX = 5000
 SERVICE_STOP_TIMEOUT = 10.0
 HARD_STOP_GRACE = 5.0
 Interruption = Literal["lost", "shutdown"]
@@ -248,6 +250,15 @@ class Worker:
             )
 
     async def _claim(self, queue: str, limit: int) -> list[QueuedJob]:
+        if self._completer is not None and self._completer.backlog >= OUTCOME_BACKLOG_MAX:
+            # The database is not keeping up with the outcomes: claim nothing until it has
+            # written half of them (waiting at most a second, so a stop is never held up).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._completer.wait_for_backlog_below(OUTCOME_BACKLOG_MAX // 2), timeout=1.0
+                )
+            if self._completer.backlog >= OUTCOME_BACKLOG_MAX:
+                return []
         if self._stopping:
             return []
         info = self._queue_info.get(queue)

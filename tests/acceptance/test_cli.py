@@ -13,6 +13,7 @@ from chancy import migrations
 from chancy.app import Chancy
 from chancy.cli import JOB_FIELDS, app
 from chancy.database import create_engine
+from chancy.errors import UnknownQueueError
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.worker import Worker
@@ -145,6 +146,51 @@ async def test_job_show_prints_each_error_with_its_traceback(database_url: URL) 
     assert "attempt 1: ValueError" in result.stdout
     assert "Traceback (most recent call last)" in result.stdout
     assert "boom" in result.stdout
+
+
+async def test_job_retry_with_state_brings_back_every_cancelled_job_of_a_queue(
+    database_url: URL,
+) -> None:
+    name = ("--kwargs", '{"name": "x"}')
+    ids = [await push_greeting(database_url, "--queue", "mail", *name) for _ in range(3)]
+    kept = await push_greeting(database_url, *name)
+    for job_id in [*ids, kept]:
+        await invoke("job", "cancel", str(job_id), "--dsn", dsn_of(database_url))
+    dsn = dsn_of(database_url)
+    result = await invoke("job", "retry", "--state", "cancelled", "-q", "mail", "--dsn", dsn)
+    assert result.exit_code == 0, result.output
+    assert "3 cancelled jobs are pending again" in result.stdout
+    shown = await invoke("job", "show", str(kept), "--dsn", dsn, "--json")
+    assert json.loads(shown.stdout)["state"] == "cancelled"
+
+
+async def test_job_retry_needs_an_id_or_a_state(database_url: URL) -> None:
+    result = await invoke("job", "retry", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 2
+    assert "give a job id, or --state" in flat(result.output)
+
+
+async def test_queue_pause_list_and_resume(database_url: URL) -> None:
+    dsn = dsn_of(database_url)
+    declared = await invoke("queue", "declare", "reports", "--dsn", dsn)
+    assert declared.exit_code == 0, declared.output
+    assert (await invoke("queue", "pause", "reports", "--dsn", dsn)).exit_code == 0
+    listed = await invoke("queue", "list", "--dsn", dsn)
+    rows = [line.split("│")[1:3] for line in listed.stdout.splitlines() if "│" in line]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["default", "no"],
+        ["reports", "yes"],
+    ]
+    assert (await invoke("queue", "resume", "reports", "--dsn", dsn)).exit_code == 0
+    async with Chancy(database_url) as chancy:
+        (info,) = [q for q in await chancy.list_queues() if q.name == "reports"]
+    assert not info.paused
+
+
+async def test_queue_pause_of_an_unknown_queue_names_the_closest(database_url: URL) -> None:
+    result = await invoke("queue", "pause", "defualt", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, UnknownQueueError)  # main() prints it, exit code 2
+    assert "did you mean 'default'" in str(result.exception)
 
 
 def test_job_show_lists_every_stored_field() -> None:
