@@ -23,9 +23,9 @@ your own package's name.
   seed example needs, and warns once when it starts.
 
 Every claimed job is also checked, without importing anything, for what running it needs
-(:func:`check_runnable`): a dotted name, kwargs that are a JSON object, a timeout that is
-None or positive. The row is untrusted input: one that fails a check fails as that job
-(:class:`~chancy.errors.CorruptJobError`, never retried) and the worker goes on.
+(:func:`check_runnable`): a dotted name, kwargs and meta that are JSON objects, a timeout
+that is None or positive. The row is untrusted input: one that fails a check fails as that
+job (:class:`~chancy.errors.CorruptJobError`, never retried) and the worker goes on.
 """
 
 from __future__ import annotations
@@ -137,9 +137,10 @@ def check_runnable(job: QueuedJob, allowed: AllowedFunctions) -> None:
     """Raise unless a worker may run ``job`` as claimed, importing nothing.
 
     :class:`CorruptJobError` for a row that chancy could not have written (a ``func``
-    that is not a dotted name, ``kwargs`` that are not a JSON object, a timeout that is
-    not a positive number); :class:`FunctionNotAllowedError` for a function ``allowed``
-    does not allow. Neither is retried: running the job again would meet the same row.
+    that is not a dotted name, ``kwargs`` or ``meta`` that are not a JSON object, a
+    timeout that is not a positive number); :class:`FunctionNotAllowedError` for a
+    function ``allowed`` does not allow. Neither is retried: running the job again would
+    meet the same row.
     """
     func: object = job.func
     if not isinstance(func, str) or DOTTED_NAME.fullmatch(func) is None:
@@ -154,6 +155,12 @@ def check_runnable(job: QueuedJob, allowed: AllowedFunctions) -> None:
         raise CorruptJobError(
             f"job {job.id}: its kwargs are a JSON {_json_type(kwargs)}, not an object of "
             "keyword arguments; push jobs with Job.from_func(fn, kwargs={...})"
+        )
+    meta: object = job.meta  # a job may read it, from the QueuedJob it asks for
+    if not isinstance(meta, Mapping):
+        raise CorruptJobError(
+            f"job {job.id}: its meta is a JSON {_json_type(meta)}, not an object; set it "
+            "with Job.with_meta({...})"
         )
     timeout: object = job.timeout
     if timeout is not None and not (

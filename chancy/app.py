@@ -421,9 +421,7 @@ def one_job(queue: str | Job, job: Job | None) -> list[Job]:
         return [queue]
     if job is None:
         raise InvalidJobError(f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))")
-    name = validate_queue_name(queue)
-    job = _job(job)
-    return [job if job.queue == name else job.with_queue(name)]
+    return [_job(job)._moved_to(validate_queue_name(queue))]
 
 
 def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Job]:
@@ -433,7 +431,10 @@ def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Jo
     if jobs is None:
         raise InvalidJobError("push_many(queue, jobs) needs the jobs")
     name = validate_queue_name(queue)
-    return [job if job.queue == name else job.with_queue(name) for job in map(_job, jobs)]
+    moved: dict[int, Job] = {}  # a job given many times is moved once
+    return [
+        moved.get(id(job)) or moved.setdefault(id(job), _job(job)._moved_to(name)) for job in jobs
+    ]
 
 
 def _job(value: object) -> Job:
@@ -449,10 +450,14 @@ def check_kwargs_size(batch: Sequence[Job], limit: int | None) -> None:
     than ``limit`` bytes as JSON (as the push sends them); None: no limit."""
     if limit is None:
         return
+    sizes: dict[int, int] = {}  # kwargs shared by many jobs of the batch are measured once
     for index, job in enumerate(batch):
         if not job.kwargs:
             continue
-        size = len(json.dumps(dict(job.kwargs)))  # ASCII: one byte per character
+        size = sizes.get(id(job.kwargs))
+        if size is None:
+            # json.dumps escapes everything outside ASCII: one byte per character.
+            size = sizes[id(job.kwargs)] = len(json.dumps(dict(job.kwargs)))
         if size > limit:
             which = f"job {index} of the batch ({job.func})" if len(batch) > 1 else job.func
             raise InvalidKwargsError(

@@ -188,9 +188,11 @@ async def hot_connection(
 
     On asyncpg, the bare driver connection under one of ``engine``'s pooled connections:
     each statement is one round trip, with no BEGIN and COMMIT of its own and no
-    SQLAlchemy in between. It goes back to the pool afterwards (one the server closed
-    meanwhile is discarded instead). On another driver, a SQLAlchemy connection in a
-    transaction that commits when the block ends.
+    SQLAlchemy in between. It goes back to the pool afterwards, unless the block failed
+    in a way that may leave it unusable (closed by the server, or cut off mid-statement
+    by a cancellation or a timeout): then it is discarded. An error the server raised
+    for a statement (a constraint, a lock timeout) leaves it usable. On another driver, a
+    SQLAlchemy connection in a transaction that commits when the block ends.
     """
     if engine.dialect.driver != "asyncpg":
         async with engine.begin() as connection:
@@ -200,12 +202,26 @@ async def hot_connection(
     driver = cast(asyncpg.Connection, pooled.driver_connection)
     try:
         yield driver
-    except BaseException:
-        if driver.is_closed():
+    except BaseException as exc:
+        if driver.is_closed() or not _answered_by_server(exc):
             pooled.invalidate()
         raise
     finally:
         pooled.close()
+
+
+def _answered_by_server(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was caused by) an error PostgreSQL sent back for a statement,
+    after which the connection is idle and usable again."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.PostgresError):
+            return True
+        orig = getattr(seen, "orig", None)
+        if isinstance(orig, asyncpg.PostgresError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 async def check_reachable(engine: AsyncEngine, *, secrets: Iterable[str] = ()) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from chancy.errors import ChancyError, SchemaError, UnknownQueueError
 from chancy.executor import Job, QueuedJob, Reference
+from chancy.executor.job import json_text
 from chancy.models import TABLE_PREFIX, JobRow, LeaderRow, QueueRow, ScheduleRow, state_in
 from chancy.queue import Queue, QueueInfo
 
@@ -257,6 +258,13 @@ def _announce_finished(changed: sa.CTE) -> sa.CTE:
     )
 
 
+# The claim commits without waiting for its WAL to reach the disk (evaluated once, for
+# this statement's own transaction). A claim lost in a server crash leaves its jobs
+# pending, to be claimed again: the at-least-once promise holds, and the late outcome of
+# the lost attempt is rejected by its fence. Outcomes, by contrast, commit durably.
+_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+
+
 def _claim_statement() -> sa.Executable:
     """Claim up to ``:limit`` ready jobs of ``:queue`` in one statement.
 
@@ -280,6 +288,7 @@ def _claim_statement() -> sa.Executable:
             _c.concurrency_key.is_(None),
             _c.rate_key.is_(None),
             ~held_back,
+            sa.literal_column(_ASYNC_COMMIT),
         )
         .order_by(_c.priority, _c.id)
         .limit(sa.bindparam("p_limit"))
@@ -1249,20 +1258,28 @@ class _PushPlan:
         return [Reference(cast(int, self._ids[k])) for k in self._stand_in]
 
 
+def _json_object(value: Mapping[str, Any], encoded: dict[int, str]) -> str:
+    """``value`` as JSON text, encoded once per batch however many jobs share it."""
+    text = encoded.get(id(value))
+    if text is None:
+        text = encoded[id(value)] = json_text(value) if value else "{}"
+    return text
+
+
 def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:
-    dumps = json.dumps
+    encoded: dict[int, str] = {}  # id() is safe: every job of the batch stays alive
     scheduled: list[datetime | None] = [job.scheduled_at for job in jobs]
     return {
         "p_queue": [job.queue for job in jobs],
         "p_func": [job.func for job in jobs],
-        "p_kwargs": [dumps(dict(job.kwargs)) for job in jobs],
+        "p_kwargs": [_json_object(job.kwargs, encoded) for job in jobs],
         "p_priority": [job.priority for job in jobs],
         "p_max_attempts": [job.max_attempts for job in jobs],
         "p_scheduled_at": scheduled,
         "p_delay": [job.delay for job in jobs],
         "p_unique_key": [job.unique_key for job in jobs],
         "p_timeout": [job.timeout for job in jobs],
-        "p_meta": [dumps(dict(job.meta)) for job in jobs],
+        "p_meta": [_json_object(job.meta, encoded) for job in jobs],
         "p_backoff": [job.backoff for job in jobs],
         "p_concurrency_key": [job.concurrency_key for job in jobs],
         "p_concurrency_limit": [job.concurrency_limit for job in jobs],

@@ -15,7 +15,7 @@ import json
 import math
 import typing
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Self
 
@@ -95,6 +95,7 @@ class Job:
             set_(self, "scheduled_at", _aware(self.scheduled_at))
         if self.delay is not None:
             set_(self, "delay", _seconds(self.delay, "delay", allow_zero=True))
+            _check_storable_delay(self.delay)
         if self.timeout is not None:
             set_(self, "timeout", _seconds(self.timeout, "timeout", allow_zero=False))
         if self.backoff is not None:
@@ -103,6 +104,8 @@ class Job:
             not isinstance(self.unique_key, str) or not self.unique_key
         ):
             raise InvalidJobError("unique_key must be a non-empty str, or None")
+        if self.unique_key is not None:
+            _check_text(self.unique_key, "unique_key")
         _check_key_limit(self.concurrency_key, self.concurrency_limit, "concurrency")
         _check_key_limit(self.rate_key, self.rate_limit, "rate")
         if self.rate_key is not None:
@@ -239,6 +242,17 @@ class Job:
         """A copy that :meth:`Chancy.push(job) <chancy.app.Chancy.push>` sends to ``queue``."""
         return dataclasses.replace(self, queue=queue)
 
+    def _moved_to(self, queue: str) -> Self:
+        """:meth:`with_queue` for a queue name already validated: a copy of the checked
+        fields, without checking them again (a push may move thousands of jobs)."""
+        if self.queue == queue:
+            return self
+        copy = object.__new__(type(self))
+        for name in _JOB_FIELD_NAMES:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "queue", queue)
+        return copy
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class QueuedJob(Job):
@@ -314,6 +328,9 @@ class QueuedJob(Job):
         set_(job, "errors", _stored_errors(row["errors"]))
         set_(job, "result", row["result"])
         return job
+
+
+_JOB_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Job))
 
 
 def _rebuild(cls: type[Job], values: dict[str, Any]) -> Job:
@@ -425,6 +442,7 @@ def _frozen_json_object(
     for key, item in value.items():
         if not isinstance(key, str):
             raise error(f"{what} key {key!r} is a {type(key).__name__}; JSON keys must be str")
+        _check_text(key, f"{what} key {key!r}", error)
         try:
             json.dumps(item, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -432,23 +450,79 @@ def _frozen_json_object(
                 f"{what}[{key!r}] cannot be stored as JSON ({exc}); pass str, int, float, bool, "
                 "None, or lists and dicts of them"
             ) from exc
-        if _has_nul(item):
-            raise error(f"{what}[{key!r}] contains a NUL character, which PostgreSQL rejects")
+        _check_strings(item, f"{what}[{key!r}]", error)
     return MappingProxyType(json.loads(json.dumps(dict(value))))
 
 
-def _has_nul(value: Any) -> bool:
+def _check_strings(value: Any, what: str, error: type[InvalidJobError]) -> None:
     if isinstance(value, str):
-        return "\x00" in value
+        _check_text(value, what, error)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"{what} key {key!r}", error)
+            _check_strings(item, what, error)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_strings(item, what, error)
+
+
+def _check_text(text: str, what: str, error: type[InvalidJobError] = InvalidJobError) -> None:
+    """PostgreSQL stores UTF-8 text without NUL characters: refuse what it would reject."""
+    if "\x00" in text:
+        raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise error(
+            f"{what} contains a lone surrogate ({text[exc.start]!r}), which is not valid "
+            "UTF-8; PostgreSQL cannot store it"
+        ) from None
+
+
+def json_text(value: Any) -> str:
+    """``value`` (checked JSON) as the JSON text a push stores, written so that PostgreSQL
+    gives every number back with its type: ``jsonb`` keeps numbers as ``numeric`` and
+    would print a float written as ``1e+16`` as the integer ``10000000000000000``."""
+    if isinstance(value, Mapping):
+        value = dict(value)
+    text = json.dumps(value, allow_nan=False)
+    if "e+" not in text:  # no float with a positive exponent: the common case
+        return text
+    floats: list[float] = []
+    text = json.dumps(_mark_big_floats(value, floats))
+    for index, number in enumerate(floats):
+        text = text.replace(f'"\\u0000{index}\\u0000"', f"{int(number)}.0", 1)
+    return text
+
+
+def _mark_big_floats(value: Any, floats: list[float]) -> Any:
+    """``value`` with each float written with an exponent (all integral) replaced by a
+    marker no stored string can hold (it has NULs), recorded in ``floats``."""
+    if isinstance(value, float) and "e+" in repr(value):
+        floats.append(value)
+        return f"\x00{len(floats) - 1}\x00"
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return {key: _mark_big_floats(item, floats) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+        return [_mark_big_floats(item, floats) for item in value]
+    return value
 
 
 def _canonical_json(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+# The latest time a job can be scheduled for: Python's datetimes end in the year 9999.
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _check_storable_delay(seconds: float) -> None:
+    latest = (_LATEST - datetime.now(UTC)).total_seconds()
+    if seconds > latest:
+        raise InvalidJobError(
+            f"delay is {seconds:g} s, which ends after the year 9999; use at most {latest:.0f} s "
+            "(or with_scheduled_at)"
+        )
 
 
 def _check_int(value: object, what: str, allowed: range) -> None:

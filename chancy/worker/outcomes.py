@@ -16,7 +16,7 @@ from typing import Any
 
 from chancy.errors import CorruptJobError, FunctionNotAllowedError
 from chancy.executor.base import RemoteJobError, describe_exception
-from chancy.executor.job import QueuedJob
+from chancy.executor.job import QueuedJob, json_text
 from chancy.repository import Outcome
 from chancy.states import JobState
 
@@ -43,7 +43,7 @@ def success(job: QueuedJob, result: Any) -> Outcome:
     if result is None:
         return Outcome(job.id, job.attempts, JobState.SUCCEEDED)
     try:
-        text = json.dumps(result, allow_nan=False)
+        text = json_text(result)
     except (TypeError, ValueError) as exc:
         message = (
             f"the job returned a {type(result).__name__}, which cannot be stored as JSON "

@@ -187,6 +187,7 @@ class Worker:
         self._log_allowed()
 
     def _log_allowed(self) -> None:
+        """Say once, at start, which functions this worker runs: a warning if any."""
         if self.allowed.unrestricted:
             log.warning(
                 "worker %s runs any importable function a job names: whoever can write "

@@ -6,12 +6,14 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
+from chancy.database import hot_connection
 from chancy.executor import Job
-from chancy.repository import _CLAIM, JobRepository
+from chancy.repository import _CLAIM, JobRepository, Outcome
 from chancy.states import JobState
 from tests.unit import tasks
 
@@ -141,3 +143,31 @@ def _walk(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", ()):
         yield from _walk(child)
+
+
+async def test_a_claim_commits_asynchronously_without_changing_the_session(
+    chancy: Chancy,
+) -> None:
+    await chancy.push("default", greet("a"))
+    async with hot_connection(chancy.engine) as connection:
+        assert isinstance(connection, asyncpg.Connection)
+        before = await connection.fetchval("SHOW synchronous_commit")
+        async with connection.transaction():
+            claimed = await jobs.claim_available(connection, "default", 1, "worker-1")
+            # Inside the claim's transaction the claim turned durability off ...
+            assert await connection.fetchval("SHOW synchronous_commit") == "off"
+        # ... for that transaction only: the pooled connection keeps its own setting.
+        assert await connection.fetchval("SHOW synchronous_commit") == before == "on"
+    assert len(claimed) == 1
+
+
+async def test_outcomes_commit_durably(chancy: Chancy) -> None:
+    await chancy.push("default", greet("a"))
+    async with hot_connection(chancy.engine) as connection:
+        assert isinstance(connection, asyncpg.Connection)
+        async with connection.transaction():
+            (job,) = await jobs.claim_available(connection, "default", 1, "worker-1")
+        async with connection.transaction():
+            outcome = Outcome(job.id, job.attempts, JobState.SUCCEEDED)
+            assert await jobs.complete_many_if_running(connection, [outcome]) == {job.id}
+            assert await connection.fetchval("SHOW synchronous_commit") == "on"

@@ -182,3 +182,21 @@ async def test_push_notifies_listeners_only_at_commit(chancy: Chancy, database_u
 async def count_jobs(chancy: Chancy) -> int:
     async with chancy.engine.connect() as connection:
         return int(await connection.scalar(sa.select(sa.func.count()).select_from(JobRow)) or 0)
+
+
+async def test_a_push_cut_off_mid_statement_leaves_no_busy_connection_in_the_pool(
+    database_url: URL,
+) -> None:
+    options = {"pool_size": 1, "max_overflow": 0}  # the next push gets the same slot
+    async with Chancy(database_url, engine_options=options) as chancy:
+        blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await blocker.execute("BEGIN")
+            await blocker.execute("LOCK TABLE chancy_jobs IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(chancy.push("default", greet()), timeout=0.3)
+            await blocker.execute("ROLLBACK")
+        finally:
+            await blocker.close()
+        ref = await chancy.push("default", greet("after"))
+        assert (await chancy.get_job(ref)).kwargs["name"] == "after"  # type: ignore[union-attr]

@@ -53,9 +53,10 @@ async def app(database_url: URL) -> AsyncIterator[Chancy]:
 
 
 async def settings(connection: AsyncConnection) -> tuple[str | None, str | None]:
-    row = (await connection.execute(sa.text("SHOW lock_timeout"))).scalar()
+    """The connection's ``lock_timeout`` and ``statement_timeout`` now."""
+    lock = (await connection.execute(sa.text("SHOW lock_timeout"))).scalar()
     statement = (await connection.execute(sa.text("SHOW statement_timeout"))).scalar()
-    return row, statement
+    return lock, statement
 
 
 @pytest.mark.usefixtures("held_key")

@@ -126,6 +126,12 @@ def test_kwargs_that_are_not_an_object_are_corrupt(kwargs: object) -> None:
         check_runnable(stored(kwargs=kwargs), UNRESTRICTED)
 
 
+@pytest.mark.parametrize("meta", [[1], "text", None])
+def test_meta_that_is_not_an_object_is_corrupt(meta: object) -> None:
+    with pytest.raises(CorruptJobError, match="its meta is a JSON"):
+        check_runnable(stored(meta=meta), UNRESTRICTED)
+
+
 @pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
 def test_a_timeout_that_is_not_a_positive_number_is_corrupt(timeout: float) -> None:
     with pytest.raises(CorruptJobError, match="timeout"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,6 +17,7 @@ from chancy.errors import (
     InvalidQueueError,
 )
 from chancy.executor import Job
+from chancy.executor.job import json_text
 from tests.unit import tasks
 
 
@@ -227,3 +229,22 @@ def test_jobs_pickle_for_the_process_executor() -> None:
 
     job = make().with_meta({"a": [1]}).with_priority(4)
     assert pickle.loads(pickle.dumps(job)) == job
+
+
+def test_moving_a_job_to_a_validated_queue_equals_with_queue() -> None:
+    job = make().with_priority(3).with_meta({"a": 1}).with_concurrency_key("k", limit=2)
+    moved = job._moved_to("elsewhere")
+    assert moved == job.with_queue("elsewhere")
+    assert moved.queue == "elsewhere"
+    assert job.queue == "default"  # the original is untouched
+    assert job._moved_to("default") is job
+
+
+def test_json_text_writes_big_floats_so_that_postgresql_keeps_them_floats() -> None:
+    text = json_text({"x": 1e16, "nested": [2.5e20, {"s": "e+ in a string"}], "n": 10**20})
+    assert text == (
+        '{"x": 10000000000000000.0, "nested": [250000000000000000000.0, '
+        '{"s": "e+ in a string"}], "n": 100000000000000000000}'
+    )
+    assert json.loads(text)["x"] == 1e16
+    assert isinstance(json.loads(text)["x"], float)
