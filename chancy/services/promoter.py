@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.repository import JobRepository
-from chancy.services.leader import Leadership
+from chancy.services.leader import Leadership, while_leading
 
 __all__ = ["PROMOTE_BATCH_DEFAULT", "PROMOTE_INTERVAL_DEFAULT", "Promoter"]
 
@@ -43,12 +42,8 @@ class Promoter:
             return await self._jobs.promote_due_many(connection, self.batch)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self._leadership.is_leader:
-                continue
-            try:
-                while await self.run_once() == self.batch:
-                    pass
-            except Exception as exc:
-                log.warning("promoting due jobs failed (%s)", exc)
+        await while_leading(self._leadership, self.interval, self._drain, "promoting", log)
+
+    async def _drain(self) -> None:
+        while await self.run_once() == self.batch:
+            pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database import hot_connection
 from chancy.repository import JobRepository
-from chancy.services.leader import Leadership
+from chancy.services.leader import Leadership, while_leading
 from chancy.states import FINISHED_STATES, JobState
 
 __all__ = ["PRUNE_BATCH_DEFAULT", "PRUNE_INTERVAL_DEFAULT", "RETENTION_DEFAULT", "Pruner"]
@@ -73,11 +72,6 @@ class Pruner:
         return total
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self._leadership.is_leader:
-                continue
-            try:
-                await self.run_once()
-            except Exception as exc:
-                log.warning("pruning finished jobs failed (%s)", exc)
+        await while_leading(
+            self._leadership, self.interval, self.run_once, "pruning finished jobs", log
+        )

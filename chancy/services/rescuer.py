@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.repository import JobRepository
-from chancy.services.leader import Leadership
+from chancy.services.leader import Leadership, while_leading
 from chancy.states import JobState
 
 __all__ = ["RESCUE_BATCH_DEFAULT", "RESCUE_INTERVAL_DEFAULT", "Rescuer"]
@@ -54,12 +53,8 @@ class Rescuer:
         return rescued
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self._leadership.is_leader:
-                continue
-            try:
-                while len(await self.run_once()) == self.batch:
-                    pass
-            except Exception as exc:
-                log.warning("rescuing expired jobs failed (%s)", exc)
+        await while_leading(self._leadership, self.interval, self._drain, "rescuing", log)
+
+    async def _drain(self) -> None:
+        while len(await self.run_once()) == self.batch:
+            pass

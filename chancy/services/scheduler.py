@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.cron import CRON_GRACE_DEFAULT, Cron, job_of, next_tick
 from chancy.repository import JobRepository, ScheduleRepository
-from chancy.services.leader import Leadership
+from chancy.services.leader import Leadership, while_leading
 
 __all__ = ["SCHEDULE_INTERVAL_DEFAULT", "Scheduler"]
 
@@ -80,11 +79,6 @@ class Scheduler:
         return pushed
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self._leadership.is_leader:
-                continue
-            try:
-                await self.run_once()
-            except Exception as exc:
-                log.warning("pushing scheduled jobs failed (%s)", exc)
+        await while_leading(
+            self._leadership, self.interval, self.run_once, "pushing scheduled jobs", log
+        )
