@@ -60,6 +60,7 @@ __all__ = [
     "local_timeouts",
     "local_timeouts_sync",
     "mask_secrets",
+    "never_sent",
     "resolve_url",
     "secrets_of",
 ]
@@ -208,6 +209,22 @@ async def hot_connection(
         raise
     finally:
         pooled.close()
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) says the statement never left this process because
+    its pooled connection was already dead: the server ended it while it sat idle in the
+    pool, and the event loop had not yet seen it close. Running the statement again on
+    another connection is then safe, whatever the statement."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for error in (seen, getattr(seen, "orig", None)):
+            if isinstance(error, asyncpg.exceptions.InternalClientError):
+                return True  # the protocol refused to start the statement
+            if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+                return True
+        seen = seen.__cause__
+    return False
 
 
 def _answered_by_server(exc: BaseException) -> bool:

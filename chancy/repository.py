@@ -107,7 +107,12 @@ class _Statement:
             arguments = [parameters.get(name, self._constants.get(name)) for name in self._names]
             try:
                 return await conn.fetch(self.sql, *arguments)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError,
+                OSError,
+            ) as exc:
                 raise DBAPIError.instance(
                     self.sql, None, exc, Exception, hide_parameters=True
                 ) from exc
@@ -258,13 +263,6 @@ def _announce_finished(changed: sa.CTE) -> sa.CTE:
     )
 
 
-# The claim commits without waiting for its WAL to reach the disk (evaluated once, for
-# this statement's own transaction). A claim lost in a server crash leaves its jobs
-# pending, to be claimed again: the at-least-once promise holds, and the late outcome of
-# the lost attempt is rejected by its fence. Outcomes, by contrast, commit durably.
-_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
-
-
 def _claim_statement() -> sa.Executable:
     """Claim up to ``:limit`` ready jobs of ``:queue`` in one statement.
 
@@ -288,7 +286,6 @@ def _claim_statement() -> sa.Executable:
             _c.concurrency_key.is_(None),
             _c.rate_key.is_(None),
             ~held_back,
-            sa.literal_column(_ASYNC_COMMIT),
         )
         .order_by(_c.priority, _c.id)
         .limit(sa.bindparam("p_limit"))

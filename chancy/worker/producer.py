@@ -98,12 +98,20 @@ class Producer:
             await asyncio.wait_for(self._work.wait(), timeout=interval)
 
     def _start(self, job: QueuedJob) -> None:
+        earlier = self.running.get(job.id)
+        if earlier is not None:
+            # This worker lost the job (its lease expired) and claimed it again while the
+            # lost run was still going: stop that run; its outcome would be refused anyway.
+            log.warning("job %d was claimed again; stopping its earlier run", job.id)
+            earlier[1].cancel()
         task = asyncio.create_task(self._run_job(job, self.executor), name=f"chancy-job-{job.id}")
         self.running[job.id] = (job, task)
         if len(self.running) >= self.queue.concurrency:
             self._capacity.clear()
-        task.add_done_callback(lambda _task: self._finished(job.id))
+        task.add_done_callback(lambda done: self._finished(job.id, done))
 
-    def _finished(self, job_id: int) -> None:
-        self.running.pop(job_id, None)
+    def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
+        entry = self.running.get(job_id)
+        if entry is not None and entry[1] is task:  # not a later run of the same job
+            del self.running[job_id]
         self._capacity.set()

@@ -1,0 +1,1 @@
+"""The chaos suite: killed workers, cut connections, a restarted server; nothing lost."""

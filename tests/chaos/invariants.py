@@ -1,0 +1,318 @@
+"""The invariants checked after every chaos scenario, from the stored rows alone.
+
+After the workers are gone, the jobs table and the ledger (one row per run: job id,
+attempt, worker pid, time) must show:
+
+- **no job lost**: every job meant to succeed ``succeeded``, every job meant to fail
+  ``failed``, and no job exists that was never committed (nor ran);
+- **no stale write**: each attempt started at most once (by the workers' journals) and
+  ran at most once (by the ledger), so that its fencing token names one run; and a
+  succeeded job's state is its last attempt's (``attempts`` is the highest attempt in the
+  ledger, and the stored ``result``, which names the attempt and pid of the run that
+  returned it, is that run's);
+- **duplicates only where a worker died mid-job**: every run that did not finish its job
+  has its attempt recorded in the job's ``errors`` (``LeaseExpired`` when its worker was
+  killed, froze or lost the database; the error when the attempt itself failed);
+- **nothing stuck**: no job is ``running`` once every worker is gone.
+
+Each violation is described with its evidence (the job row and its runs), so a failing
+test says what went wrong without a debugger.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from tests.chaos.fleet import Start, WorkerEvent
+
+__all__ = ["Expectation", "Invariants", "Run", "StoredJob", "check_invariants"]
+
+EXCERPT_DEFAULT = 15
+Deaths = Mapping[int, Sequence[WorkerEvent]]
+# The job functions (tests/chaos/jobs.py) whose result names the run that returned it.
+RESULT_NAMES_RUN = frozenset({"record", "sleep_then_record"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a scenario pushed: the ids that must succeed, that must fail, and that must
+    never exist (pushed in transactions that rolled back)."""
+
+    succeed: frozenset[int]
+    fail: frozenset[int] = frozenset()
+    never_exist: frozenset[int] = frozenset()
+
+    @property
+    def pushed(self) -> frozenset[int]:
+        """Every committed job."""
+        return self.succeed | self.fail
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """One ledger row: a run of ``attempt`` of job ``job_id`` by worker ``pid``."""
+
+    job_id: int
+    attempt: int
+    pid: int
+    at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredJob:
+    """The columns of a job row the invariants read."""
+
+    id: int
+    func: str
+    kwargs: Mapping[str, Any]
+    state: str
+    attempts: int
+    max_attempts: int
+    result: Any
+    errors: tuple[Mapping[str, Any], ...]
+    worker_id: str | None
+    lease_expires_at: datetime | None
+
+    def error_of(self, attempt: int) -> Mapping[str, Any] | None:
+        """The ``errors`` entry of ``attempt``, if it has one."""
+        return next((e for e in self.errors if e.get("attempt") == attempt), None)
+
+    def describe(self, runs: Sequence[Run]) -> str:
+        """The row and its runs, as evidence in a message."""
+        errors = [(e.get("attempt"), e.get("type")) for e in self.errors]
+        ran = [(run.attempt, run.pid) for run in runs]
+        return (
+            f"job {self.id} ({self.func.rsplit('.', 1)[-1]}): state={self.state} "
+            f"attempts={self.attempts}/{self.max_attempts} result={self.result} "
+            f"worker={self.worker_id} lease={self.lease_expires_at} errors={errors} "
+            f"runs (attempt, pid)={ran}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Invariants:
+    """The violations of each invariant (empty when it holds), and the figures."""
+
+    lost: tuple[str, ...]
+    phantoms: tuple[str, ...]
+    stale: tuple[str, ...]
+    unexplained_duplicates: tuple[str, ...]
+    stuck: tuple[str, ...]
+    succeeded: int
+    failed: int
+    runs: int
+    interrupted_runs: collections.Counter[str]
+    max_wait_after_death: float | None
+
+    @property
+    def violations(self) -> dict[str, tuple[str, ...]]:
+        """Each invariant's name and its violations, for the invariants that failed."""
+        named = {
+            "lost": self.lost,
+            "phantom": self.phantoms,
+            "stale write": self.stale,
+            "unexplained duplicate": self.unexplained_duplicates,
+            "stuck": self.stuck,
+        }
+        return {name: found for name, found in named.items() if found}
+
+    @property
+    def duplicates(self) -> int:
+        """Runs beyond the one that finished each job."""
+        return sum(self.interrupted_runs.values())
+
+    def explain(self, limit: int = EXCERPT_DEFAULT) -> str:
+        """Every violated invariant with its first ``limit`` pieces of evidence."""
+        lines: list[str] = []
+        for name, found in self.violations.items():
+            lines.append(f"{name}: {len(found)}")
+            lines.extend(f"  {item}" for item in found[:limit])
+        return "\n".join(lines) or "all invariants hold"
+
+
+async def check_invariants(
+    db: asyncpg.Connection,
+    expected: Expectation,
+    deaths: Deaths,
+    starts: Sequence[Start] = (),
+) -> Invariants:
+    """Check every invariant on the rows of ``db``; ``deaths`` are the fleet's kills,
+    unexpected exits and freezes of each pid, in order; ``starts`` the run starts the
+    workers noted in their journals."""
+    jobs = {job.id: job for job in await _stored_jobs(db)}
+    runs: dict[int, list[Run]] = collections.defaultdict(list)
+    for run in await _ledger(db):
+        runs[run.job_id].append(run)
+    started: dict[int, list[Start]] = collections.defaultdict(list)
+    for start in starts:
+        started[start.job_id].append(start)
+    causes: collections.Counter[str] = collections.Counter()
+    unexplained: list[str] = []
+    waits: list[float] = []
+    for job in jobs.values():
+        for run in _interrupted(job, runs[job.id]):
+            cause = _cause(job, run, deaths)
+            if cause is None:
+                unexplained.append(f"attempt {run.attempt}: {job.describe(runs[job.id])}")
+                continue
+            causes[cause] += 1
+            waits.extend(_wait_after_death(job, run, runs[job.id], deaths))
+    return Invariants(
+        lost=tuple(_lost(jobs, runs, expected)),
+        phantoms=tuple(_phantoms(jobs, runs, expected)),
+        stale=tuple(s for job in jobs.values() for s in _stale(job, runs[job.id], started[job.id])),
+        unexplained_duplicates=tuple(unexplained),
+        stuck=tuple(job.describe(runs[job.id]) for job in jobs.values() if job.state == "running"),
+        succeeded=sum(1 for job in jobs.values() if job.state == "succeeded"),
+        failed=sum(1 for job in jobs.values() if job.state == "failed"),
+        runs=sum(len(found) for found in runs.values()),
+        interrupted_runs=causes,
+        max_wait_after_death=max(waits, default=None),
+    )
+
+
+async def _stored_jobs(db: asyncpg.Connection) -> list[StoredJob]:
+    rows = await db.fetch(
+        "SELECT id, func, kwargs, state, attempts, max_attempts, result, errors, worker_id, "
+        "lease_expires_at FROM chancy_jobs ORDER BY id"
+    )
+    return [
+        StoredJob(
+            id=row["id"],
+            func=row["func"],
+            kwargs=_json(row["kwargs"]) or {},
+            state=row["state"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            result=_json(row["result"]),
+            errors=tuple(_json(row["errors"]) or ()),
+            worker_id=row["worker_id"],
+            lease_expires_at=row["lease_expires_at"],
+        )
+        for row in rows
+    ]
+
+
+async def _ledger(db: asyncpg.Connection) -> list[Run]:
+    rows = await db.fetch(
+        "SELECT job_id, attempt, pid, extract(epoch FROM at)::float8 AS at "
+        "FROM chaos_ledger ORDER BY job_id, attempt, at"
+    )
+    return [Run(row["job_id"], row["attempt"], row["pid"], row["at"]) for row in rows]
+
+
+def _json(value: Any) -> Any:
+    """A JSONB column as asyncpg returns it without a codec: text, decoded."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _lost(
+    jobs: Mapping[int, StoredJob], runs: Mapping[int, list[Run]], expected: Expectation
+) -> Iterable[str]:
+    for job_id in sorted(expected.pushed):
+        wanted = "failed" if job_id in expected.fail else "succeeded"
+        job = jobs.get(job_id)
+        if job is None:
+            yield f"job {job_id} was committed but is not in the table"
+        elif job.state != wanted:
+            yield f"expected {wanted}: {job.describe(runs.get(job_id, []))}"
+
+
+def _phantoms(
+    jobs: Mapping[int, StoredJob], runs: Mapping[int, list[Run]], expected: Expectation
+) -> Iterable[str]:
+    for job_id in sorted(set(jobs) - expected.pushed):
+        rolled_back = " (its push was rolled back)" if job_id in expected.never_exist else ""
+        yield f"never committed{rolled_back}: {jobs[job_id].describe(runs.get(job_id, []))}"
+    for job_id in sorted(set(runs) - set(jobs)):
+        found = runs[job_id]
+        yield f"job {job_id} ran {len(found)} times but is not in the table"
+
+
+def _stale(job: StoredJob, runs: Sequence[Run], starts: Sequence[Start]) -> Iterable[str]:
+    per_attempt = collections.Counter(run.attempt for run in runs)
+    for attempt, count in sorted(per_attempt.items()):
+        if count > 1:
+            yield f"attempt {attempt} ran {count} times: {job.describe(runs)}"
+    by_attempt: dict[int, list[Start]] = collections.defaultdict(list)
+    for start in starts:
+        by_attempt[start.attempt].append(start)
+    for attempt, found in sorted(by_attempt.items()):
+        if len(found) > 1:
+            pids = [start.pid for start in sorted(found, key=lambda start: start.at)]
+            yield (
+                f"attempt {attempt} was started {len(found)} times, by pids {pids} (its "
+                f"fencing token named more than one run): {job.describe(runs)}"
+            )
+    if job.state == "succeeded":
+        yield from _stale_success(job, runs)
+    elif job.state == "failed" and job.errors and job.errors[-1].get("attempt") != job.attempts:
+        yield f"the last error is not the last attempt's: {job.describe(runs)}"
+
+
+def _stale_success(job: StoredJob, runs: Sequence[Run]) -> Iterable[str]:
+    last = max((run.attempt for run in runs), default=None)
+    if last != job.attempts:
+        yield f"succeeded as attempt {job.attempts}, last run was {last}: {job.describe(runs)}"
+        return
+    if job.error_of(job.attempts) is not None:
+        yield f"succeeded as an attempt recorded as lost: {job.describe(runs)}"
+    if job.func.rsplit(".", 1)[-1] in RESULT_NAMES_RUN:
+        pid = next(run.pid for run in runs if run.attempt == job.attempts)
+        wanted = {"n": job.kwargs.get("n"), "attempt": job.attempts, "pid": pid}
+        if job.result != wanted:
+            yield f"result is not the last run's ({wanted}): {job.describe(runs)}"
+
+
+def _interrupted(job: StoredJob, runs: Sequence[Run]) -> Iterable[Run]:
+    """The runs that did not finish ``job``: all but a succeeded job's final run."""
+    for run in runs:
+        if not (job.state == "succeeded" and run.attempt == job.attempts):
+            yield run
+
+
+def _death_during(run: Run, deaths: Deaths) -> WorkerEvent | None:
+    """The first death (or freeze) of ``run``'s worker after the run began."""
+    return next((death for death in deaths.get(run.pid, ()) if death.at >= run.at), None)
+
+
+def _cause(job: StoredJob, run: Run, deaths: Deaths) -> str | None:
+    """Why ``run`` did not finish its job, from the job's ``errors`` and the fleet's
+    events; None when nothing explains it."""
+    error = job.error_of(run.attempt)
+    if error is None:
+        return None
+    if error.get("type") != "LeaseExpired":
+        return f"attempt failed ({error.get('type')})"
+    death = _death_during(run, deaths)
+    if death is None:
+        return "lease expired, worker alive"
+    if death.kind == "killed":
+        return "worker killed (SIGKILL)"
+    if death.kind == "frozen":
+        return "worker frozen (SIGSTOP)"
+    return f"worker died on its own (exit {death.returncode})"
+
+
+def _wait_after_death(
+    job: StoredJob, run: Run, runs: Sequence[Run], deaths: Deaths
+) -> Iterable[float]:
+    """Seconds from the death of ``run``'s worker until the job was taken back: the next
+    run's start, or (for a job out of attempts) the time its lost attempt was recorded."""
+    death = _death_during(run, deaths)
+    if death is None:
+        return
+    later = [other.at for other in runs if other.attempt > run.attempt]
+    if later:
+        yield min(later) - death.at
+        return
+    error = job.error_of(run.attempt)
+    if error is not None and isinstance(error.get("at"), str):
+        yield datetime.fromisoformat(error["at"]).timestamp() - death.at
