@@ -55,3 +55,11 @@ def benchmarks(session: nox.Session) -> None:
     after `--` are passed on: `nox -s benchmarks -- --scale 0.1`, `-- --dsn DSN --only S1`."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos suite at full size (`python -m benchmarks.chaos`), each scenario on a
+    private PostgreSQL it kills and restarts: `nox -s chaos -- --minutes 2`."""
+    session.install("-e", ".[test,bench]")
+    session.run("python", "-m", "benchmarks.chaos", *session.posargs)

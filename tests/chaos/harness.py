@@ -127,7 +127,13 @@ class Monitor:
                 if self._connection is None or self._connection.is_closed():
                     self._connection = await self._server.connect()
                 return list(await self._connection.fetch(query, *arguments))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # A connection the server ended while idle, not yet seen closed.
+                asyncpg.exceptions.InternalClientError,
+            ):
                 await self.close()
                 return None
 
