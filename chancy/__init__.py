@@ -1,7 +1,15 @@
-"""chancy: a PostgreSQL job queue for Python, built on SQLAlchemy 2, asyncpg and Alembic."""
+"""chancy: a PostgreSQL job queue for Python, built on SQLAlchemy 2, asyncpg and Alembic.
 
-from chancy.app import Chancy
-from chancy.cron import Cron
+The names below are imported on first use (PEP 562), so importing one of chancy's lower
+modules (``chancy.jobs``, ``chancy.repository``) does not load the worker and its
+executors.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from chancy.errors import (
     ChancyError,
     ConfigurationError,
@@ -19,10 +27,14 @@ from chancy.errors import (
     StatementTimeoutError,
     UnknownQueueError,
 )
-from chancy.executor import Job, QueuedJob, Reference
+from chancy.jobs import Job, QueuedJob, Reference
 from chancy.queue import Queue, QueueInfo
 from chancy.states import JobState
-from chancy.worker import Worker
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.cron import Cron
+    from chancy.worker import Worker
 
 __all__ = [
     "Chancy",
@@ -50,3 +62,19 @@ __all__ = [
     "UnknownQueueError",
     "Worker",
 ]
+
+# The names whose modules load the database layer, the worker or its executors.
+_LAZY = {"Chancy": "chancy.app", "Cron": "chancy.cron", "Worker": "chancy.worker"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chancy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

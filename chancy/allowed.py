@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from chancy.errors import ConfigurationError, CorruptJobError, FunctionNotAllowedError
 
 if TYPE_CHECKING:
-    from chancy.executor.job import QueuedJob
+    from chancy.jobs import QueuedJob
 
 __all__ = [
     "DOTTED_NAME",

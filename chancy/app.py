@@ -51,8 +51,9 @@ from chancy.errors import (
     InvalidQueueError,
     UnknownQueueError,
 )
-from chancy.executor import Job, QueuedJob, Reference
-from chancy.listener import Event, Listener
+from chancy.events import Event, EventKind
+from chancy.jobs import Job, QueuedJob, Reference
+from chancy.listener import Listener
 from chancy.queue import Queue, QueueInfo, validate_queue_name
 from chancy.repository import HotExecutable, JobRepository, QueueRepository
 from chancy.states import FINISHED_STATES, JobState
@@ -388,7 +389,7 @@ class Chancy:
 
         def on_event(event: Event) -> None:
             ids = event.get("ids") or ()
-            if event.get("event") == "reconnected" or job_id in ids:
+            if event.get("event") == EventKind.RECONNECTED or job_id in ids:
                 changed.set()
 
         unsubscribe = (await self.listener()).subscribe(on_event)

@@ -43,8 +43,8 @@ from chancy.errors import (
     InvalidKwargsError,
     InvalidQueueError,
 )
-from chancy.executor import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
+from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.queue import Queue
 from chancy.repository import LEASE_SECONDS_DEFAULT
 from chancy.services.leader import LEADER_TTL_DEFAULT

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from chancy.errors import InvalidJobError
-from chancy.executor import Job
+from chancy.jobs import Job
 
 __all__ = ["CRON_GRACE_DEFAULT", "Cron", "next_tick"]
 

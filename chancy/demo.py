@@ -34,7 +34,7 @@ from rich.text import Text
 
 from chancy.app import Chancy
 from chancy.database import describe
-from chancy.executor import Job
+from chancy.jobs import Job
 from chancy.queue import Queue
 from chancy.repository import JobRepository
 from chancy.states import FINISHED_STATES, JobState

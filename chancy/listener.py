@@ -1,11 +1,9 @@
 """One LISTEN connection per process, fanned out to whoever subscribes.
 
-chancy's statements announce what they did on the ``chancy_events`` channel: ``pushed``
-(a queue has ready jobs) and ``finished`` (these job ids reached a final state). Workers
-wake on ``pushed``; ``wait_for_job`` and the workers holding a cancelled job wake on
-``finished``. Notifications are an accelerator, never the only path: when the connection
-is lost the listener reconnects with backoff and sends its subscribers a ``reconnected``
-event, so they look again for whatever they may have missed.
+chancy's statements announce what they did on the ``chancy_events`` channel (the events
+are listed in :mod:`chancy.events`). Notifications are an accelerator, never the only
+path: when the connection is lost the listener reconnects with backoff and sends its
+subscribers a ``reconnected`` event, so they look again for whatever they may have missed.
 """
 
 from __future__ import annotations
@@ -21,20 +19,19 @@ from typing import Any, cast
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.repository import EVENTS_CHANNEL
+from chancy.events import EVENTS_CHANNEL, Event, EventKind
 
 __all__ = ["RECONNECT_DELAY_MAX", "Event", "Listener"]
 
 log = logging.getLogger("chancy.listener")
 
-Event = dict[str, Any]
 Subscriber = Callable[[Event], None]
 
 RECONNECT_DELAY_MIN = 0.1
 RECONNECT_DELAY_MAX = 5.0
 HEALTH_CHECK_INTERVAL = 10.0
 HEALTH_CHECK_TIMEOUT = 5.0
-RECONNECTED: Event = {"event": "reconnected"}
+RECONNECTED: Event = {"event": EventKind.RECONNECTED}
 
 
 class Listener:
@@ -79,7 +76,7 @@ class Listener:
         except (ValueError, IndexError):
             return
         if isinstance(event, dict):
-            self._dispatch(event)
+            self._dispatch(cast(Event, event))
 
     async def _run(self) -> None:
         delay = RECONNECT_DELAY_MIN

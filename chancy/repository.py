@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from chancy.errors import ChancyError, SchemaError, UnknownQueueError
-from chancy.executor import Job, QueuedJob, Reference
-from chancy.executor.job import json_text
-from chancy.models import TABLE_PREFIX, JobRow, LeaderRow, QueueRow, ScheduleRow, state_in
+from chancy.events import EVENTS_CHANNEL, EventKind
+from chancy.jobs import Job, QueuedJob, Reference, json_text
+from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow, state_in
 from chancy.queue import Queue, QueueInfo
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
 __all__ = [
-    "EVENTS_CHANNEL",
     "LEASE_SECONDS_DEFAULT",
     "Attempt",
     "Executable",
@@ -61,7 +60,6 @@ HotExecutable = Executable | asyncpg.Connection
 each statement is its own transaction (one round trip), for the statements of the hot
 path: push, claim, outcomes, leases."""
 
-EVENTS_CHANNEL = f"{TABLE_PREFIX}events"
 LEASE_SECONDS_DEFAULT = 30.0
 
 _jobs = cast(sa.Table, JobRow.__table__)
@@ -240,7 +238,9 @@ def _wake_queues(changed: sa.CTE) -> sa.CTE:
         .distinct()
         .subquery("ready_queues")
     )
-    payload = sa.func.json_build_object("event", "pushed", "queue", ready_queues.c.queue)
+    payload = sa.func.json_build_object(
+        "event", EventKind.PUSHED.value, "queue", ready_queues.c.queue
+    )
     return sa.select(sa.func.count(_notify(payload)).label("n")).cte(f"woken_{changed.name}")
 
 
@@ -254,7 +254,7 @@ def _announce_finished(changed: sa.CTE) -> sa.CTE:
         .select_from(changed)
         .subquery("finished")
     )
-    payload = sa.func.json_build_object("event", "finished", "ids", finished.c.ids)
+    payload = sa.func.json_build_object("event", EventKind.FINISHED.value, "ids", finished.c.ids)
     notified = sa.select(_notify(payload).label("sent")).where(finished.c.ids.is_not(None))
     return (
         sa.select(sa.func.count().label("n"))
@@ -674,7 +674,7 @@ _QUEUE_NAMES = _Statement(sa.select(_queues.c.name))
 
 
 def _queue_changed(name: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    return _notify(sa.func.json_build_object("event", "queue_changed", "queue", name))
+    return _notify(sa.func.json_build_object("event", EventKind.QUEUE_CHANGED.value, "queue", name))
 
 
 def _declare_statement(*, settings: bool) -> sa.Executable:
@@ -733,7 +733,7 @@ def _pause_statement() -> sa.Executable:
         .returning(_queues.c.name)
         .cte("updated")
     )
-    pushed = sa.func.json_build_object("event", "pushed", "queue", updated.c.name)
+    pushed = sa.func.json_build_object("event", EventKind.PUSHED.value, "queue", updated.c.name)
     return sa.select(updated.c.name, _queue_changed(updated.c.name), _notify(pushed)).select_from(
         updated
     )

@@ -36,7 +36,7 @@ from chancy.database import (
     database_errors,
     local_timeouts_sync,
 )
-from chancy.executor import Job, Reference
+from chancy.jobs import Job, Reference
 from chancy.queue import Queue
 from chancy.repository import JobRepository, QueueRepository
 

@@ -1,13 +1,18 @@
-"""Jobs as values, and the executors that run them.
+"""The executors, one per way of running a job's function: asyncio (coroutines on the
+worker's loop), threads (sync functions) and processes (isolation, hard timeouts, memory
+limits).
 
-:class:`Job` (what to run) and :class:`QueuedJob` (a job as stored) live in
-:mod:`chancy.executor.job`; the executors, one per way of running a function, beside it.
+:class:`Job`, :class:`QueuedJob` and :class:`Reference` live in :mod:`chancy.jobs`; they
+are re-exported here, where the first examples imported them from
+(``from chancy.executor import Job``).
 """
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import Executor
 from chancy.executor.coroutines import AsyncioExecutor
-from chancy.executor.job import (
+from chancy.executor.processes import ProcessExecutor
+from chancy.executor.threads import ThreadExecutor
+from chancy.jobs import (
     MAX_ATTEMPTS_DEFAULT,
     PRIORITY_DEFAULT,
     QUEUE_DEFAULT,
@@ -16,8 +21,6 @@ from chancy.executor.job import (
     Reference,
     queued_job_parameter,
 )
-from chancy.executor.processes import ProcessExecutor
-from chancy.executor.threads import ThreadExecutor
 from chancy.queue import Queue
 
 

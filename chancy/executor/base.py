@@ -1,7 +1,7 @@
 """What every executor does, and the failures an executor reports.
 
 An executor runs the functions of one queue in one worker. The worker hands it a
-:class:`~chancy.executor.job.QueuedJob` whose function it may run (the worker has already
+:class:`~chancy.jobs.QueuedJob` whose function it may run (the worker has already
 checked that, see :mod:`chancy.allowed`); the executor imports it with
 :meth:`Executor.function`, which checks the function's definition against the same
 ``allowed`` patterns once imported. :meth:`Executor.run` returns the function's return
@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.callables import resolve
-from chancy.executor.job import QueuedJob, queued_job_parameter
+from chancy.jobs import QueuedJob, queued_job_parameter
 
 __all__ = [
     "Executor",

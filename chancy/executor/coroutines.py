@@ -13,8 +13,8 @@ from chancy.executor.base import (
     call_arguments,
     timeout_message,
 )
-from chancy.executor.job import QueuedJob
 from chancy.executor.threads import ThreadExecutor
+from chancy.jobs import QueuedJob
 
 __all__ = ["AsyncioExecutor"]
 

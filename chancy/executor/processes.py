@@ -1,7 +1,7 @@
 """The processes executor: each job in a pool of child processes that can be killed.
 
 A child loops over the jobs the executor sends it. Both pipes carry frames: an 8-byte
-length, then a pickle. Jobs go down as pickled :class:`~chancy.executor.job.QueuedJob`
+length, then a pickle. Jobs go down as pickled :class:`~chancy.jobs.QueuedJob`
 values (never functions: the child imports the function by name); outcomes come back as
 ``(True, return_value)`` or ``(False, (type_name, message, traceback_text))``.
 """
@@ -30,7 +30,7 @@ from chancy.executor.base import (
     resolve_allowed,
     timeout_message,
 )
-from chancy.executor.job import QueuedJob
+from chancy.jobs import QueuedJob
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext, SpawnContext

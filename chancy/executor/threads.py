@@ -16,7 +16,7 @@ from chancy.executor.base import (
     call_arguments,
     timeout_message,
 )
-from chancy.executor.job import QueuedJob
+from chancy.jobs import QueuedJob
 
 __all__ = ["ThreadExecutor"]
 

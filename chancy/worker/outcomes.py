@@ -16,7 +16,7 @@ from typing import Any
 
 from chancy.errors import CorruptJobError, FunctionNotAllowedError
 from chancy.executor.base import RemoteJobError, describe_exception
-from chancy.executor.job import QueuedJob, json_text
+from chancy.jobs import QueuedJob, json_text
 from chancy.repository import Outcome
 from chancy.states import JobState
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from chancy.executor.base import Executor
-from chancy.executor.job import QueuedJob
+from chancy.jobs import QueuedJob
 from chancy.queue import Queue
 from chancy.repository import Attempt
 

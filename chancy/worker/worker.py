@@ -30,10 +30,10 @@ from chancy import migrations
 from chancy.allowed import AllowedFunctions, check_runnable
 from chancy.database import hot_connection
 from chancy.errors import ChancyError, SchemaError
+from chancy.events import Event, EventKind
 from chancy.executor import executor_for
 from chancy.executor.base import Executor
-from chancy.executor.job import QueuedJob
-from chancy.listener import Event
+from chancy.jobs import QueuedJob
 from chancy.queue import Queue, QueueInfo
 from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository, QueueRepository
 from chancy.services import Leadership, Promoter, Rescuer
@@ -337,18 +337,18 @@ class Worker:
 
     def _on_event(self, event: Event) -> None:
         kind = event.get("event")
-        if kind == "pushed":
+        if kind == EventKind.PUSHED:
             producer = self._producers.get(str(event.get("queue")))
             if producer is not None:
                 producer.notify()
-        elif kind == "finished":
+        elif kind == EventKind.FINISHED:
             for job_id in event.get("ids") or ():
                 if isinstance(job_id, int) and job_id in self.running:
                     self._interrupt(job_id, "lost")
-        elif kind == "queue_changed":
+        elif kind == EventKind.QUEUE_CHANGED:
             if event.get("queue") in self._producers:
                 self._queues_changed.set()
-        elif kind == "reconnected":
+        elif kind == EventKind.RECONNECTED:
             self._queues_changed.set()
             for producer in self._producers.values():
                 producer.notify()

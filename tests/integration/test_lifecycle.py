@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
+from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job, QueuedJob
 from chancy.models import JobRow
 from chancy.repository import (
-    EVENTS_CHANNEL,
     Attempt,
     JobRepository,
     LeaderRepository,

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chancy.app import Chancy
 from chancy.database import hot_connection
 from chancy.errors import InvalidJobError, InvalidQueueError
+from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
 from chancy.queue import Queue
-from chancy.repository import EVENTS_CHANNEL
 from chancy.states import JobState
 from tests.servers import asyncpg_dsn
 from tests.unit import tasks

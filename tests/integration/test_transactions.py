@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from chancy import sync
 from chancy.app import Chancy
+from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job
 from chancy.models import JobRow
-from chancy.repository import EVENTS_CHANNEL
 from tests.servers import asyncpg_dsn
 from tests.unit import tasks
 

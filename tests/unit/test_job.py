@@ -17,7 +17,7 @@ from chancy.errors import (
     InvalidQueueError,
 )
 from chancy.executor import Job
-from chancy.executor.job import json_text
+from chancy.jobs import json_text
 from tests.unit import tasks
 
 

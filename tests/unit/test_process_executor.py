@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from chancy.executor.base import JobCrashedError, JobTimeoutError, RemoteJobError
-from chancy.executor.job import QueuedJob
 from chancy.executor.processes import ProcessExecutor
+from chancy.jobs import QueuedJob
 from chancy.states import JobState
 
 pytestmark = pytest.mark.timeout(30)

@@ -363,7 +363,12 @@ def _stored_state(row: Mapping[Any, Any]) -> JobState:
         ) from None
 
 
-_QUEUED_JOB_NAMES = ("QueuedJob", "chancy.executor.QueuedJob", "chancy.executor.job.QueuedJob")
+_QUEUED_JOB_NAMES = (
+    "QueuedJob",
+    "chancy.QueuedJob",
+    "chancy.jobs.QueuedJob",
+    "chancy.executor.QueuedJob",
+)
 
 
 def queued_job_parameter(fn: Callable[..., Any]) -> str | None:
