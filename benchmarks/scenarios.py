@@ -49,7 +49,7 @@ from benchmarks.workers import (
     worker_processes,
 )
 from chancy import Job
-from chancy.repository import JobRepository
+from chancy.repository import ClaimRepository
 
 __all__ = ["SCENARIOS", "Context", "Scenario"]
 
@@ -412,14 +412,14 @@ async def time_claims(engine: AsyncEngine, claims: int) -> list[float]:
     """Milliseconds of each of ``claims`` calls of ``JobRepository.claim_available`` (10
     jobs), each in its own transaction, rolled back so the ready set stays the same.
     Only the claim statement is timed: the transaction is opened by a ``SELECT 1``."""
-    jobs = JobRepository()
+    claims = ClaimRepository()
     times: list[float] = []
     async with engine.connect() as connection:
         for index in range(CLAIM_WARM_UP + claims):
             async with connection.begin() as transaction:
                 await connection.exec_driver_sql("SELECT 1")
                 started = time.perf_counter()
-                claimed = await jobs.claim_available(
+                claimed = await claims.claim_available(
                     connection, tasks.QUEUE, CLAIM_LIMIT, CLAIM_WORKER_ID
                 )
                 elapsed = (time.perf_counter() - started) * 1000
@@ -445,7 +445,7 @@ async def explain_claim(engine: AsyncEngine) -> str:
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with engine.connect() as connection, connection.begin() as transaction:
-            await JobRepository().claim_available(
+            await ClaimRepository().claim_available(
                 connection, tasks.QUEUE, CLAIM_LIMIT, CLAIM_WORKER_ID
             )
             await transaction.rollback()
@@ -543,7 +543,7 @@ async def claim_latency(context: Context, result: Result) -> None:
         plan_loaded=plan_loaded,
     )
     result.notes.append(
-        f"{CLAIMS} claims of {CLAIM_LIMIT} via JobRepository.claim_available, each rolled "
+        f"{CLAIMS} claims of {CLAIM_LIMIT} via ClaimRepository.claim_available, each rolled "
         f"back (the ready set stays {ready:,}); VACUUM ANALYZE before each series"
     )
     result.notes.append(f"plan alone: {plan_alone}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -35,7 +34,6 @@ from chancy.database import (
     Timeouts,
     check_reachable,
     create_engine,
-    database_errors,
     describe,
     hot_connection,
     local_timeouts,
@@ -43,22 +41,23 @@ from chancy.database import (
     resolve_url,
     secrets_of,
 )
-from chancy.errors import (
-    ChancyError,
-    ConfigurationError,
-    InvalidJobError,
-    InvalidKwargsError,
-    InvalidQueueError,
-    UnknownQueueError,
-)
+from chancy.errors import ChancyError, ConfigurationError, InvalidQueueError, UnknownQueueError
 from chancy.events import Event, EventKind
-from chancy.jobs import Job, QueuedJob, Reference
+from chancy.jobs import Job, QueuedJob, Reference, many_jobs, one_job
 from chancy.listener import Listener
-from chancy.queue import Queue, QueueInfo, validate_queue_name
-from chancy.repository import HotExecutable, JobRepository, QueueRepository
+from chancy.queue import Queue, QueueInfo
+from chancy.repository import (
+    HotExecutable,
+    JobRepository,
+    MaintenanceRepository,
+    PushRepository,
+    QueueRepository,
+)
+from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
+from chancy.repository.runner import translated
 from chancy.states import FINISHED_STATES, JobState
 
-__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "check_kwargs_size"]
+__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy"]
 
 log = logging.getLogger("chancy")
 
@@ -66,7 +65,6 @@ T = TypeVar("T")
 
 Transaction = AsyncSession | AsyncConnection
 WAIT_POLL_INTERVAL_DEFAULT = 1.0
-MAX_KWARGS_BYTES_DEFAULT = 1024 * 1024
 # Migrations wait for each other (an advisory lock) and may rewrite big tables: chancy's
 # own timeouts would fail them, so they run without (for their transaction only).
 _NO_TIMEOUTS_FOR_MIGRATIONS = sa.text(
@@ -139,8 +137,15 @@ class Chancy:
         self._engine = engine
         self._owns_engine = engine is None
         self._engine_options = dict(engine_options or {})
-        self._jobs = JobRepository()
-        self._queues = QueueRepository()
+        # The limits chancy set on its own connections (none on an engine it was given),
+        # named by the messages of timeout errors; a push in the application's
+        # transaction always runs with them (local_timeouts).
+        own = self.timeouts if self._owns_engine else None
+        self._pushes = PushRepository(timeouts=own)
+        self._pushes_in_transaction = PushRepository(timeouts=self.timeouts)
+        self._jobs = JobRepository(timeouts=own)
+        self._maintenance = MaintenanceRepository(timeouts=own)
+        self._queues = QueueRepository(timeouts=own)
         self._declared = False
         self._listener: Listener | None = None
 
@@ -195,7 +200,7 @@ class Chancy:
         """
         if sql:
             return migrations.sql(revision)
-        with database_errors("migrating chancy's schema", None, denied_hint=_MIGRATION_DENIED_HINT):
+        with translated("migrating chancy's schema", None, denied_hint=_MIGRATION_DENIED_HINT):
             async with self.engine.begin() as connection:
                 await connection.execute(_NO_TIMEOUTS_FOR_MIGRATIONS)
                 await migrations.upgrade(connection, revision)
@@ -276,19 +281,18 @@ class Chancy:
         self, batch: list[Job], session: Transaction | None, declare: bool
     ) -> list[Reference]:
         check_kwargs_size(batch, self.max_kwargs_bytes)
-        with database_errors("the push", self._applied_timeouts(session)):
-            if not self._declared:
-                await self.declare_configured()
-            if declare:
-                async with hot_connection(self.engine) as connection:
-                    names = sorted({job.queue for job in batch})
-                    await self._queues.declare_many(connection, names, settings=False)
-            if session is not None:
-                async with local_timeouts(session, self.timeouts):
-                    return await self._jobs.push_many(session, batch)
-            return await self._on_hot_connection(
-                lambda connection: self._jobs.push_many(connection, batch)
-            )
+        if not self._declared:
+            await self.declare_configured()
+        if declare:
+            async with hot_connection(self.engine) as connection:
+                names = sorted({job.queue for job in batch})
+                await self._queues.declare_many(connection, names, settings=False)
+        if session is not None:
+            async with local_timeouts(session, self.timeouts):
+                return await self._pushes_in_transaction.push_many(session, batch)
+        return await self._on_hot_connection(
+            lambda connection: self._pushes.push_many(connection, batch)
+        )
 
     async def _on_hot_connection(self, action: Callable[[HotExecutable], Awaitable[T]]) -> T:
         """``action`` on a hot-path connection; run again on another connection if the
@@ -303,11 +307,6 @@ class Chancy:
             log.info("a pooled connection had been closed by the server; using another")
         async with hot_connection(self.engine) as connection:
             return await action(connection)
-
-    def _applied_timeouts(self, session: Transaction | None) -> Timeouts | None:
-        """The timeouts chancy set on a statement in ``session`` (or on its own
-        connection); None when it set none: on an engine it was given, outside a push."""
-        return self.timeouts if session is not None or self._owns_engine else None
 
     async def declare_configured(self) -> None:
         """Declare the queues given to ``Chancy(queues=...)``, with their cluster-wide
@@ -355,8 +354,7 @@ class Chancy:
     async def get_job(self, reference: Reference | int) -> QueuedJob | None:
         """The job as stored now, or None if no job has that id. A row that is not a job
         chancy could have written (an unknown state) raises :class:`CorruptJobError`."""
-        with database_errors("reading the job", self._applied_timeouts(None)):
-            return await self._read(lambda connection: self._jobs.get(connection, int(reference)))
+        return await self._read(lambda connection: self._jobs.get(connection, int(reference)))
 
     async def _read(self, action: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``action`` on a connection of the engine, run again on another if the first
@@ -412,16 +410,14 @@ class Chancy:
         interrupted where its executor can (see each executor) and ends ``cancelled``
         either way; its worker's late outcome is not written. Returns the job as
         cancelled, or None if it had already finished (or does not exist)."""
-        with database_errors("cancelling the job", self._applied_timeouts(None)):
-            async with self.engine.begin() as connection:
-                return await self._jobs.cancel(connection, int(reference))
+        async with self.engine.begin() as connection:
+            return await self._jobs.cancel(connection, int(reference))
 
     async def retry_job(self, reference: Reference | int) -> QueuedJob | None:
         """Put a failed or cancelled job back in its queue, ready now, with one more
         attempt allowed. Returns it, or None if it was not failed or cancelled."""
-        with database_errors("retrying the job", self._applied_timeouts(None)):
-            async with self.engine.begin() as connection:
-                return await self._jobs.retry(connection, int(reference))
+        async with self.engine.begin() as connection:
+            return await self._jobs.retry(connection, int(reference))
 
     async def retry_jobs(
         self, *, state: JobState | str = JobState.FAILED, queue: str | None = None
@@ -432,7 +428,7 @@ class Chancy:
         state = JobState(state)
         total = 0
         async with hot_connection(self.engine) as connection:
-            while batch := await self._jobs.retry_many(connection, state, queue):
+            while batch := await self._maintenance.retry_many(connection, state, queue):
                 total += batch
         return total
 
@@ -442,60 +438,6 @@ class Chancy:
             self._listener = Listener(self.engine)
             await self._listener.start()
         return self._listener
-
-
-def one_job(queue: str | Job, job: Job | None) -> list[Job]:
-    """The batch of ``push(queue, job)`` or ``push(job)``, checked."""
-    if isinstance(queue, Job):
-        if job is not None:
-            raise InvalidJobError("push(job) takes one job; name the queue: push(queue, job)")
-        return [queue]
-    if job is None:
-        raise InvalidJobError(f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))")
-    return [_job(job)._moved_to(validate_queue_name(queue))]
-
-
-def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Job]:
-    """The batch of ``push_many(queue, jobs)`` or ``push_many(jobs)``, checked."""
-    if not isinstance(queue, str):
-        return [_job(job) for job in queue]
-    if jobs is None:
-        raise InvalidJobError("push_many(queue, jobs) needs the jobs")
-    name = validate_queue_name(queue)
-    moved: dict[int, Job] = {}  # a job given many times is moved once
-    return [
-        moved.get(id(job)) or moved.setdefault(id(job), _job(job)._moved_to(name)) for job in jobs
-    ]
-
-
-def _job(value: object) -> Job:
-    if not isinstance(value, Job):
-        raise InvalidJobError(
-            f"expected a Job, got {type(value).__name__}; wrap functions with Job.from_func(fn)"
-        )
-    return value
-
-
-def check_kwargs_size(batch: Sequence[Job], limit: int | None) -> None:
-    """Raise :class:`InvalidKwargsError` if the kwargs of a job of ``batch`` take more
-    than ``limit`` bytes as JSON (as the push sends them); None: no limit."""
-    if limit is None:
-        return
-    sizes: dict[int, int] = {}  # kwargs shared by many jobs of the batch are measured once
-    for index, job in enumerate(batch):
-        if not job.kwargs:
-            continue
-        size = sizes.get(id(job.kwargs))
-        if size is None:
-            # json.dumps escapes everything outside ASCII: one byte per character.
-            size = sizes[id(job.kwargs)] = len(json.dumps(dict(job.kwargs)))
-        if size > limit:
-            which = f"job {index} of the batch ({job.func})" if len(batch) > 1 else job.func
-            raise InvalidKwargsError(
-                f"the kwargs of {which} are {size:,} bytes of JSON, over the limit of "
-                f"{limit:,} (Chancy(max_kwargs_bytes=...)); nothing was stored. Store large "
-                "data elsewhere (a table, object storage) and pass its key, or raise the limit"
-            )
 
 
 def _byte_limit(value: int | None) -> int | None:

@@ -9,7 +9,10 @@
     chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
     chancy job show ID [--json]    # the job, its errors and their tracebacks
     chancy job retry ID            # put a failed or cancelled job back in its queue
+    chancy job retry --state failed [--queue q]   # ... every failed (or cancelled) job
     chancy job cancel ID           # cancel an unfinished job
+    chancy queue list              # declared queues, paused or not, and their limits
+    chancy queue declare|pause|resume NAME
     chancy demo [--jobs N] [--concurrency N]   # push, run and measure demo jobs
 """
 
@@ -45,6 +48,7 @@ from chancy.errors import (
 )
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
+from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.repository import LEASE_SECONDS_DEFAULT
 from chancy.services.leader import LEADER_TTL_DEFAULT
@@ -425,35 +429,10 @@ def change_state(
     typer.echo(f"job {job_id} is now {changed.state}")
 
 
-# A stored job's fields in the order `job show` lists them. ``delay`` is not among them:
-# it is an instruction to the push, stored as ``scheduled_at``.
-JOB_FIELDS = (
-    "id",
-    "state",
-    "queue",
-    "func",
-    "kwargs",
-    "priority",
-    "attempts",
-    "max_attempts",
-    "created_at",
-    "scheduled_at",
-    "started_at",
-    "completed_at",
-    "lease_expires_at",
-    "worker_id",
-    "unique_key",
-    "timeout",
-    "backoff",
-    "concurrency_key",
-    "concurrency_limit",
-    "rate_key",
-    "rate_limit",
-    "rate_period",
-    "meta",
-    "result",
-    "errors",
-)
+# A stored job's fields in the order `job show` lists them: the jobs table's columns
+# (every stored field of a QueuedJob is one; ``delay`` is not: it is an instruction to
+# the push, stored as ``scheduled_at``).
+JOB_FIELDS = tuple(column.name for column in JobRow.__table__.columns)
 
 
 def job_as_json(job: QueuedJob) -> dict[str, Any]:

@@ -36,31 +36,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.orm import Session
 
 from chancy.errors import (
-    ChancyError,
     ConfigurationError,
     DatabaseUnavailableError,
-    LockTimeoutError,
-    PermissionDeniedError,
-    StatementTimeoutError,
 )
 from chancy.models import JobRow
 
 __all__ = [
     "DSN_ENV",
-    "GRANTS_HINT",
     "LOCK_TIMEOUT_DEFAULT",
     "NO_TIMEOUTS",
     "STATEMENT_TIMEOUT_DEFAULT",
     "Timeouts",
     "check_reachable",
     "create_engine",
-    "database_errors",
     "describe",
     "hot_connection",
     "local_timeouts",
     "local_timeouts_sync",
     "mask_secrets",
     "never_sent",
+    "reason_of",
     "resolve_url",
     "secrets_of",
 ]
@@ -249,14 +244,15 @@ async def check_reachable(engine: AsyncEngine, *, secrets: Iterable[str] = ()) -
         async with engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
     except (OSError, TimeoutError, DBAPIError) as exc:
-        reason = mask_secrets(_reason(exc), {*secrets_of(engine.url), *secrets})
+        reason = mask_secrets(reason_of(exc), {*secrets_of(engine.url), *secrets})
         raise DatabaseUnavailableError(
             f"could not connect to PostgreSQL at {describe(engine.url)}: {reason}. Check that "
             f"the server is running and that the DSN (dsn=, engine= or {DSN_ENV}) is right"
         ) from None
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """The first line of the driver's message under ``exc``, without SQLAlchemy's prefix."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     # SQLAlchemy's asyncpg adapter prefixes the driver's class: keep the server's words.
@@ -353,59 +349,3 @@ def _timeout_parameters(timeouts: Timeouts) -> dict[str, str | None]:
 
 def _saved(row: Mapping[str, Any]) -> dict[str, str]:
     return {name: row[name] for name in ("lock_timeout", "statement_timeout") if name in row}
-
-
-GRANTS_HINT = (
-    "Give the roles that push and run jobs the grants printed by `chancy grants --role "
-    "NAME` (applied by the owner of chancy's tables)"
-)
-
-
-@contextlib.contextmanager
-def database_errors(
-    what: str, timeouts: Timeouts | None, *, denied_hint: str = GRANTS_HINT
-) -> Iterator[None]:
-    """Turn the database errors a user can act on into chancy errors that say what to do:
-    a lock or statement timeout (:class:`LockTimeoutError`, :class:`StatementTimeoutError`,
-    naming the limit when ``timeouts`` says what chancy set) and a missing privilege
-    (:class:`PermissionDeniedError`, ending with ``denied_hint``). ``what`` names the
-    operation, as "the push"."""
-    try:
-        yield
-    except DBAPIError as exc:
-        error = _chancy_error(exc, what, timeouts, denied_hint)
-        if error is None:
-            raise
-        raise error from exc
-
-
-def _chancy_error(
-    exc: DBAPIError, what: str, timeouts: Timeouts | None, denied_hint: str
-) -> ChancyError | None:
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    reason = _reason(exc)
-    if sqlstate == "55P03" and "lock timeout" in reason:
-        limit = _limit("lock_timeout", timeouts.lock if timeouts else None)
-        return LockTimeoutError(
-            f"{what} waited longer than {limit} for a lock that another transaction holds, "
-            "and was cancelled. Let that transaction finish (pg_locks and pg_stat_activity "
-            "show it), or raise the limit with Chancy(lock_timeout=seconds)"
-        )
-    if sqlstate == "57014" and "statement timeout" in reason:
-        limit = _limit("statement_timeout", timeouts.statement if timeouts else None)
-        return StatementTimeoutError(
-            f"{what} ran longer than {limit}, and was cancelled; if it may take that long, "
-            "raise the limit with Chancy(statement_timeout=seconds)"
-        )
-    if sqlstate == "42501":
-        return PermissionDeniedError(
-            f"{what} was refused by PostgreSQL ({reason}): the database role lacks a "
-            f"privilege. {denied_hint}"
-        )
-    return None
-
-
-def _limit(setting: str, seconds: float | None) -> str:
-    if seconds is None:
-        return f"its connection's {setting}"
-    return f"{setting} ({seconds:g} s)"

@@ -14,7 +14,7 @@ import inspect
 import json
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Self
@@ -25,12 +25,16 @@ from chancy.queue import validate_queue_name
 from chancy.states import JobState
 
 __all__ = [
+    "JOB_FIELDS",
     "MAX_ATTEMPTS_DEFAULT",
     "PRIORITY_DEFAULT",
     "QUEUE_DEFAULT",
+    "STORED_FIELDS",
     "Job",
     "QueuedJob",
     "Reference",
+    "many_jobs",
+    "one_job",
 ]
 
 QUEUE_DEFAULT = "default"
@@ -112,24 +116,12 @@ class Job:
             set_(self, "rate_period", _seconds(self.rate_period, "rate period", allow_zero=False))
 
     def __hash__(self) -> int:
+        # JSON objects hash by their canonical text: equal jobs hash equal.
         return hash(
-            (
-                self.func,
-                _canonical_json(self.kwargs),
-                self.queue,
-                self.priority,
-                self.max_attempts,
-                self.scheduled_at,
-                self.delay,
-                self.unique_key,
-                self.timeout,
-                _canonical_json(self.meta),
-                self.backoff,
-                self.concurrency_key,
-                self.concurrency_limit,
-                self.rate_key,
-                self.rate_limit,
-                self.rate_period,
+            tuple(
+                _canonical_json(value) if name in _JSON_OBJECTS else value
+                for name in JOB_FIELDS
+                for value in (getattr(self, name),)
             )
         )
 
@@ -248,7 +240,7 @@ class Job:
         if self.queue == queue:
             return self
         copy = object.__new__(type(self))
-        for name in _JOB_FIELD_NAMES:
+        for name in JOB_FIELDS:
             object.__setattr__(copy, name, getattr(self, name))
         object.__setattr__(copy, "queue", queue)
         return copy
@@ -301,36 +293,55 @@ class QueuedJob(Job):
         """
         job = object.__new__(cls)
         set_ = object.__setattr__
-        set_(job, "id", row["id"])
-        set_(job, "func", row["func"])
-        set_(job, "kwargs", _stored_object(row["kwargs"]))
-        set_(job, "queue", row["queue"])
-        set_(job, "priority", row["priority"])
-        set_(job, "max_attempts", row["max_attempts"])
-        set_(job, "scheduled_at", row["scheduled_at"])
+        for name in _ROW_FIELDS:
+            set_(job, name, row[name])
+        for name, stored in _ROW_FIELDS_READ:
+            set_(job, name, stored(row[name]))
         set_(job, "delay", None)
-        set_(job, "unique_key", row["unique_key"])
-        set_(job, "timeout", row["timeout"])
-        set_(job, "meta", _stored_object(row["meta"]))
-        set_(job, "backoff", row["backoff"])
-        set_(job, "concurrency_key", row["concurrency_key"])
-        set_(job, "concurrency_limit", row["concurrency_limit"])
-        set_(job, "rate_key", row["rate_key"])
-        set_(job, "rate_limit", row["rate_limit"])
-        set_(job, "rate_period", row["rate_period"])
         set_(job, "state", _stored_state(row))
-        set_(job, "attempts", row["attempts"])
-        set_(job, "created_at", row["created_at"])
-        set_(job, "started_at", row["started_at"])
-        set_(job, "completed_at", row["completed_at"])
-        set_(job, "lease_expires_at", row["lease_expires_at"])
-        set_(job, "worker_id", row["worker_id"])
-        set_(job, "errors", _stored_errors(row["errors"]))
-        set_(job, "result", row["result"])
         return job
 
 
-_JOB_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Job))
+def one_job(queue: str | Job, job: Job | None) -> list[Job]:
+    """The batch of ``push(queue, job)`` or ``push(job)``, checked."""
+    if isinstance(queue, Job):
+        if job is not None:
+            raise InvalidJobError("push(job) takes one job; name the queue: push(queue, job)")
+        return [queue]
+    if job is None:
+        raise InvalidJobError(f"push({queue!r}) needs a job: push({queue!r}, Job.from_func(fn))")
+    return [_job(job)._moved_to(validate_queue_name(queue))]
+
+
+def many_jobs(queue: str | Sequence[Job], jobs: Sequence[Job] | None) -> list[Job]:
+    """The batch of ``push_many(queue, jobs)`` or ``push_many(jobs)``, checked."""
+    if not isinstance(queue, str):
+        return [_job(job) for job in queue]
+    if jobs is None:
+        raise InvalidJobError("push_many(queue, jobs) needs the jobs")
+    name = validate_queue_name(queue)
+    moved: dict[int, Job] = {}  # a job given many times is moved once
+    return [
+        moved.get(id(job)) or moved.setdefault(id(job), _job(job)._moved_to(name)) for job in jobs
+    ]
+
+
+def _job(value: object) -> Job:
+    if not isinstance(value, Job):
+        raise InvalidJobError(
+            f"expected a Job, got {type(value).__name__}; wrap functions with Job.from_func(fn)"
+        )
+    return value
+
+
+JOB_FIELDS = tuple(field.name for field in dataclasses.fields(Job))
+"""The fields of a :class:`Job`: what a push sends (``delay`` becomes ``scheduled_at``)."""
+STORED_FIELDS = tuple(
+    field.name for field in dataclasses.fields(QueuedJob) if field.name != "delay"
+)
+"""The fields of a :class:`QueuedJob` that are columns of ``chancy_jobs``: all but
+``delay``, an instruction to the push stored as ``scheduled_at``."""
+_JSON_OBJECTS = frozenset({"kwargs", "meta"})
 
 
 def _rebuild(cls: type[Job], values: dict[str, Any]) -> Job:
@@ -362,6 +373,14 @@ def _stored_state(row: Mapping[Any, Any]) -> JobState:
             "changed by hand (set a known state)"
         ) from None
 
+
+# How from_row reads each stored field: most as they are, these three through a reader
+# (and ``state`` through _stored_state, which names the row when it is unknown).
+_ROW_READERS = {"kwargs": _stored_object, "meta": _stored_object, "errors": _stored_errors}
+_ROW_FIELDS = tuple(name for name in STORED_FIELDS if name != "state" and name not in _ROW_READERS)
+_ROW_FIELDS_READ = tuple(
+    (name, _ROW_READERS[name]) for name in STORED_FIELDS if name in _ROW_READERS
+)
 
 _QUEUED_JOB_NAMES = (
     "QueuedJob",

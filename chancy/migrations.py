@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chancy.models import TABLE_PREFIX, metadata
 
 __all__ = [
-    "BRANCH_LABEL",
     "VERSION_TABLE",
     "alembic_config",
     "configure_context",
@@ -39,7 +38,6 @@ __all__ = [
 ]
 
 VERSION_TABLE = f"{TABLE_PREFIX}alembic_version"
-BRANCH_LABEL = "chancy"
 # pg_advisory_xact_lock key: the bytes of "chancy_m" read as a signed 64-bit integer.
 _MIGRATION_LOCK_KEY = int.from_bytes(b"chancy_m", "big", signed=True)
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (

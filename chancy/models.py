@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 TABLE_PREFIX = "chancy_"
+"""What every table chancy owns is named with (not a setting: the names are fixed, and
+the limited claim's SQL spells them out). The Alembic recipe and the migration checks
+tell chancy's tables from the application's by it."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -84,11 +87,11 @@ class JobRow(Base):
     a running job names the attempt it belongs to.
     """
 
-    __tablename__ = f"{TABLE_PREFIX}jobs"
+    __tablename__ = "chancy_jobs"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # A job's queue must be declared (a row of chancy_queues): a typo fails at push.
-    queue: Mapped[str] = mapped_column(Text, ForeignKey(f"{TABLE_PREFIX}queues.name"))
+    queue: Mapped[str] = mapped_column(Text, ForeignKey("chancy_queues.name"))
     func: Mapped[str] = mapped_column(Text)
     kwargs: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -186,7 +189,7 @@ class LeaderRow(Base):
     tell that it was deposed.
     """
 
-    __tablename__ = f"{TABLE_PREFIX}leader"
+    __tablename__ = "chancy_leader"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     worker_id: Mapped[str] = mapped_column(Text)
@@ -203,7 +206,7 @@ class QueueRow(Base):
     ``rate_limit`` starts per ``rate_period`` seconds across all workers.
     """
 
-    __tablename__ = f"{TABLE_PREFIX}queues"
+    __tablename__ = "chancy_queues"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -229,7 +232,7 @@ class ScheduleRow(Base):
     ``cron:<name>:<tick>`` and moves ``next_run_at`` on, in one transaction.
     """
 
-    __tablename__ = f"{TABLE_PREFIX}schedules"
+    __tablename__ = "chancy_schedules"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     cron: Mapped[str] = mapped_column(Text)

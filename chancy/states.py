@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FINISHED_STATES", "READY_STATE", "UNFINISHED_STATES", "WAITING_STATES", "JobState"]
+__all__ = ["FINISHED_STATES", "UNFINISHED_STATES", "WAITING_STATES", "JobState"]
 
 
 class JobState(enum.StrEnum):
@@ -27,7 +27,6 @@ class JobState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-READY_STATE = JobState.PENDING
 WAITING_STATES = frozenset({JobState.SCHEDULED, JobState.RETRYING})
 FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 UNFINISHED_STATES = frozenset(JobState) - FINISHED_STATES

@@ -28,21 +28,19 @@ from typing import overload
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from chancy.app import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size, many_jobs, one_job
 from chancy.database import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
     Timeouts,
-    database_errors,
     local_timeouts_sync,
 )
-from chancy.jobs import Job, Reference
+from chancy.jobs import Job, Reference, many_jobs, one_job
 from chancy.queue import Queue
-from chancy.repository import JobRepository, QueueRepository
+from chancy.repository import PushRepository, QueueRepository
+from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
 
 __all__ = ["declare", "push", "push_many"]
 
-_jobs = JobRepository()
 _queues = QueueRepository()
 
 
@@ -98,10 +96,11 @@ def push(
     batch = one_job(queue, job)
     timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
     check_kwargs_size(batch, max_kwargs_bytes)
-    with database_errors("the push", timeouts), local_timeouts_sync(session, timeouts):
+    with local_timeouts_sync(session, timeouts):
         if declare:
-            _queues.declare_many_sync(session, [batch[0].queue], settings=False)
-        (reference,) = _jobs.push_many_sync(session, batch)
+            queues = QueueRepository(timeouts=timeouts)
+            queues.declare_many_sync(session, [batch[0].queue], settings=False)
+        (reference,) = PushRepository(timeouts=timeouts).push_many_sync(session, batch)
     return reference
 
 
@@ -148,7 +147,8 @@ def push_many(
     batch = many_jobs(queue, jobs)
     timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
     check_kwargs_size(batch, max_kwargs_bytes)
-    with database_errors("the push", timeouts), local_timeouts_sync(session, timeouts):
+    with local_timeouts_sync(session, timeouts):
         if declare:
-            _queues.declare_many_sync(session, sorted({j.queue for j in batch}), settings=False)
-        return _jobs.push_many_sync(session, batch)
+            queues = QueueRepository(timeouts=timeouts)
+            queues.declare_many_sync(session, sorted({j.queue for j in batch}), settings=False)
+        return PushRepository(timeouts=timeouts).push_many_sync(session, batch)

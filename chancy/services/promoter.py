@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.repository import JobRepository
+from chancy.repository import MaintenanceRepository
 from chancy.services.leader import Leadership, while_leading
 
 __all__ = ["PROMOTE_BATCH_DEFAULT", "PROMOTE_INTERVAL_DEFAULT", "Promoter"]
@@ -32,7 +32,7 @@ class Promoter:
     ) -> None:
         self._engine = engine
         self._leadership = leadership
-        self._jobs = JobRepository()
+        self._jobs = MaintenanceRepository()
         self.interval = interval
         self.batch = batch
 

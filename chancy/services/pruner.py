@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database import hot_connection
-from chancy.repository import JobRepository
+from chancy.repository import MaintenanceRepository
 from chancy.services.leader import Leadership, while_leading
 from chancy.states import FINISHED_STATES, JobState
 
@@ -48,7 +48,7 @@ class Pruner:
             raise ValueError(f"retention is for finished states only, not {sorted(unknown)}")
         self._engine = engine
         self._leadership = leadership
-        self._jobs = JobRepository()
+        self._jobs = MaintenanceRepository()
         self.retention = dict(retention)
         self.interval = interval
         self.batch = batch

@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.repository import JobRepository
+from chancy.repository import MaintenanceRepository
 from chancy.services.leader import Leadership, while_leading
 from chancy.states import JobState
 
@@ -34,7 +34,7 @@ class Rescuer:
     ) -> None:
         self._engine = engine
         self._leadership = leadership
-        self._jobs = JobRepository()
+        self._jobs = MaintenanceRepository()
         self.interval = interval
         self.batch = batch
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.cron import CRON_GRACE_DEFAULT, Cron, job_of, next_tick
-from chancy.repository import JobRepository, ScheduleRepository
+from chancy.repository import PushRepository, ScheduleRepository
 from chancy.services.leader import Leadership, while_leading
 
 __all__ = ["SCHEDULE_INTERVAL_DEFAULT", "Scheduler"]
@@ -46,7 +46,7 @@ class Scheduler:
         self.interval = interval
         self.grace = grace
         self._clock = clock
-        self._jobs = JobRepository()
+        self._jobs = PushRepository()
         self._stored = ScheduleRepository()
 
     async def store(self) -> None:

@@ -9,7 +9,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database import hot_connection
-from chancy.repository import Attempt, JobRepository, Outcome
+from chancy.repository import Attempt, AttemptRepository, Outcome
 
 __all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]
 
@@ -36,7 +36,7 @@ class Completer:
         flush_batch: int = FLUSH_BATCH_DEFAULT,
     ) -> None:
         self._engine = engine
-        self._jobs = JobRepository()
+        self._jobs = AttemptRepository()
         self.flush_interval = flush_interval
         self.flush_batch = flush_batch
         self._outcomes: list[Outcome] = []
@@ -95,7 +95,9 @@ class Completer:
         )
 
     async def flush(self) -> None:
-        """Write everything waiting, in one transaction."""
+        """Write the outcomes waiting (up to ``flush_batch``) and the attempts to give
+        back: one statement each, each its own transaction, so an outcome is never held
+        back by a release or the other way round."""
         outcomes, releases = self._outcomes[: self.flush_batch], list(self._releases)
         if not outcomes and not releases:
             return

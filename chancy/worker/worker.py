@@ -35,7 +35,13 @@ from chancy.executor import executor_for
 from chancy.executor.base import Executor
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue, QueueInfo
-from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository, QueueRepository
+from chancy.repository import (
+    LEASE_SECONDS_DEFAULT,
+    Attempt,
+    AttemptRepository,
+    ClaimRepository,
+    QueueRepository,
+)
 from chancy.services import Leadership, Promoter, Rescuer
 from chancy.services.leader import LEADER_TTL_DEFAULT
 from chancy.services.promoter import PROMOTE_INTERVAL_DEFAULT
@@ -108,7 +114,8 @@ class Worker:
         self._rescue_interval = rescue_interval
         self._schedule_interval = schedule_interval
         self._retention = retention
-        self._jobs = JobRepository()
+        self._claims = ClaimRepository()
+        self._attempts = AttemptRepository()
         self._queue_repository = QueueRepository()
         self._queue_info: dict[str, QueueInfo] = {}
         self._queues_changed = asyncio.Event()
@@ -263,13 +270,15 @@ class Worker:
         if self._stopping:
             return []
         info = self._queue_info.get(queue)
+        limited = info is None or info.limited or info.paused
         async with hot_connection(self.chancy.engine) as connection:
-            if info is None or info.limited or info.paused:
-                return await self._queue_repository.claim_limited(
-                    connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
-                )
-            return await self._jobs.claim_available(
-                connection, queue, limit, self.worker_id, lease_seconds=self.lease_seconds
+            return await self._claims.claim_available(
+                connection,
+                queue,
+                limit,
+                self.worker_id,
+                lease_seconds=self.lease_seconds,
+                limited=limited,
             )
 
     async def _load_queue_info(self) -> None:
@@ -362,7 +371,7 @@ class Worker:
             running = [a for p in self._producers.values() for a in p.attempts]
             try:
                 async with hot_connection(self.chancy.engine) as connection:
-                    held = await self._jobs.extend_leases_many(
+                    held = await self._attempts.extend_leases_many(
                         connection, running + self._completer.unwritten, self.lease_seconds
                     )
             except Exception as exc:

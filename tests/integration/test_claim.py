@@ -13,11 +13,13 @@ from sqlalchemy.engine import URL
 from chancy.app import Chancy
 from chancy.database import hot_connection
 from chancy.executor import Job
-from chancy.repository import _CLAIM, JobRepository, Outcome
+from chancy.repository import AttemptRepository, ClaimRepository, Outcome
+from chancy.repository.claim import _CLAIM
 from chancy.states import JobState
 from tests.unit import tasks
 
-jobs = JobRepository()
+claims = ClaimRepository()
+attempts = AttemptRepository()
 
 
 def greet(label: str) -> Job:
@@ -26,7 +28,7 @@ def greet(label: str) -> Job:
 
 async def claim(chancy: Chancy, queue: str = "default", limit: int = 100) -> list[Any]:
     async with chancy.engine.begin() as connection:
-        return await jobs.claim_available(connection, queue, limit, "worker-1")
+        return await claims.claim_available(connection, queue, limit, "worker-1")
 
 
 async def test_lower_priority_values_first_then_arrival_order(chancy: Chancy) -> None:
@@ -153,7 +155,7 @@ async def test_a_claim_commits_durably(chancy: Chancy) -> None:
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
-            claimed = await jobs.claim_available(connection, "default", 1, "worker-1")
+            claimed = await claims.claim_available(connection, "default", 1, "worker-1")
             assert await connection.fetchval("SHOW synchronous_commit") == "on"
     assert len(claimed) == 1
 
@@ -163,8 +165,8 @@ async def test_outcomes_commit_durably(chancy: Chancy) -> None:
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
-            (job,) = await jobs.claim_available(connection, "default", 1, "worker-1")
+            (job,) = await claims.claim_available(connection, "default", 1, "worker-1")
         async with connection.transaction():
             outcome = Outcome(job.id, job.attempts, JobState.SUCCEEDED)
-            assert await jobs.complete_many_if_running(connection, [outcome]) == {job.id}
+            assert await attempts.complete_many_if_running(connection, [outcome]) == {job.id}
             assert await connection.fetchval("SHOW synchronous_commit") == "on"

@@ -17,14 +17,20 @@ from chancy.executor import Job, QueuedJob
 from chancy.models import JobRow
 from chancy.repository import (
     Attempt,
+    AttemptRepository,
+    ClaimRepository,
     JobRepository,
     LeaderRepository,
+    MaintenanceRepository,
     Outcome,
 )
 from chancy.states import JobState
 from tests.servers import asyncpg_dsn
 from tests.unit import tasks
 
+claims = ClaimRepository()
+attempts = AttemptRepository()
+maintenance = MaintenanceRepository()
 jobs = JobRepository()
 leaders = LeaderRepository()
 
@@ -38,7 +44,7 @@ async def push_and_claim(
 ) -> QueuedJob:
     await chancy.push("default", job or greet())
     async with chancy.engine.begin() as connection:
-        (claimed,) = await jobs.claim_available(
+        (claimed,) = await claims.claim_available(
             connection, "default", 1, "worker-a", lease_seconds=lease_seconds
         )
     return claimed
@@ -46,7 +52,7 @@ async def push_and_claim(
 
 async def complete(chancy: Chancy, *outcomes: Outcome) -> set[int]:
     async with chancy.engine.begin() as connection:
-        return await jobs.complete_many_if_running(connection, outcomes)
+        return await attempts.complete_many_if_running(connection, outcomes)
 
 
 async def stored(chancy: Chancy, job_id: int) -> QueuedJob:
@@ -71,8 +77,10 @@ async def test_success_stores_the_result_and_finishes(chancy: Chancy) -> None:
 async def test_a_stale_attempt_cannot_overwrite_the_newer_one(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy, greet().with_max_attempts(3), lease_seconds=-1)
     async with chancy.engine.begin() as connection:
-        assert await jobs.rescue_expired_many(connection, 10) == {claimed.id: JobState.PENDING}
-        (again,) = await jobs.claim_available(connection, "default", 1, "worker-b")
+        assert await maintenance.rescue_expired_many(connection, 10) == {
+            claimed.id: JobState.PENDING
+        }
+        (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
     assert again.attempts == claimed.attempts + 1
     stale = Outcome(claimed.id, claimed.attempts, JobState.SUCCEEDED, result="stale")
     assert await complete(chancy, stale) == set()
@@ -105,7 +113,7 @@ async def test_promotion_makes_due_jobs_ready_and_leaves_future_ones(chancy: Cha
             .where(JobRow.id == due.id)
             .values(scheduled_at=sa.func.now() - sa.text("interval '1 second'"), state="scheduled")
         )
-        assert await jobs.promote_due_many(connection, 100) == 1
+        assert await maintenance.promote_due_many(connection, 100) == 1
     assert (await stored(chancy, due.id)).state is JobState.PENDING
     assert (await stored(chancy, future.id)).state is JobState.SCHEDULED
 
@@ -115,7 +123,7 @@ async def test_lease_extension_reports_jobs_no_longer_held(chancy: Chancy) -> No
     cancelled = await push_and_claim(chancy)
     async with chancy.engine.begin() as connection:
         await jobs.cancel(connection, cancelled.id)
-        held = await jobs.extend_leases_many(
+        held = await attempts.extend_leases_many(
             connection,
             [Attempt(kept.id, kept.attempts), Attempt(cancelled.id, cancelled.attempts)],
             60,
@@ -128,11 +136,11 @@ async def test_lease_extension_reports_jobs_no_longer_held(chancy: Chancy) -> No
 async def test_release_makes_the_job_ready_at_once_keeping_its_attempts(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
     async with chancy.engine.begin() as connection:
-        released = await jobs.release_many_if_running(
+        released = await attempts.release_many_if_running(
             connection, [Attempt(claimed.id, claimed.attempts)]
         )
         assert released == {claimed.id}
-        (again,) = await jobs.claim_available(connection, "default", 1, "worker-b")
+        (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
     assert again.id == claimed.id
     assert again.attempts == 2
 
@@ -140,7 +148,9 @@ async def test_release_makes_the_job_ready_at_once_keeping_its_attempts(chancy: 
 async def test_rescue_records_the_lost_attempt(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy, greet().with_max_attempts(2), lease_seconds=-1)
     async with chancy.engine.begin() as connection:
-        assert await jobs.rescue_expired_many(connection, 10) == {claimed.id: JobState.PENDING}
+        assert await maintenance.rescue_expired_many(connection, 10) == {
+            claimed.id: JobState.PENDING
+        }
     (entry,) = (await stored(chancy, claimed.id)).errors
     assert entry["type"] == "LeaseExpired"
     assert entry["attempt"] == 1
@@ -150,14 +160,16 @@ async def test_rescue_records_the_lost_attempt(chancy: Chancy) -> None:
 async def test_rescue_fails_a_job_out_of_attempts(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy, lease_seconds=-1)
     async with chancy.engine.begin() as connection:
-        assert await jobs.rescue_expired_many(connection, 10) == {claimed.id: JobState.FAILED}
+        assert await maintenance.rescue_expired_many(connection, 10) == {
+            claimed.id: JobState.FAILED
+        }
     assert (await stored(chancy, claimed.id)).completed_at is not None
 
 
 async def test_rescue_leaves_live_leases_alone(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
     async with chancy.engine.begin() as connection:
-        assert await jobs.rescue_expired_many(connection, 10) == {}
+        assert await maintenance.rescue_expired_many(connection, 10) == {}
     assert (await stored(chancy, claimed.id)).state is JobState.RUNNING
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.models import JobRow
-from chancy.repository import JobRepository
+from chancy.repository import ClaimRepository
 from chancy.services.leader import Leadership
 from chancy.services.pruner import Pruner
 from tests.unit import tasks
@@ -60,7 +60,7 @@ async def test_unfinished_jobs_are_never_pruned(chancy: Chancy) -> None:
 async def test_claims_do_not_wait_while_100_000_jobs_are_pruned(chancy: Chancy) -> None:
     await add_finished(chancy, 100_000, "succeeded", timedelta(days=2))
     refs = await chancy.push_many("default", [JOB] * 200)
-    jobs = JobRepository()
+    claims = ClaimRepository()
     big = pruner(chancy, batch=100_000)  # one long DELETE: the worst case for a claimer
     pruning = asyncio.create_task(big.run_once())
     claim_seconds = []
@@ -68,7 +68,7 @@ async def test_claims_do_not_wait_while_100_000_jobs_are_pruned(chancy: Chancy) 
     while not pruning.done() or claimed < len(refs):
         started = time.perf_counter()
         async with chancy.engine.begin() as connection:
-            claimed += len(await jobs.claim_available(connection, "default", 5, "claimer"))
+            claimed += len(await claims.claim_available(connection, "default", 5, "claimer"))
         claim_seconds.append(time.perf_counter() - started)
         if claimed >= len(refs):
             break

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, make_url
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from chancy.repository import JobRepository
+from chancy.repository import ClaimRepository
 from tests.servers import docker_available
 from tests.unit import tasks
 
@@ -32,5 +32,5 @@ async def test_migrate_push_and_claim_on_a_container(container_url: URL) -> None
         await chancy.migrate()
         ref = await chancy.push("default", Job.from_func(tasks.greet, kwargs={"name": "x"}))
         async with chancy.engine.begin() as connection:
-            (claimed,) = await JobRepository().claim_available(connection, "default", 1, "w")
+            (claimed,) = await ClaimRepository().claim_available(connection, "default", 1, "w")
         assert claimed.id == ref.id

@@ -13,7 +13,7 @@ from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.models import JobRow
 from chancy.queue import Queue
-from chancy.repository import JobRepository
+from chancy.repository import ClaimRepository
 from chancy.states import JobState
 from chancy.worker import Worker
 from tests.unit import tasks
@@ -179,7 +179,7 @@ async def test_scheduled_jobs_are_promoted_and_run(app: Chancy) -> None:
 async def test_a_job_whose_lease_expired_is_rescued_and_run(app: Chancy) -> None:
     ref = await app.push(job(tasks.record, label="rescued").with_max_attempts(2))
     async with app.engine.begin() as connection:
-        await JobRepository().claim_available(connection, "default", 1, "dead", lease_seconds=-1)
+        await ClaimRepository().claim_available(connection, "default", 1, "dead", lease_seconds=-1)
     async with Worker(app, rescue_interval=0.05):
         done = await app.wait_for_job(ref, timeout=10)
     assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)

@@ -1,0 +1,194 @@
+"""The attempts a worker holds: their outcomes, their leases, giving them back.
+
+Every statement here is fenced by ``state = 'running' AND attempts = :attempt``: a write
+from an attempt that no longer holds its job (its lease expired and another worker took
+over, or the job was cancelled) matches no row and changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from chancy.repository.announce import announce_finished, wake_queues
+from chancy.repository.base import Repository
+from chancy.repository.runner import HotExecutable, Statement
+from chancy.repository.tables import PENDING, RETRYING, RUNNING, SECOND, jobs
+from chancy.states import JobState
+
+__all__ = ["Attempt", "AttemptRepository", "Outcome"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as the worker reports it.
+
+    ``state`` is ``succeeded`` (with ``result``, any JSON value), ``retrying`` (with
+    ``error`` and ``retry_in`` seconds) or ``failed``/``cancelled`` (with ``error``).
+    ``error`` is the JSON object appended to the job's ``errors``. ``result_json``, when
+    given, is ``result`` already serialised (so it is written without encoding it again).
+    """
+
+    id: int
+    attempt: int
+    state: JobState
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    retry_in: float | None = None
+    result_json: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """One running attempt a worker holds: the job id and its fencing token."""
+
+    id: int
+    attempt: int
+
+
+def _complete_statement() -> sa.Executable:
+    """Write a batch of attempt outcomes (parallel arrays); returns the ids written."""
+    outcome = (
+        sa.func.unnest(
+            sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
+            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+            sa.bindparam("p_states", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_results", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_errors", type_=ARRAY(sa.Text)),
+            sa.bindparam("p_retry_in", type_=ARRAY(sa.Double)),
+        )
+        .table_valued("id", "attempt", "state", "result", "error", "retry_in")
+        .render_derived("outcome")
+    )
+    retrying = outcome.c.state == RETRYING
+    error_entry = sa.func.jsonb_build_object("at", sa.func.now()).op("||")(
+        sa.cast(outcome.c.error, JSONB)
+    )
+    done = (
+        sa.update(jobs)
+        .where(
+            jobs.c.id == outcome.c.id,
+            jobs.c.state == RUNNING,
+            jobs.c.attempts == outcome.c.attempt,
+        )
+        .values(
+            state=outcome.c.state,
+            result=sa.cast(outcome.c.result, JSONB),
+            errors=sa.case(
+                (outcome.c.error.is_(None), jobs.c.errors),
+                else_=jobs.c.errors.op("||")(sa.func.jsonb_build_array(error_entry)),
+            ),
+            completed_at=sa.case((retrying, None), else_=sa.func.now()),
+            scheduled_at=sa.case(
+                (retrying, sa.func.now() + SECOND * outcome.c.retry_in),
+                else_=jobs.c.scheduled_at,
+            ),
+            lease_expires_at=None,
+        )
+        .returning(jobs.c.id, jobs.c.state)
+        .cte("done")
+    )
+    announced = announce_finished(done)
+    return sa.select(done.c.id).select_from(done.join(announced, sa.true()))
+
+
+def _held() -> sa.TableValuedAlias:
+    """The attempts given as parallel arrays of ids and fencing tokens."""
+    return (
+        sa.func.unnest(
+            sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
+            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+        )
+        .table_valued("id", "attempt")
+        .render_derived("held")
+    )
+
+
+def _extend_leases_statement() -> sa.Executable:
+    """Extend the leases of the attempts a worker still runs; returns the ids it still
+    holds (a job missing from the result was cancelled or taken over)."""
+    held = _held()
+    return (
+        sa.update(jobs)
+        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .values(lease_expires_at=sa.func.now() + SECOND * sa.bindparam("p_lease_seconds"))
+        .returning(jobs.c.id)
+    )
+
+
+def _release_statement() -> sa.Executable:
+    """Give running attempts back (a worker stopping): the jobs are ready again at once,
+    keeping their attempt count."""
+    held = _held()
+    released = (
+        sa.update(jobs)
+        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .values(state=PENDING, lease_expires_at=None, worker_id=None)
+        .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
+        .cte("released")
+    )
+    woken = wake_queues(released)
+    return sa.select(released.c.id).select_from(released.join(woken, sa.true()))
+
+
+_COMPLETE = Statement(_complete_statement(), what="writing the outcomes of jobs")
+_EXTEND_LEASES = Statement(_extend_leases_statement(), what="renewing the leases of jobs")
+_RELEASE = Statement(_release_statement(), what="giving jobs back")
+
+
+class AttemptRepository(Repository):
+    """Outcomes and leases of running attempts."""
+
+    async def complete_many_if_running(
+        self, conn: HotExecutable, outcomes: Sequence[Outcome]
+    ) -> set[int]:
+        """Write the outcomes of attempts; returns the ids written. An outcome whose
+        attempt no longer holds its job (a stale worker) is not written."""
+        if not outcomes:
+            return set()
+        dumps = json.dumps
+        parameters = {
+            "p_ids": [o.id for o in outcomes],
+            "p_attempts": [o.attempt for o in outcomes],
+            "p_states": [o.state.value for o in outcomes],
+            "p_results": [
+                o.result_json if o.result_json is not None else _json_or_none(o.result)
+                for o in outcomes
+            ],
+            "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
+            "p_retry_in": [o.retry_in for o in outcomes],
+        }
+        rows = await _COMPLETE.rows(conn, parameters, timeouts=self.timeouts)
+        return {row["id"] for row in rows}
+
+    async def extend_leases_many(
+        self, conn: HotExecutable, attempts: Sequence[Attempt], lease_seconds: float
+    ) -> set[int]:
+        """Extend the leases of ``attempts``; returns the ids still held."""
+        if not attempts:
+            return set()
+        parameters = {**_attempt_arrays(attempts), "p_lease_seconds": lease_seconds}
+        rows = await _EXTEND_LEASES.rows(conn, parameters, timeouts=self.timeouts)
+        return {row["id"] for row in rows}
+
+    async def release_many_if_running(
+        self, conn: HotExecutable, attempts: Sequence[Attempt]
+    ) -> set[int]:
+        """Make the jobs of ``attempts`` ready again at once; returns the ids released."""
+        if not attempts:
+            return set()
+        rows = await _RELEASE.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
+        return {row["id"] for row in rows}
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int]]:
+    return {"p_ids": [a.id for a in attempts], "p_attempts": [a.attempt for a in attempts]}

@@ -1,0 +1,63 @@
+"""A job's fields are declared once (the :class:`Job` and :class:`QueuedJob` dataclasses)
+and derived everywhere else; the jobs table must agree with them."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from chancy.jobs import JOB_FIELDS, STORED_FIELDS, Job, QueuedJob
+from chancy.models import TABLE_PREFIX, JobRow, metadata
+from chancy.repository.push import _push_parameters
+from chancy.states import JobState
+
+
+def test_every_stored_field_is_a_column_of_the_jobs_table() -> None:
+    assert {column.name for column in JobRow.__table__.columns} == set(STORED_FIELDS)
+
+
+def test_a_push_sends_every_field_of_a_job() -> None:
+    job = Job(func="tests.support.tasks.greet", kwargs={"name": "x"})
+    assert set(_push_parameters([job])) == {f"p_{name}" for name in JOB_FIELDS}
+
+
+def test_a_row_maps_to_a_queued_job_field_by_field() -> None:
+    moment = datetime(2030, 1, 2, tzinfo=UTC)
+    row = {
+        "id": 7,
+        "func": "a.b",
+        "kwargs": {"k": 1},
+        "queue": "q",
+        "priority": 3,
+        "max_attempts": 4,
+        "scheduled_at": moment,
+        "unique_key": "u",
+        "timeout": 5.0,
+        "meta": {"m": True},
+        "backoff": 6.0,
+        "concurrency_key": "c",
+        "concurrency_limit": 8,
+        "rate_key": "r",
+        "rate_limit": 9,
+        "rate_period": 10.0,
+        "state": "running",
+        "attempts": 2,
+        "created_at": moment - timedelta(days=1),
+        "started_at": moment + timedelta(seconds=1),
+        "completed_at": moment + timedelta(seconds=2),
+        "lease_expires_at": moment + timedelta(seconds=3),
+        "worker_id": "w",
+        "errors": [{"type": "E"}],
+        "result": [1, 2],
+    }
+    job = QueuedJob.from_row(row)
+    mapped = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
+    expected = {**row, "delay": None, "state": JobState.RUNNING, "errors": ({"type": "E"},)}
+    assert {name: dict(v) if name in ("kwargs", "meta") else v for name, v in mapped.items()} == (
+        expected
+    )
+
+
+def test_every_table_of_chancys_is_named_with_its_prefix() -> None:
+    assert metadata.tables
+    assert all(name.startswith(TABLE_PREFIX) for name in metadata.tables)
