@@ -1,5 +1,5 @@
 """The SQL seam: every statement chancy runs on its tables, built with SQLAlchemy Core
-over :mod:`chancy.models`, one module per concern:
+over :mod:`chancy.models`, one module per concern (internal: not public API):
 
 =================  ==========================================================
 ``push``           inserting jobs (:class:`PushRepository`)
