@@ -1141,7 +1141,7 @@ class ScheduleRepository:
         await conn.execute(
             _UPSERT_SCHEDULE,
             {
-                "p_name": cron.key,
+                "p_name": cron.name,
                 "p_cron": cron.expression,
                 "p_timezone": cron.timezone,
                 "p_job": cron.job_fields(),
