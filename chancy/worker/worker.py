@@ -37,11 +37,11 @@ from chancy.jobs import QueuedJob
 from chancy.queue import Queue, QueueInfo
 from chancy.repository import LEASE_SECONDS_DEFAULT, Attempt, JobRepository, QueueRepository
 from chancy.services import Leadership, Promoter, Rescuer
+from chancy.services.cron import CRON_INTERVAL_DEFAULT, CronService
 from chancy.services.leader import LEADER_TTL_DEFAULT
 from chancy.services.promoter import PROMOTE_INTERVAL_DEFAULT
 from chancy.services.pruner import RETENTION_DEFAULT, Pruner
 from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
-from chancy.services.scheduler import SCHEDULE_INTERVAL_DEFAULT, Scheduler
 from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
@@ -90,7 +90,7 @@ class Worker:
         promote_interval: float = PROMOTE_INTERVAL_DEFAULT,
         rescue_interval: float = RESCUE_INTERVAL_DEFAULT,
         allowed: Iterable[str] | None = None,
-        schedule_interval: float = SCHEDULE_INTERVAL_DEFAULT,
+        schedule_interval: float = CRON_INTERVAL_DEFAULT,
         retention: Mapping[JobState, timedelta] = RETENTION_DEFAULT,
     ) -> None:
         self.chancy = chancy
@@ -169,10 +169,10 @@ class Worker:
         promoter = Promoter(engine, self._leadership, interval=self._promote_interval)
         rescuer = Rescuer(engine, self._leadership, interval=self._rescue_interval)
         pruner = Pruner(engine, self._leadership, retention=self._retention)
-        scheduler = Scheduler(
+        cron = CronService(
             engine, self._leadership, self.chancy.schedules, interval=self._schedule_interval
         )
-        await scheduler.store()
+        await cron.store()
         for name, coroutine in (
             ("heartbeat", self._heartbeat()),
             ("queue settings", self._watch_queue_settings()),
@@ -180,7 +180,7 @@ class Worker:
             ("promoter", promoter.run()),
             ("rescuer", rescuer.run()),
             ("pruner", pruner.run()),
-            ("scheduler", scheduler.run()),
+            ("cron", cron.run()),
         ):
             self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
         log.info("worker %s started on queues %s", self.worker_id, [q.name for q in self.queues])
