@@ -76,16 +76,16 @@ class Pruner(LeaderService):
 def checked_retention(retention: Mapping[JobState, timedelta]) -> dict[JobState, timedelta]:
     """``retention`` as a new dict, once it names finished states only, each with a
     ``timedelta`` of zero or more; else a :class:`~chancy.errors.ConfigurationError`."""
-    unknown = set(retention) - FINISHED_STATES
-    if unknown:
+    if unknown := sorted(str(state) for state in set(retention) - FINISHED_STATES):
+        finished = sorted(str(state) for state in FINISHED_STATES)
         raise ConfigurationError(
-            f"retention is for finished states only, not {sorted(unknown)}; keep one or "
-            f"more of {sorted(FINISHED_STATES)} (a state left out is kept forever)"
+            f"retention is for finished states only, not {unknown}; give it some of "
+            f"{finished} (a state left out is kept forever)"
         )
     for state, keep in retention.items():
         if not isinstance(keep, timedelta) or keep < timedelta(0):
             raise ConfigurationError(
-                f"retention of {state!s} is {keep!r}; give a timedelta of zero or more, "
+                f"retention for {state!s} is {keep!r}; give a timedelta of zero or more, "
                 "such as timedelta(days=7)"
             )
     return dict(retention)
