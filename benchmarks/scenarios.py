@@ -409,7 +409,7 @@ SELECT $1, 'benchmarks.tasks.noop', 'scheduled', now() + interval '1 day'
 
 
 async def time_claims(engine: AsyncEngine, claims: int) -> list[float]:
-    """Milliseconds of each of ``claims`` calls of ``JobRepository.claim_available`` (10
+    """Milliseconds of each of ``claims`` calls of ``ClaimRepository.claim_available`` (10
     jobs), each in its own transaction, rolled back so the ready set stays the same.
     Only the claim statement is timed: the transaction is opened by a ``SELECT 1``."""
     claims = ClaimRepository()

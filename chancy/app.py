@@ -127,8 +127,8 @@ class Chancy:
         self.schedules: tuple[Cron, ...] = tuple(schedules)
         if not all(isinstance(cron, Cron) for cron in self.schedules):
             raise ChancyError("schedules= takes Cron objects: Cron('0 * * * *', job)")
-        scheduled = [cron.key for cron in self.schedules]
-        if twice := sorted({key for key in scheduled if scheduled.count(key) > 1}):
+        scheduled = [cron.name for cron in self.schedules]
+        if twice := sorted({name for name in scheduled if scheduled.count(name) > 1}):
             raise ChancyError(f"schedules {twice} are given more than once; give each a name=")
         names = [queue.name for queue in self.queues]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):

@@ -50,10 +50,8 @@ from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.models import JobRow
 from chancy.queue import Queue
-from chancy.repository import LEASE_SECONDS_DEFAULT
-from chancy.services.leader import LEADER_TTL_DEFAULT
-from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
-from chancy.worker import SHUTDOWN_TIMEOUT_DEFAULT, Worker
+from chancy.worker import Worker, WorkerSettings
+from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
 __all__ = ["app", "main"]
 
@@ -186,17 +184,17 @@ def worker(
     ] = None,
     lease_seconds: Annotated[
         float, typer.Option(help="Seconds a job stays this worker's without a heartbeat.")
-    ] = LEASE_SECONDS_DEFAULT,
+    ] = WORKER_SETTINGS_DEFAULT.lease_seconds,
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
-    ] = SHUTDOWN_TIMEOUT_DEFAULT,
+    ] = WORKER_SETTINGS_DEFAULT.shutdown_timeout,
     rescue_interval: Annotated[
         float, typer.Option(help="Seconds between the leader's checks for expired leases.")
-    ] = RESCUE_INTERVAL_DEFAULT,
+    ] = WORKER_SETTINGS_DEFAULT.rescue_interval,
     leader_ttl: Annotated[
         float,
         typer.Option(help="Seconds the leader's lease lasts: how soon another takes over."),
-    ] = LEADER_TTL_DEFAULT,
+    ] = WORKER_SETTINGS_DEFAULT.leader_ttl,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -209,6 +207,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT (a second signal stops at once)."""
+    settings = WorkerSettings(
+        lease_seconds=lease_seconds,
+        shutdown_timeout=shutdown_timeout,
+        rescue_interval=rescue_interval,
+        leader_ttl=leader_ttl,
+    )
     import_from_cwd()  # the jobs' modules, as for the script beside them that pushed them
     chancy = load_app(app_path) if app_path else Chancy(dsn)
     queues = select_queues(chancy, queue or [], concurrency)
@@ -216,13 +220,7 @@ def worker(
     async def run() -> None:
         async with chancy:
             await Worker(
-                chancy,
-                queues=queues,
-                lease_seconds=lease_seconds,
-                shutdown_timeout=shutdown_timeout,
-                rescue_interval=rescue_interval,
-                leader_ttl=leader_ttl,
-                allowed=allow or None,
+                chancy, queues=queues, allowed=allow or None, settings=settings
             ).run_until_signalled()
 
     asyncio.run(run())

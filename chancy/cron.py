@@ -48,7 +48,7 @@ class Cron:
     job: Job
     _: dataclasses.KW_ONLY
     timezone: str = "UTC"
-    name: str | None = None
+    name: str = ""
     catch_up: bool = False
 
     def __post_init__(self) -> None:
@@ -67,13 +67,8 @@ class Cron:
                 f"cron expression {self.expression!r} is not valid ({exc}); use five fields: "
                 "minute hour day-of-month month day-of-week, e.g. '*/5 * * * *'"
             ) from exc
-        if self.name is None:
+        if not self.name:
             object.__setattr__(self, "name", f"{self.job.func} {self.expression}")
-
-    @property
-    def key(self) -> str:
-        """The schedule's name in the database."""
-        return self.name or ""
 
     def job_fields(self) -> dict[str, Any]:
         """The job as a JSON object, as the schedule row stores it."""

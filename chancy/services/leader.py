@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.repository import LeaderRepository
 
-__all__ = ["LEADER_TTL_DEFAULT", "Leadership", "while_leading"]
+__all__ = ["LEADER_TTL_DEFAULT", "Leadership"]
 
 log = logging.getLogger("chancy.leader")
 
@@ -66,23 +65,3 @@ class Leadership:
                 await self._leaders.resign(connection, self.worker_id)
         except Exception as exc:
             log.warning("could not resign leadership (%s); it expires in %.0f s", exc, self.ttl)
-
-
-async def while_leading(
-    leadership: Leadership,
-    interval: float,
-    step: Callable[[], Awaitable[object]],
-    what: str,
-    logger: logging.Logger,
-) -> None:
-    """Every ``interval`` seconds, while ``leadership`` holds, await ``step``: the loop of
-    each once-per-cluster service. A failed step is logged (naming ``what`` it does) and
-    tried again at the next interval."""
-    while True:
-        await asyncio.sleep(interval)
-        if not leadership.is_leader:
-            continue
-        try:
-            await step()
-        except Exception as exc:
-            logger.warning("%s failed (%s)", what, exc)

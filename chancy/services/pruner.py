@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database import hot_connection
+from chancy.errors import ConfigurationError
 from chancy.repository import MaintenanceRepository
-from chancy.services.leader import Leadership, while_leading
+from chancy.services.base import LeaderService
+from chancy.services.leader import Leadership
 from chancy.states import FINISHED_STATES, JobState
 
-__all__ = ["PRUNE_BATCH_DEFAULT", "PRUNE_INTERVAL_DEFAULT", "RETENTION_DEFAULT", "Pruner"]
-
-log = logging.getLogger("chancy.pruner")
+__all__ = [
+    "PRUNE_BATCH_DEFAULT",
+    "PRUNE_INTERVAL_DEFAULT",
+    "RETENTION_DEFAULT",
+    "Pruner",
+    "checked_retention",
+]
 
 PRUNE_INTERVAL_DEFAULT = 60.0
 PRUNE_BATCH_DEFAULT = 1000
@@ -26,12 +32,16 @@ RETENTION_DEFAULT: Mapping[JobState, timedelta] = {
 }
 
 
-class Pruner:
+class Pruner(LeaderService):
     """Every ``interval`` seconds, while this worker leads, deletes the jobs of each
     finished state that completed longer ago than that state's ``retention`` (a state
     missing from it is kept forever), ``batch`` at a time, each batch its own short
-    statement that skips rows others hold: claims never wait on pruning.
+    statement that skips rows others hold: claims never wait on pruning. ``clock`` gives
+    the time retention counts from.
     """
+
+    name = "pruner"
+    activity = "pruning finished jobs"
 
     def __init__(
         self,
@@ -43,15 +53,9 @@ class Pruner:
         batch: int = PRUNE_BATCH_DEFAULT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        unknown = set(retention) - FINISHED_STATES
-        if unknown:
-            raise ValueError(f"retention is for finished states only, not {sorted(unknown)}")
-        self._engine = engine
-        self._leadership = leadership
+        super().__init__(engine, leadership, interval=interval, batch=batch)
+        self.retention = checked_retention(retention)
         self._jobs = MaintenanceRepository()
-        self.retention = dict(retention)
-        self.interval = interval
-        self.batch = batch
         self._clock = clock
 
     async def run_once(self) -> int:
@@ -59,19 +63,29 @@ class Pruner:
         now = self._clock()
         total = 0
         for state, keep in self.retention.items():
-            while True:
-                async with hot_connection(self._engine) as connection:
-                    deleted = await self._jobs.prune_finished_before(
-                        connection, state, now - keep, self.batch
-                    )
-                total += deleted
-                if deleted < self.batch:
-                    break
+            total += await self.drain(functools.partial(self._prune_batch, state, now - keep))
         if total:
-            log.info("pruned %d finished jobs", total)
+            self.log.info("pruned %d finished jobs", total)
         return total
 
-    async def run(self) -> None:
-        await while_leading(
-            self._leadership, self.interval, self.run_once, "pruning finished jobs", log
+    async def _prune_batch(self, state: JobState, before: datetime, limit: int) -> int:
+        async with hot_connection(self._engine) as connection:
+            return await self._jobs.prune_finished_before(connection, state, before, limit)
+
+
+def checked_retention(retention: Mapping[JobState, timedelta]) -> dict[JobState, timedelta]:
+    """``retention`` as a new dict, once it names finished states only, each with a
+    ``timedelta`` of zero or more; else a :class:`~chancy.errors.ConfigurationError`."""
+    if unknown := sorted(str(state) for state in set(retention) - FINISHED_STATES):
+        finished = sorted(str(state) for state in FINISHED_STATES)
+        raise ConfigurationError(
+            f"retention is for finished states only, not {unknown}; give it some of "
+            f"{finished} (a state left out is kept forever)"
         )
+    for state, keep in retention.items():
+        if not isinstance(keep, timedelta) or keep < timedelta(0):
+            raise ConfigurationError(
+                f"retention for {state!s} is {keep!r}; give a timedelta of zero or more, "
+                "such as timedelta(days=7)"
+            )
+    return dict(retention)

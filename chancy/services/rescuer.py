@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.repository import MaintenanceRepository
-from chancy.services.leader import Leadership, while_leading
+from chancy.services.base import LeaderService
+from chancy.services.leader import Leadership
 from chancy.states import JobState
 
 __all__ = ["RESCUE_BATCH_DEFAULT", "RESCUE_INTERVAL_DEFAULT", "Rescuer"]
-
-log = logging.getLogger("chancy.rescuer")
 
 RESCUE_INTERVAL_DEFAULT = 2.0
 RESCUE_BATCH_DEFAULT = 1000
 
 
-class Rescuer:
+class Rescuer(LeaderService):
     """Every ``interval`` seconds, while this worker leads, takes back jobs whose worker
-    stopped renewing their lease (killed, frozen, cut off). A job with attempts left is
-    ready again at once; one without ends ``failed``, so a job that kills its worker every
-    time cannot loop forever. The lost attempt is recorded in the job's ``errors``."""
+    stopped renewing their lease (killed, frozen, cut off), ``batch`` at a time. A job
+    with attempts left is ready again at once; one without ends ``failed``, so a job that
+    kills its worker every time cannot loop forever. The lost attempt is recorded in the
+    job's ``errors``."""
+
+    name = "rescuer"
+    activity = "rescuing"
 
     def __init__(
         self,
@@ -32,29 +33,22 @@ class Rescuer:
         interval: float = RESCUE_INTERVAL_DEFAULT,
         batch: int = RESCUE_BATCH_DEFAULT,
     ) -> None:
-        self._engine = engine
-        self._leadership = leadership
+        super().__init__(engine, leadership, interval=interval, batch=batch)
         self._jobs = MaintenanceRepository()
-        self.interval = interval
-        self.batch = batch
 
-    async def run_once(self) -> dict[int, JobState]:
-        """Rescue one batch; returns each rescued job's id and new state."""
+    async def run_once(self) -> int:
+        """Rescue every job whose lease expired; returns how many were taken back."""
+        return await self.drain(self._rescue_batch)
+
+    async def _rescue_batch(self, limit: int) -> int:
         async with self._engine.begin() as connection:
-            rescued = await self._jobs.rescue_expired_many(connection, self.batch)
+            rescued = await self._jobs.rescue_expired_many(connection, limit)
         if rescued:
             failed = sum(1 for state in rescued.values() if state is JobState.FAILED)
-            log.warning(
+            self.log.warning(
                 "rescued %d jobs whose lease expired (%d ready again, %d out of attempts)",
                 len(rescued),
                 len(rescued) - failed,
                 failed,
             )
-        return rescued
-
-    async def run(self) -> None:
-        await while_leading(self._leadership, self.interval, self._drain, "rescuing", log)
-
-    async def _drain(self) -> None:
-        while len(await self.run_once()) == self.batch:
-            pass
+        return len(rescued)

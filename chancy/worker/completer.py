@@ -36,7 +36,7 @@ class Completer:
         flush_batch: int = FLUSH_BATCH_DEFAULT,
     ) -> None:
         self._engine = engine
-        self._jobs = AttemptRepository()
+        self._attempts = AttemptRepository()
         self.flush_interval = flush_interval
         self.flush_batch = flush_batch
         self._outcomes: list[Outcome] = []
@@ -102,8 +102,8 @@ class Completer:
         if not outcomes and not releases:
             return
         async with hot_connection(self._engine) as connection:
-            written = await self._jobs.complete_many_if_running(connection, outcomes)
-            await self._jobs.release_many_if_running(connection, releases)
+            written = await self._attempts.complete_many_if_running(connection, outcomes)
+            await self._attempts.release_many_if_running(connection, releases)
         del self._outcomes[: len(outcomes)]
         del self._releases[: len(releases)]
         self._written.set()

@@ -8,21 +8,24 @@
             await worker.stop()      # or stop explicitly: graceful drain
 
 Inside, each queue has a :class:`~chancy.worker.producer.Producer`; outcomes go through
-one :class:`~chancy.worker.completer.Completer`; a heartbeat extends the leases of running
-jobs; the cluster's leader also runs the promoter and the rescuer.
+one :class:`~chancy.worker.completer.Completer`; a
+:class:`~chancy.worker.heartbeat.Heartbeat` extends the leases of running jobs; a
+:class:`~chancy.worker.queue_settings.QueueSettingsWatcher` keeps the queues' settings;
+the cluster's leader also runs the services of :mod:`chancy.services` (promoter, rescuer,
+pruner, cron). Their pace is set by one :class:`~chancy.worker.settings.WorkerSettings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import signal
 import socket
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -34,34 +37,23 @@ from chancy.events import Event, EventKind
 from chancy.executor import executor_for
 from chancy.executor.base import Executor
 from chancy.jobs import QueuedJob
-from chancy.queue import Queue, QueueInfo
-from chancy.repository import (
-    LEASE_SECONDS_DEFAULT,
-    Attempt,
-    AttemptRepository,
-    ClaimRepository,
-    QueueRepository,
-)
-from chancy.services import Leadership, Promoter, Rescuer
-from chancy.services.leader import LEADER_TTL_DEFAULT
-from chancy.services.promoter import PROMOTE_INTERVAL_DEFAULT
-from chancy.services.pruner import RETENTION_DEFAULT, Pruner
-from chancy.services.rescuer import RESCUE_INTERVAL_DEFAULT
-from chancy.services.scheduler import SCHEDULE_INTERVAL_DEFAULT, Scheduler
-from chancy.states import JobState
+from chancy.queue import Queue
+from chancy.repository import Attempt, ClaimRepository, QueueRepository
+from chancy.services import CronService, LeaderService, Leadership, Promoter, Pruner, Rescuer
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
+from chancy.worker.heartbeat import Heartbeat
 from chancy.worker.producer import Producer
+from chancy.worker.queue_settings import QueueSettingsWatcher
+from chancy.worker.settings import WORKER_SETTINGS_DEFAULT, WorkerSettings
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
 
-__all__ = ["SHUTDOWN_TIMEOUT_DEFAULT", "Worker"]
+__all__ = ["Worker", "default_worker_id"]
 
 log = logging.getLogger("chancy.worker")
 
-SHUTDOWN_TIMEOUT_DEFAULT = 30.0
-QUEUE_REFRESH_INTERVAL_DEFAULT = 5.0
 # Outcomes waiting to be written beyond which a worker claims nothing more.
 OUTCOME_BACKLOG_MAX = 5000
 SERVICE_STOP_TIMEOUT = 10.0
@@ -72,16 +64,11 @@ Interruption = Literal["lost", "shutdown"]
 class Worker:
     """Runs the jobs of ``queues`` (default: the queues given to ``Chancy``).
 
-    ``lease_seconds``: how long a claimed job stays this worker's without a heartbeat;
-    the heartbeat renews it every ``lease_seconds / 3``. A worker that dies loses its jobs
-    to the rescuer once their leases expire. ``shutdown_timeout``: on a graceful stop,
-    how long running jobs may take to finish before they are interrupted and given back
-    (``pending`` at once). ``leader_ttl``, ``promote_interval``, ``rescue_interval`` and
-    ``schedule_interval`` tune the once-per-cluster services; ``retention`` says how long
-    finished jobs are kept, per final state (default: succeeded 1 day, failed and
-    cancelled 7 days; a state left out is kept forever). ``allowed``: the patterns of the
-    functions it may run, in place of ``Chancy(allowed=...)`` (see :mod:`chancy.allowed`);
-    a job whose function they do not allow, or whose row is corrupt, fails at once without a retry.
+    ``settings``: its leases, its graceful stop (``shutdown_timeout``), the pace of its
+    services and the retention of finished jobs (see :class:`WorkerSettings`; every one
+    has a default). ``allowed``: the patterns of the functions it may run, in place of
+    ``Chancy(allowed=...)`` (see :mod:`chancy.allowed`); a job whose function they do not
+    allow, or whose row is corrupt, fails at once without a retry.
     """
 
     def __init__(
@@ -90,14 +77,8 @@ class Worker:
         *,
         queues: Iterable[Queue] | None = None,
         worker_id: str | None = None,
-        lease_seconds: float = LEASE_SECONDS_DEFAULT,
-        shutdown_timeout: float = SHUTDOWN_TIMEOUT_DEFAULT,
-        leader_ttl: float = LEADER_TTL_DEFAULT,
-        promote_interval: float = PROMOTE_INTERVAL_DEFAULT,
-        rescue_interval: float = RESCUE_INTERVAL_DEFAULT,
         allowed: Iterable[str] | None = None,
-        schedule_interval: float = SCHEDULE_INTERVAL_DEFAULT,
-        retention: Mapping[JobState, timedelta] = RETENTION_DEFAULT,
+        settings: WorkerSettings = WORKER_SETTINGS_DEFAULT,
     ) -> None:
         self.chancy = chancy
         self.allowed = chancy.allowed if allowed is None else AllowedFunctions.of(allowed)
@@ -107,18 +88,10 @@ class Worker:
                 "the worker has no queues; pass queues=[Queue(name=...)] to Chancy or Worker"
             )
         self.worker_id = worker_id or default_worker_id()
-        self.lease_seconds = lease_seconds
-        self.shutdown_timeout = shutdown_timeout
-        self._leader_ttl = leader_ttl
-        self._promote_interval = promote_interval
-        self._rescue_interval = rescue_interval
-        self._schedule_interval = schedule_interval
-        self._retention = retention
+        self.settings = settings
         self._claims = ClaimRepository()
-        self._attempts = AttemptRepository()
         self._queue_repository = QueueRepository()
-        self._queue_info: dict[str, QueueInfo] = {}
-        self._queues_changed = asyncio.Event()
+        self._queue_settings: QueueSettingsWatcher | None = None
         self._producers: dict[str, Producer] = {}
         self._interrupted: dict[int, Interruption] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,7 +133,13 @@ class Worker:
         engine = self.chancy.engine
         async with hot_connection(engine) as connection:
             await self._queue_repository.declare_many(connection, self.queues, settings=True)
-        await self._load_queue_info()
+        self._queue_settings = QueueSettingsWatcher(
+            engine,
+            [queue.name for queue in self.queues],
+            on_change=self._wake,
+            interval=self.settings.queue_refresh_interval,
+        )
+        await self._queue_settings.load()
         listener = await self.chancy.listener()
         self._unsubscribe = listener.subscribe(self._on_event)
         self._completer = Completer(engine)
@@ -171,27 +150,52 @@ class Worker:
             producer = Producer(queue, executor, self._claim, self._run_job)
             self._producers[queue.name] = producer
             producer.start()
-        self._leadership = Leadership(engine, self.worker_id, ttl=self._leader_ttl)
-        await self._leadership.run_once()
-        promoter = Promoter(engine, self._leadership, interval=self._promote_interval)
-        rescuer = Rescuer(engine, self._leadership, interval=self._rescue_interval)
-        pruner = Pruner(engine, self._leadership, retention=self._retention)
-        scheduler = Scheduler(
-            engine, self._leadership, self.chancy.schedules, interval=self._schedule_interval
-        )
-        await scheduler.store()
-        for name, coroutine in (
-            ("heartbeat", self._heartbeat()),
-            ("queue settings", self._watch_queue_settings()),
-            ("leadership", self._leadership.run()),
-            ("promoter", promoter.run()),
-            ("rescuer", rescuer.run()),
-            ("pruner", pruner.run()),
-            ("scheduler", scheduler.run()),
-        ):
-            self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
+        await self._start_services()
         log.info("worker %s started on queues %s", self.worker_id, [q.name for q in self.queues])
         self._log_allowed()
+
+    async def _start_services(self) -> None:
+        """Start the heartbeat, the queue settings' reload, the election, and the services
+        the leader runs (the schedules are stored first)."""
+        engine, settings, completer = self.chancy.engine, self.settings, self._completer
+        assert completer is not None
+        assert self._queue_settings is not None
+        heartbeat = Heartbeat(
+            engine,
+            lease_seconds=settings.lease_seconds,
+            running=lambda: [a for p in self._producers.values() for a in p.attempts],
+            unwritten=lambda: completer.unwritten,
+            lost=functools.partial(self._interrupt, reason="lost"),
+        )
+        self._leadership = leadership = Leadership(engine, self.worker_id, ttl=settings.leader_ttl)
+        await leadership.run_once()
+        cron = CronService(
+            engine, leadership, self.chancy.schedules, interval=settings.cron_interval
+        )
+        await cron.store()
+        services: tuple[LeaderService, ...] = (
+            Promoter(
+                engine, leadership, interval=settings.promote_interval, batch=settings.promote_batch
+            ),
+            Rescuer(
+                engine, leadership, interval=settings.rescue_interval, batch=settings.rescue_batch
+            ),
+            Pruner(
+                engine,
+                leadership,
+                retention=settings.retention,
+                interval=settings.prune_interval,
+                batch=settings.prune_batch,
+            ),
+            cron,
+        )
+        for name, coroutine in (
+            ("heartbeat", heartbeat.run()),
+            ("queue settings", self._queue_settings.run()),
+            ("leadership", leadership.run()),
+            *((service.name, service.run()) for service in services),
+        ):
+            self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
 
     def _log_allowed(self) -> None:
         """Say once, at start, which functions this worker runs: a warning if any."""
@@ -214,7 +218,7 @@ class Worker:
             return
         self._stopping = True
         try:
-            await self._drain(self.shutdown_timeout if timeout is None else timeout)
+            await self._drain(self.settings.shutdown_timeout if timeout is None else timeout)
         finally:
             await self._shut_down_services()
             self.stopped.set()
@@ -269,7 +273,8 @@ class Worker:
                 return []
         if self._stopping:
             return []
-        info = self._queue_info.get(queue)
+        assert self._queue_settings is not None
+        info = self._queue_settings.settings.get(queue)
         limited = info is None or info.limited or info.paused
         async with hot_connection(self.chancy.engine) as connection:
             return await self._claims.claim_available(
@@ -277,34 +282,15 @@ class Worker:
                 queue,
                 limit,
                 self.worker_id,
-                lease_seconds=self.lease_seconds,
+                lease_seconds=self.settings.lease_seconds,
                 limited=limited,
             )
 
-    async def _load_queue_info(self) -> None:
-        async with self.chancy.engine.connect() as connection:
-            infos = await self._queue_repository.list_all(connection)
-        names = {queue.name for queue in self.queues}
-        self._queue_info = {info.name: info for info in infos if info.name in names}
-
-    async def _watch_queue_settings(self) -> None:
-        """Reload the queues' settings (pause, limits, keys) when told they changed, and
-        every few seconds in case a notification was lost; wake the producers after."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._queues_changed.wait(), timeout=QUEUE_REFRESH_INTERVAL_DEFAULT
-                )
-            self._queues_changed.clear()
-            before = dict(self._queue_info)
-            try:
-                await self._load_queue_info()
-            except Exception as exc:
-                log.warning("reading the queues' settings failed (%s); retrying", exc)
-                continue
-            for name, info in self._queue_info.items():
-                if before.get(name) != info and name in self._producers:
-                    self._producers[name].notify()
+    def _wake(self, queue: str) -> None:
+        """Jobs of ``queue`` may be claimable now (its settings changed): claim at once."""
+        producer = self._producers.get(queue)
+        if producer is not None:
+            producer.notify()
 
     async def _run_job(self, job: QueuedJob, executor: Executor) -> None:
         assert self._completer is not None
@@ -355,33 +341,13 @@ class Worker:
                 if isinstance(job_id, int) and job_id in self.running:
                     self._interrupt(job_id, "lost")
         elif kind == EventKind.QUEUE_CHANGED:
-            if event.get("queue") in self._producers:
-                self._queues_changed.set()
+            if event.get("queue") in self._producers and self._queue_settings is not None:
+                self._queue_settings.changed()
         elif kind == EventKind.RECONNECTED:
-            self._queues_changed.set()
+            if self._queue_settings is not None:
+                self._queue_settings.changed()
             for producer in self._producers.values():
                 producer.notify()
-
-    async def _heartbeat(self) -> None:
-        """Renew the leases of running jobs (and of outcomes not yet written); stop the
-        runs of jobs this worker no longer holds."""
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            assert self._completer is not None
-            running = [a for p in self._producers.values() for a in p.attempts]
-            try:
-                async with hot_connection(self.chancy.engine) as connection:
-                    held = await self._attempts.extend_leases_many(
-                        connection, running + self._completer.unwritten, self.lease_seconds
-                    )
-            except Exception as exc:
-                log.warning(
-                    "heartbeat failed (%s); leases expire in %.0f s", exc, self.lease_seconds
-                )
-                continue
-            for attempt in running:
-                if attempt.id not in held:
-                    self._interrupt(attempt.id, "lost")
 
     async def _drain(self, timeout: float) -> None:
         for producer in self._producers.values():

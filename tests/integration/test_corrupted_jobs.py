@@ -14,7 +14,7 @@ from chancy.app import Chancy
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.states import JobState
-from chancy.worker import Worker
+from chancy.worker import Worker, WorkerSettings
 from tests.unit import tasks
 
 WAIT = 20.0
@@ -36,7 +36,7 @@ async def run_corrupted(app: Chancy, assignment: str) -> tuple[QueuedJob, Queued
             sa.text(f"UPDATE chancy_jobs SET {assignment} WHERE id = :id"), {"id": bad.id}
         )
     good = await app.push("default", Job.from_func(tasks.greet, kwargs={"name": "good"}))
-    async with Worker(app, lease_seconds=2, rescue_interval=0.2) as worker:
+    async with Worker(app, settings=WorkerSettings(lease_seconds=2, rescue_interval=0.2)) as worker:
         finished_bad = await app.wait_for_job(bad, timeout=WAIT)
         finished_good = await app.wait_for_job(good, timeout=WAIT)
         assert not worker.stopped.is_set()

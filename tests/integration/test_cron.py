@@ -1,4 +1,4 @@
-"""The scheduler: exactly one job per tick, however many schedulers run."""
+"""The cron service: exactly one job per tick, however many schedulers run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from chancy.app import Chancy
 from chancy.cron import Cron
 from chancy.executor import Job
 from chancy.models import JobRow
+from chancy.services.cron import CronService
 from chancy.services.leader import Leadership
-from chancy.services.scheduler import Scheduler
 from tests.unit import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "cron"})
@@ -29,9 +29,9 @@ class Clock:
         return self.now
 
 
-def scheduler(chancy: Chancy, clock: Clock, *schedules: Cron) -> Scheduler:
+def scheduler(chancy: Chancy, clock: Clock, *schedules: Cron) -> CronService:
     leadership = Leadership(chancy.engine, "test")
-    return Scheduler(chancy.engine, leadership, schedules, clock=clock)
+    return CronService(chancy.engine, leadership, schedules, clock=clock)
 
 
 async def cron_keys(chancy: Chancy) -> list[str]:

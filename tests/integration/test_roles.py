@@ -25,7 +25,7 @@ from chancy.executor import Job
 from chancy.grants import grants_sql
 from chancy.queue import Queue
 from chancy.states import JobState
-from chancy.worker import Worker
+from chancy.worker import Worker, WorkerSettings
 from tests.servers import asyncpg_dsn
 from tests.unit import tasks
 
@@ -69,7 +69,7 @@ async def test_a_dml_only_role_pushes_and_runs_jobs(dml_url: URL, role: tuple[st
     async with Chancy(dml_url, queues=queues) as app:
         async with app.engine.connect() as connection:
             assert await connection.scalar(sa.text("SELECT current_user")) == role[0]
-        async with Worker(app, promote_interval=0.05):
+        async with Worker(app, settings=WorkerSettings(promote_interval=0.05)):
             now = await app.push(Job.from_func(tasks.greet, kwargs={"name": "role"}))
             later = await app.push(
                 Job.from_func(tasks.record, kwargs={"label": "l"}).with_delay(0.2)

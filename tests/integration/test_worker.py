@@ -15,7 +15,7 @@ from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.repository import ClaimRepository
 from chancy.states import JobState
-from chancy.worker import Worker
+from chancy.worker import Worker, WorkerSettings
 from tests.unit import tasks
 from tests.waiting import until
 
@@ -155,7 +155,7 @@ async def test_retry_job_runs_a_failed_job_again(app: Chancy) -> None:
 
 
 async def test_graceful_stop_gives_unfinished_jobs_back_at_once(app: Chancy) -> None:
-    worker = Worker(app, shutdown_timeout=0.2)
+    worker = Worker(app, settings=WorkerSettings(shutdown_timeout=0.2))
     await worker.start()
     quick = await app.push(job(tasks.sleep_async, seconds=0.01))
     slow = await app.push(job(tasks.sleep_async, seconds=60, label="slow"))
@@ -168,7 +168,7 @@ async def test_graceful_stop_gives_unfinished_jobs_back_at_once(app: Chancy) -> 
 
 
 async def test_scheduled_jobs_are_promoted_and_run(app: Chancy) -> None:
-    async with Worker(app, promote_interval=0.05):
+    async with Worker(app, settings=WorkerSettings(promote_interval=0.05)):
         ref = await app.push(job(tasks.record, label="later").with_delay(0.3))
         assert (await app.get_job(ref)).state is JobState.SCHEDULED  # type: ignore[union-attr]
         done = await app.wait_for_job(ref, timeout=10)
@@ -180,14 +180,14 @@ async def test_a_job_whose_lease_expired_is_rescued_and_run(app: Chancy) -> None
     ref = await app.push(job(tasks.record, label="rescued").with_max_attempts(2))
     async with app.engine.begin() as connection:
         await ClaimRepository().claim_available(connection, "default", 1, "dead", lease_seconds=-1)
-    async with Worker(app, rescue_interval=0.05):
+    async with Worker(app, settings=WorkerSettings(rescue_interval=0.05)):
         done = await app.wait_for_job(ref, timeout=10)
     assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
     assert done.errors[0]["type"] == "LeaseExpired"
 
 
 async def test_a_worker_that_lost_its_lease_stops_the_run(app: Chancy) -> None:
-    async with Worker(app, lease_seconds=0.3) as worker:
+    async with Worker(app, settings=WorkerSettings(lease_seconds=0.3)) as worker:
         ref = await app.push(job(tasks.sleep_async, seconds=60).with_max_attempts(1))
         await until(lambda: ref.id in worker.running)
         async with app.engine.begin() as connection:  # another worker took it over
@@ -250,7 +250,7 @@ async def test_each_executor_stores_results_and_errors(any_executor: Chancy) -> 
 
 async def test_each_executor_enforces_timeouts(any_executor: Chancy) -> None:
     app = any_executor
-    async with Worker(app, shutdown_timeout=0.1):
+    async with Worker(app, settings=WorkerSettings(shutdown_timeout=0.1)):
         ref = await app.push(job(tasks.sleep_sync, seconds=5).with_timeout(0.3))
         done = await app.wait_for_job(ref, timeout=30)
     assert done.state is JobState.FAILED
@@ -259,7 +259,7 @@ async def test_each_executor_enforces_timeouts(any_executor: Chancy) -> None:
 
 async def test_each_executor_ends_a_cancelled_running_job(any_executor: Chancy) -> None:
     app = any_executor
-    async with Worker(app, shutdown_timeout=0.1) as worker:
+    async with Worker(app, settings=WorkerSettings(shutdown_timeout=0.1)) as worker:
         ref = await app.push(job(tasks.sleep_sync, seconds=5))
         await until(lambda: ref.id in worker.running)
         await app.cancel_job(ref)

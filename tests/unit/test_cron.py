@@ -27,7 +27,7 @@ def test_an_unknown_time_zone_fails_when_the_schedule_is_made() -> None:
 
 
 def test_the_default_name_is_the_function_and_the_expression() -> None:
-    assert Cron("*/5 * * * *", JOB).key == "tests.unit.tasks.greet */5 * * * *"
+    assert Cron("*/5 * * * *", JOB).name == "tests.unit.tasks.greet */5 * * * *"
 
 
 def test_ticks_follow_the_time_zone() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -10,25 +9,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.cron import CRON_GRACE_DEFAULT, Cron, job_of, next_tick
 from chancy.repository import PushRepository, ScheduleRepository
-from chancy.services.leader import Leadership, while_leading
+from chancy.services.base import LeaderService
+from chancy.services.leader import Leadership
 
-__all__ = ["SCHEDULE_INTERVAL_DEFAULT", "Scheduler"]
+__all__ = ["CRON_INTERVAL_DEFAULT", "CronService"]
 
-log = logging.getLogger("chancy.scheduler")
-
-SCHEDULE_INTERVAL_DEFAULT = 1.0
+CRON_INTERVAL_DEFAULT = 1.0
 
 
-class Scheduler:
+class CronService(LeaderService):
     """Stores ``schedules`` (on :meth:`store`), then every ``interval`` seconds, while
-    this worker leads, pushes the jobs of the ticks that came due.
+    this worker leads, pushes the jobs of the ticks that came due by ``clock``.
 
     Each due schedule is handled in one transaction that locks its row, pushes the job
     of its tick and moves ``next_run_at`` to the next tick after now: a leader that dies
     half-way pushes nothing, and two leaders (an old one not yet aware it was deposed)
     cannot push the same tick twice. A tick later than ``grace`` is missed: pushed once
-    if the schedule catches up, else skipped.
+    if the schedule catches up, else skipped. A tick is one transaction: no ``batch``.
     """
+
+    name = "cron"
+    activity = "pushing scheduled jobs"
 
     def __init__(
         self,
@@ -36,14 +37,12 @@ class Scheduler:
         leadership: Leadership,
         schedules: Sequence[Cron],
         *,
-        interval: float = SCHEDULE_INTERVAL_DEFAULT,
+        interval: float = CRON_INTERVAL_DEFAULT,
         grace: timedelta = CRON_GRACE_DEFAULT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._engine = engine
-        self._leadership = leadership
+        super().__init__(engine, leadership, interval=interval)
         self.schedules = tuple(schedules)
-        self.interval = interval
         self.grace = grace
         self._clock = clock
         self._jobs = PushRepository()
@@ -73,12 +72,7 @@ class Scheduler:
                     await self._jobs.push_many(connection, [job])
                     pushed += 1
                 else:
-                    log.info("schedule %r missed its tick of %s; skipped", row["name"], tick)
+                    self.log.info("schedule %r missed its tick of %s; skipped", row["name"], tick)
                 following = next_tick(row["cron"], row["timezone"], max(now, tick))
                 await self._stored.advance(connection, row["name"], tick, following)
         return pushed
-
-    async def run(self) -> None:
-        await while_leading(
-            self._leadership, self.interval, self.run_once, "pushing scheduled jobs", log
-        )
