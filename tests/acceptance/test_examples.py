@@ -42,7 +42,7 @@ from chancy.sync import push
 from examples.alembic_app import app as shop
 from examples.alembic_app.models import Order, metadata
 from examples.alembic_app.tasks import receipt_job, send_receipt
-from tests.migrations.test_migrations import reflect
+from tests.support.schema import reflect
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_DIR = ROOT / "examples" / "alembic_app"

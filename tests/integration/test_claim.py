@@ -15,7 +15,7 @@ from chancy.database import hot_connection
 from chancy.executor import Job
 from chancy.repository import _CLAIM, JobRepository, Outcome
 from chancy.states import JobState
-from tests.unit import tasks
+from tests.support import tasks
 
 jobs = JobRepository()
 

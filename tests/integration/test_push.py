@@ -19,8 +19,8 @@ from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.repository import EVENTS_CHANNEL
 from chancy.states import JobState
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 
 def greet(name: str = "world") -> Job:

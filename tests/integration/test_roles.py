@@ -26,8 +26,8 @@ from chancy.grants import grants_sql
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import URL, make_url
 from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.repository import JobRepository
-from tests.servers import docker_available
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import docker_available
 
 pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker engine answers")
 
