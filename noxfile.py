@@ -35,7 +35,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) over everything, mypy --strict over chancy/."""
+    """ruff (lint and format) over everything, mypy over what pyproject's [tool.mypy]
+    names (chancy/, tests/, benchmarks/, this file; strict)."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

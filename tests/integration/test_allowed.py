@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from chancy.queue import Queue
+from chancy.queue import ExecutorName, Queue
 from chancy.states import JobState
 from chancy.worker import Worker
 from tests.support import allowed_tasks, tasks
@@ -28,7 +28,7 @@ def clean_recorders() -> None:
     allowed_tasks.imported.clear()
 
 
-def queue(executor: str = "asyncio") -> Queue:
+def queue(executor: ExecutorName = "asyncio") -> Queue:
     return Queue(name="default", concurrency=4, executor=executor, polling_interval=0.1)
 
 

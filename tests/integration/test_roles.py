@@ -151,7 +151,7 @@ async def test_chancy_migrate_as_a_dml_only_role_prints_the_error(
     assert done.stderr.startswith("error: migrating chancy's schema was refused by PostgreSQL")
     assert "as the role that owns chancy's tables" in done.stderr
     assert "Traceback" not in done.stderr
-    assert dml_url_of_an_empty_database.password not in done.stderr + done.stdout
+    assert dml_url_of_an_empty_database.password not in done.stderr + done.stdout  # type: ignore[operator]
 
 
 def test_chancy_grants_prints_the_grants_of_the_role() -> None:

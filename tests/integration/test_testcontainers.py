@@ -5,7 +5,7 @@ On machines without one (the docker client alone is not enough) this module is s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker engine
 
 
 @pytest.fixture(scope="module")
-def container_url() -> AsyncIterator[URL]:
+def container_url() -> Iterator[URL]:
     from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("postgres:16-alpine", driver=None) as container:

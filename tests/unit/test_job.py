@@ -59,7 +59,7 @@ def test_kwargs_cannot_be_changed_through_the_job() -> None:
 
 def test_positional_and_unknown_arguments_are_rejected() -> None:
     with pytest.raises(TypeError):
-        Job("x.y")  # type: ignore[misc]
+        Job("x.y")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
