@@ -1,5 +1,6 @@
-"""Sessions that people and CI both use: `nox -s tests`, `nox -s lint`; and, on demand,
-`nox -s benchmarks`."""
+"""Sessions that people and CI both use: `nox -s lint tests` (the default) is what CI
+(`bash .ci/run`) runs; and, on demand, `nox -s example`, `nox -s benchmarks`,
+`nox -s chaos`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def listening(address: tuple[str, int]) -> bool:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The suite on the embedded PostgreSQL, then on CHANCY_TEST_DSN or the local server."""
+    """The suite on the embedded PostgreSQL, then on CHANCY_TEST_DSN or the local server.
+    A run that fails or collects no test (pytest's exit status 5) fails the session."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs, env={"CHANCY_TEST_DSN": ""})
     dsn = os.environ.get("CHANCY_TEST_DSN") or (MACHINE_DSN if listening(MACHINE_POSTGRES) else "")
@@ -35,7 +37,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) over everything, mypy --strict over chancy/."""
+    """ruff (lint and format) over everything, mypy over what pyproject's [tool.mypy]
+    names (chancy/, tests/, benchmarks/, this file; strict)."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

@@ -412,14 +412,14 @@ async def time_claims(engine: AsyncEngine, claims: int) -> list[float]:
     """Milliseconds of each of ``claims`` calls of ``ClaimRepository.claim_available`` (10
     jobs), each in its own transaction, rolled back so the ready set stays the same.
     Only the claim statement is timed: the transaction is opened by a ``SELECT 1``."""
-    claims = ClaimRepository()
+    repository = ClaimRepository()
     times: list[float] = []
     async with engine.connect() as connection:
         for index in range(CLAIM_WARM_UP + claims):
             async with connection.begin() as transaction:
                 await connection.exec_driver_sql("SELECT 1")
                 started = time.perf_counter()
-                claimed = await claims.claim_available(
+                claimed = await repository.claim_available(
                     connection, tasks.QUEUE, CLAIM_LIMIT, CLAIM_WORKER_ID
                 )
                 elapsed = (time.perf_counter() - started) * 1000

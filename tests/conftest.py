@@ -1,6 +1,6 @@
 """Fixtures shared by every tier.
 
-``server_url``: the session's PostgreSQL (see ``tests/servers.py``). ``template_database``:
+``server_url``: the session's PostgreSQL (see ``tests/support/servers.py``). ``template_database``:
 a database migrated once per session; each test that asks for ``database_url`` gets its
 own copy of it, dropped afterwards, so tests never see each other's rows.
 ``empty_database_url`` is a database with no schema at all, for migration tests.
@@ -20,7 +20,7 @@ from chancy import migrations
 from chancy.app import Chancy
 from chancy.database import create_engine, resolve_url
 from chancy.queue import Queue
-from tests.servers import (
+from tests.support.servers import (
     create_database,
     drop_database,
     test_server,

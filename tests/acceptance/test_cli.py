@@ -17,7 +17,7 @@ from chancy.errors import UnknownQueueError
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.worker import Worker
-from tests.unit import tasks
+from tests.support import tasks
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ async def invoke(*args: str) -> Result:
 
 async def push_greeting(database_url: URL, *options: str) -> int:
     result = await invoke(
-        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--declare", *options
+        "push", "tests.support.tasks:greet", "--dsn", dsn_of(database_url), "--declare", *options
     )
     assert result.exit_code == 0, result.output
     return int(result.stdout)
@@ -70,7 +70,7 @@ async def test_push_stores_the_job_that_job_show_json_returns(database_url: URL)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["id"] == job_id
-    assert shown["func"] == "tests.unit.tasks.greet"
+    assert shown["func"] == "tests.support.tasks.greet"
     assert shown["kwargs"] == {"name": "x"}
     assert (shown["queue"], shown["priority"], shown["state"]) == ("mail", -5, "pending")
     assert shown["created_at"].endswith("+00:00")
@@ -90,7 +90,7 @@ async def test_push_with_kwargs_that_are_not_json_exits_2_naming_the_problem(
     database_url: URL,
 ) -> None:
     result = await invoke(
-        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--kwargs", "{name: x}"
+        "push", "tests.support.tasks:greet", "--dsn", dsn_of(database_url), "--kwargs", "{name: x}"
     )
     assert result.exit_code == 2
     assert "Invalid value for '--kwargs': '{name: x}' is not JSON" in flat(result.output)
@@ -98,7 +98,12 @@ async def test_push_with_kwargs_that_are_not_json_exits_2_naming_the_problem(
 
 async def test_push_with_kwargs_the_function_does_not_take_exits_2(database_url: URL) -> None:
     result = await invoke(
-        "push", "tests.unit.tasks:greet", "--dsn", dsn_of(database_url), "--kwargs", '{"nmae": 1}'
+        "push",
+        "tests.support.tasks:greet",
+        "--dsn",
+        dsn_of(database_url),
+        "--kwargs",
+        '{"nmae": 1}',
     )
     assert result.exit_code == 2
     assert "greet() has no parameter 'nmae'; did you mean 'name'?" in flat(result.output)

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.servers import asyncpg_dsn
-from tests.waiting import until_async
+from tests.support.servers import asyncpg_dsn
+from tests.support.waiting import until_async
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADER_TTL = 2.0

@@ -42,7 +42,7 @@ from chancy.sync import push
 from examples.alembic_app import app as shop
 from examples.alembic_app.models import Order, metadata
 from examples.alembic_app.tasks import receipt_job, send_receipt
-from tests.migrations.test_migrations import reflect
+from tests.support.schema import reflect
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_DIR = ROOT / "examples" / "alembic_app"
@@ -413,7 +413,7 @@ async def test_worker_command_runs_the_web_apps_jobs_with_its_engine_settings(
     worker_app = load_app("examples.fastapi_app.main:chancy")
     assert [queue.name for queue in worker_app.queues] == ["receipts"]
     async with worker_app:
-        assert worker_app.engine.pool.size() == web.ENGINE_OPTIONS["pool_size"]
+        assert worker_app.engine.pool.size() == web.ENGINE_OPTIONS["pool_size"]  # type: ignore[attr-defined]
 
     async with web.lifespan(web.app):  # no RUN_WORKER: the web process runs no job
         placed = await post_order(web, "alice@example.com")

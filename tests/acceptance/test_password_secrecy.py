@@ -24,8 +24,8 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = f"S3cr3t-{secrets.token_hex(6)}"

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.states import JobState
-from tests.integration.rows import insert_job_row
+from tests.support.rows import insert_job_row
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def worker(database_url: URL) -> Iterator[subprocess.Popen[str]]:
     dsn = database_url.render_as_string(hide_password=False)
-    command = ["worker", "--dsn", dsn, "-q", "default", "--allow", "tests.unit.allowed_tasks:*"]
+    command = ["worker", "--dsn", dsn, "-q", "default", "--allow", "tests.support.allowed_tasks:*"]
     process = subprocess.Popen(
         [sys.executable, "-m", "chancy", "-v", *command],
         cwd=ROOT,
@@ -49,10 +49,10 @@ async def test_a_worker_started_with_allow_runs_only_what_it_allows(
 ) -> None:
     async with Chancy(database_url) as app:
         allowed = await insert_job_row(
-            app.engine, func="tests.unit.allowed_tasks.hello", kwargs={"name": "cli"}
+            app.engine, func="tests.support.allowed_tasks.hello", kwargs={"name": "cli"}
         )
         refused = await insert_job_row(
-            app.engine, func="tests.unit.tasks.greet", kwargs={"name": "x"}, max_attempts=3
+            app.engine, func="tests.support.tasks.greet", kwargs={"name": "x"}, max_attempts=3
         )
         done = [await app.wait_for_job(job_id, timeout=60) for job_id in (allowed, refused)]
     assert (done[0].state, done[0].result) == (JobState.SUCCEEDED, "hello cli")
@@ -60,5 +60,5 @@ async def test_a_worker_started_with_allow_runs_only_what_it_allows(
     assert done[1].errors[0]["type"] == "FunctionNotAllowedError"
     worker.send_signal(signal.SIGTERM)
     _out, err = await asyncio.to_thread(worker.communicate, timeout=30)
-    assert "runs only ['tests.unit.allowed_tasks.*']" in err
+    assert "runs only ['tests.support.allowed_tasks.*']" in err
     assert "runs any importable function" not in err

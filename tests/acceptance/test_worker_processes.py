@@ -19,8 +19,8 @@ from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.states import JobState
 from tests.acceptance import ledger
-from tests.servers import asyncpg_dsn
-from tests.waiting import until_async
+from tests.support.servers import asyncpg_dsn
+from tests.support.waiting import until_async
 
 ROOT = Path(__file__).resolve().parents[2]
 

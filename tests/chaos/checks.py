@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.chaos.harness import Scenario, ScenarioRun, Size, run_scenario
+from benchmarks.chaos.harness import Scenario, ScenarioRun, Size, run_scenario
 
 __all__ = ["CHAOS_TIMEOUT", "InvariantsHold", "run_once"]
 

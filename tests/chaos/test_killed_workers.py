@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.chaos.harness import ScenarioRun, Size
+from benchmarks.chaos.scenarios import KilledWorkers
 from chancy.services import LEADER_TTL_DEFAULT
 from tests.chaos.checks import CHAOS_TIMEOUT, InvariantsHold, run_once
-from tests.chaos.harness import ScenarioRun, Size
-from tests.chaos.scenarios import KilledWorkers
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(CHAOS_TIMEOUT)]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.chaos.harness import ScenarioRun, Size
+from benchmarks.chaos.scenarios import PoisonJob
 from tests.chaos.checks import CHAOS_TIMEOUT, InvariantsHold, run_once
-from tests.chaos.harness import ScenarioRun, Size
-from tests.chaos.scenarios import PoisonJob
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(CHAOS_TIMEOUT)]
 

@@ -12,13 +12,13 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from chancy.queue import Queue
+from chancy.queue import ExecutorName, Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.integration.rows import insert_job_row
-from tests.unit import allowed_tasks, tasks
+from tests.support import allowed_tasks, tasks
+from tests.support.rows import insert_job_row
 
-ALLOWED = ["tests.unit.allowed_tasks.*", "tests.unit.tasks:record"]
+ALLOWED = ["tests.support.allowed_tasks.*", "tests.support.tasks:record"]
 EXECUTORS = ["asyncio", "threads", "processes"]
 
 
@@ -28,7 +28,7 @@ def clean_recorders() -> None:
     allowed_tasks.imported.clear()
 
 
-def queue(executor: str = "asyncio") -> Queue:
+def queue(executor: ExecutorName = "asyncio") -> Queue:
     return Queue(name="default", concurrency=4, executor=executor, polling_interval=0.1)
 
 
@@ -65,12 +65,12 @@ async def test_a_row_naming_os_system_fails_at_once_and_runs_nothing(
 
 
 async def test_a_refused_function_s_module_is_never_imported(app: Chancy) -> None:
-    job_id = await insert_job_row(app.engine, func="tests.unit.never_imported.run")
+    job_id = await insert_job_row(app.engine, func="tests.support.never_imported.run")
     async with Worker(app):
         done = await app.wait_for_job(job_id, timeout=10)
     assert done.state is JobState.FAILED
     assert done.errors[0]["type"] == "FunctionNotAllowedError"
-    assert "tests.unit.never_imported" not in sys.modules
+    assert "tests.support.never_imported" not in sys.modules
     assert allowed_tasks.imported == []
 
 
@@ -92,17 +92,17 @@ async def test_a_function_outside_the_patterns_fails_even_when_pushed_with_from_
         ref = await app.push(Job.from_func(tasks.greet, kwargs={"name": "x"}).with_max_attempts(3))
         done = await app.wait_for_job(ref, timeout=10)
     assert (done.state, done.attempts) == (JobState.FAILED, 1)
-    assert "'tests.unit.tasks.greet'" in done.errors[0]["message"]
+    assert "'tests.support.tasks.greet'" in done.errors[0]["message"]
 
 
 async def test_a_name_that_reaches_out_of_an_allowed_module_is_refused_by_each_executor(
     app_on_each_executor: Chancy,
 ) -> None:
-    """``tests.unit.allowed_tasks.os.getcwd`` matches ``tests.unit.allowed_tasks.*`` but
+    """``tests.support.allowed_tasks.os.getcwd`` matches ``tests.support.allowed_tasks.*`` but
     finds ``os.getcwd``: the check after the import refuses it, in a child process too."""
     app = app_on_each_executor
     job_id = await insert_job_row(
-        app.engine, func="tests.unit.allowed_tasks.os.getcwd", max_attempts=3
+        app.engine, func="tests.support.allowed_tasks.os.getcwd", max_attempts=3
     )
     async with Worker(app):
         done = await app.wait_for_job(job_id, timeout=30)
@@ -113,8 +113,8 @@ async def test_a_name_that_reaches_out_of_an_allowed_module_is_refused_by_each_e
 
 async def test_the_worker_s_allowed_replaces_the_app_s(database_url: URL) -> None:
     async with Chancy(database_url, queues=[queue()]) as app:
-        job_id = await insert_job_row(app.engine, func="tests.unit.tasks.greet", kwargs={})
-        async with Worker(app, allowed=["tests.unit.allowed_tasks.*"]):
+        job_id = await insert_job_row(app.engine, func="tests.support.tasks.greet", kwargs={})
+        async with Worker(app, allowed=["tests.support.allowed_tasks.*"]):
             done = await app.wait_for_job(job_id, timeout=10)
     assert done.errors[0]["type"] == "FunctionNotAllowedError"
 
@@ -141,4 +141,4 @@ async def test_a_restricted_worker_names_its_patterns_and_does_not_warn(
         pass
     messages = [record.getMessage() for record in caplog.records]
     assert not any("runs any importable function" in message for message in messages)
-    assert any("runs only ['tests.unit.allowed_tasks.*'" in message for message in messages)
+    assert any("runs only ['tests.support.allowed_tasks.*'" in message for message in messages)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from chancy.app import Chancy
 from chancy.database import hot_connection
@@ -16,7 +17,7 @@ from chancy.executor import Job
 from chancy.repository import AttemptRepository, ClaimRepository, Outcome
 from chancy.repository.claim import _CLAIM
 from chancy.states import JobState
-from tests.unit import tasks
+from tests.support import tasks
 
 claims = ClaimRepository()
 attempts = AttemptRepository()
@@ -62,7 +63,7 @@ async def test_claim_starts_an_attempt_with_a_lease(chancy: Chancy) -> None:
     assert claimed.attempts == 1
     assert claimed.worker_id == "worker-1"
     assert claimed.started_at is not None
-    assert claimed.lease_expires_at > claimed.started_at  # type: ignore[operator]
+    assert claimed.lease_expires_at > claimed.started_at
     assert await claim(chancy) == []
 
 
@@ -126,11 +127,12 @@ async def explain_analyze_claim(chancy: Chancy, queue: str, limit: int) -> dict[
     """EXPLAIN ANALYZE of the claim statement exactly as chancy sends it (rolled back)."""
     async with chancy.engine.connect() as connection:
         await connection.execute(sa.text("ANALYZE chancy_jobs"))
-        compiled = _CLAIM.construct.compile(dialect=connection.dialect)
+        construct = cast(sa.ClauseElement, _CLAIM.construct)
+        compiled = cast(SQLCompiler, construct.compile(dialect=connection.dialect))
         values = {"p_queue": queue, "p_limit": limit, "p_worker_id": "w", "p_lease_seconds": 30.0}
         params = compiled.construct_params(values)
         args = [params[name] for name in compiled.positiontup or ()]
-        raw = (await connection.get_raw_connection()).driver_connection
+        raw = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
         transaction = raw.transaction()
         await transaction.start()
         try:

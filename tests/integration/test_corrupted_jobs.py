@@ -15,7 +15,7 @@ from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
-from tests.unit import tasks
+from tests.support import tasks
 
 WAIT = 20.0
 

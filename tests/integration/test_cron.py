@@ -13,7 +13,7 @@ from chancy.executor import Job
 from chancy.models import JobRow
 from chancy.services.cron import CronService
 from chancy.services.leader import Leadership
-from tests.unit import tasks
+from tests.support import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "cron"})
 START = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from chancy.app import Chancy
 from chancy.errors import ChancyError
 from chancy.executor import Job, QueuedJob
-from tests.unit import tasks
+from tests.support import tasks
 
 EXAMPLES = 80
 # PostgreSQL keeps timestamps to the microsecond.

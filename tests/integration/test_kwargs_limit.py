@@ -15,7 +15,7 @@ from chancy.app import Chancy
 from chancy.errors import ConfigurationError, InvalidKwargsError
 from chancy.executor import Job
 from chancy.models import JobRow
-from tests.unit import tasks
+from tests.support import tasks
 
 LIMIT = 1000
 
@@ -43,7 +43,7 @@ async def test_a_push_over_the_limit_names_size_limit_and_setting(app: Chancy) -
     assert "2,012 bytes of JSON" in message
     assert f"limit of {LIMIT:,}" in message
     assert "max_kwargs_bytes" in message
-    assert "tests.unit.tasks.anything" in message
+    assert "tests.support.tasks.anything" in message
     assert await stored(app) == 0
 
 

@@ -25,8 +25,8 @@ from chancy.repository import (
     Outcome,
 )
 from chancy.states import JobState
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 claims = ClaimRepository()
 attempts = AttemptRepository()

@@ -19,8 +19,8 @@ from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 
 def greet(name: str = "world") -> Job:

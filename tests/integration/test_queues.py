@@ -18,7 +18,7 @@ from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.unit import tasks
+from tests.support import tasks
 
 
 def nap(seconds: float = 0.0, label: str = "") -> Job:

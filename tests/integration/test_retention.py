@@ -14,7 +14,7 @@ from chancy.models import JobRow
 from chancy.repository import ClaimRepository
 from chancy.services.leader import Leadership
 from chancy.services.pruner import Pruner
-from tests.unit import tasks
+from tests.support import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "old"})
 
@@ -23,7 +23,7 @@ async def add_finished(chancy: Chancy, count: int, state: str, age: timedelta) -
     """``count`` jobs that finished in ``state`` ``age`` ago (bulk, not through push)."""
     statement = sa.text(
         "INSERT INTO chancy_jobs (queue, func, state, attempts, started_at, completed_at) "
-        "SELECT 'default', 'tests.unit.tasks.greet', :state, 1, now() - CAST(:age AS interval), "
+        "SELECT 'default', 'tests.support.tasks.greet', :state, 1, now() - CAST(:age AS interval), "
         "now() - CAST(:age AS interval) "
         "FROM generate_series(1, :count)"
     )

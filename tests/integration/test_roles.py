@@ -26,8 +26,8 @@ from chancy.grants import grants_sql
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ async def test_chancy_migrate_as_a_dml_only_role_prints_the_error(
     assert done.stderr.startswith("error: migrating chancy's schema was refused by PostgreSQL")
     assert "as the role that owns chancy's tables" in done.stderr
     assert "Traceback" not in done.stderr
-    assert dml_url_of_an_empty_database.password not in done.stderr + done.stdout
+    assert dml_url_of_an_empty_database.password not in done.stderr + done.stdout  # type: ignore[operator]
 
 
 def test_chancy_grants_prints_the_grants_of_the_role() -> None:

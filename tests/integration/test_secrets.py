@@ -21,7 +21,7 @@ from chancy.errors import DatabaseUnavailableError
 from chancy.executor import Job
 from chancy.queue import Queue
 from chancy.worker import Worker
-from tests.unit import tasks
+from tests.support import tasks
 
 SECRET = "pw-Zq8!s3cr3t"  # trust authentication lets any password in
 CONNECT_ARGS_SECRET = "ca-Xv4-s3cr3t"
@@ -88,7 +88,7 @@ async def test_an_unreachable_server_s_error_shows_no_password() -> None:
     "command",
     [
         ["migrate"],
-        ["push", "tests.unit.tasks:greet", "--kwargs", '{"name": "x"}'],
+        ["push", "tests.support.tasks:greet", "--kwargs", '{"name": "x"}'],
         ["job", "show", "1"],
         ["worker"],
         ["queue", "list"],
@@ -119,7 +119,7 @@ async def test_commands_that_succeed_show_no_password(database_url: URL) -> None
     dsn = with_password(database_url)
     outputs = [await invoke("-v", "migrate", "--dsn", dsn)]
     pushed = await invoke(
-        "-v", "push", "tests.unit.tasks:greet", "--kwargs", '{"name": "x"}', "--dsn", dsn
+        "-v", "push", "tests.support.tasks:greet", "--kwargs", '{"name": "x"}', "--dsn", dsn
     )
     outputs.append(pushed)
     job_id = pushed.stdout.strip()

@@ -16,7 +16,7 @@ from chancy.services import CronService, Leadership, Promoter, Pruner, Rescuer
 from chancy.states import JobState
 from chancy.worker.heartbeat import Heartbeat
 from chancy.worker.queue_settings import QueueSettingsWatcher
-from tests.unit import tasks
+from tests.support import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "tick"})
 
@@ -45,7 +45,9 @@ async def lease_left(chancy: Chancy, job_id: int) -> float:
     """Seconds until the lease of job ``job_id`` expires, by the database's clock."""
     async with chancy.engine.connect() as connection:
         left = sa.func.extract("epoch", JobRow.lease_expires_at - sa.func.now())
-        return float(await connection.scalar(sa.select(left).where(JobRow.id == job_id)))
+        seconds = await connection.scalar(sa.select(left).where(JobRow.id == job_id))
+        assert seconds is not None
+        return float(seconds)
 
 
 async def test_promoter_promotes_every_due_job_and_no_other(chancy: Chancy) -> None:

@@ -9,8 +9,8 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 ROUNDS = 5
 

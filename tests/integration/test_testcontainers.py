@@ -5,7 +5,7 @@ On machines without one (the docker client alone is not enough) this module is s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -13,14 +13,14 @@ from sqlalchemy.engine import URL, make_url
 from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.repository import ClaimRepository
-from tests.servers import docker_available
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import docker_available
 
 pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker engine answers")
 
 
 @pytest.fixture(scope="module")
-def container_url() -> AsyncIterator[URL]:
+def container_url() -> Iterator[URL]:
     from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("postgres:16-alpine", driver=None) as container:

@@ -17,7 +17,7 @@ from chancy import migrations, sync
 from chancy.app import Chancy
 from chancy.errors import ConfigurationError, LockTimeoutError, StatementTimeoutError
 from chancy.executor import Job
-from tests.unit import tasks
+from tests.support import tasks
 
 LOCK_TIMEOUT = 0.3
 KEY = "held"

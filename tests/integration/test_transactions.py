@@ -17,8 +17,8 @@ from chancy.app import Chancy
 from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job
 from chancy.models import JobRow
-from tests.servers import asyncpg_dsn
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.servers import asyncpg_dsn
 
 
 class Boom(Exception):

@@ -16,8 +16,8 @@ from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.integration.rows import insert_job_row
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.rows import insert_job_row
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def run_rows(app: Chancy, *rows: dict[str, Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "func", ["os", "not a name; rm -rf /", "tests.unit.tasks.greet()", "", "1st.module.fn"]
+    "func", ["os", "not a name; rm -rf /", "tests.support.tasks.greet()", "", "1st.module.fn"]
 )
 async def test_a_func_that_is_not_a_dotted_name_fails_the_job_at_once(
     app: Chancy, func: str
@@ -57,14 +57,14 @@ async def test_a_func_that_is_not_a_dotted_name_fails_the_job_at_once(
 async def test_kwargs_that_are_not_an_object_fail_the_job_at_once(
     app: Chancy, kwargs: object, json_type: str
 ) -> None:
-    (done,) = await run_rows(app, {"func": "tests.unit.tasks.greet", "kwargs": kwargs})
+    (done,) = await run_rows(app, {"func": "tests.support.tasks.greet", "kwargs": kwargs})
     assert (done.state, done.attempts) == (JobState.FAILED, 1)
     assert done.errors[0]["type"] == "CorruptJobError"
     assert f"are a JSON {json_type}, not an object" in done.errors[0]["message"]
 
 
 async def test_a_timeout_that_is_not_positive_fails_the_job_at_once(app: Chancy) -> None:
-    row = {"func": "tests.unit.tasks.greet", "kwargs": {"name": "x"}, "timeout": -1.0}
+    row = {"func": "tests.support.tasks.greet", "kwargs": {"name": "x"}, "timeout": -1.0}
     (done,) = await run_rows(app, row)
     assert (done.state, done.errors[0]["type"]) == (JobState.FAILED, "CorruptJobError")
 
@@ -73,9 +73,9 @@ async def test_bad_rows_do_not_hold_back_the_good_jobs_claimed_with_them(app: Ch
     """One claim takes all four rows: mapping them must not fail on the bad ones."""
     done = await run_rows(
         app,
-        {"func": "tests.unit.tasks.greet", "kwargs": {"name": "first"}},
-        {"func": "tests.unit.tasks.greet", "kwargs": [1]},
-        {"func": "tests.unit.tasks.greet", "kwargs": {"name": "x"}, "errors": {"not": "a list"}},
+        {"func": "tests.support.tasks.greet", "kwargs": {"name": "first"}},
+        {"func": "tests.support.tasks.greet", "kwargs": [1]},
+        {"func": "tests.support.tasks.greet", "kwargs": {"name": "x"}, "errors": {"not": "a list"}},
         {"func": "no dots", "kwargs": {}},
     )
     assert [job.state for job in done] == [
@@ -88,7 +88,7 @@ async def test_bad_rows_do_not_hold_back_the_good_jobs_claimed_with_them(app: Ch
 
 
 async def test_the_worker_runs_on_after_a_bad_row(app: Chancy) -> None:
-    bad = await insert_job_row(app.engine, func="tests.unit.tasks.greet", kwargs="oops")
+    bad = await insert_job_row(app.engine, func="tests.support.tasks.greet", kwargs="oops")
     async with Worker(app):
         assert (await app.wait_for_job(bad, timeout=10)).state is JobState.FAILED
         good = await app.push(greeting("after"))

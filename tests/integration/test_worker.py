@@ -16,8 +16,8 @@ from chancy.queue import Queue
 from chancy.repository import ClaimRepository
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
-from tests.unit import tasks
-from tests.waiting import until
+from tests.support import tasks
+from tests.support.waiting import until
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from chancy import migrations
@@ -21,53 +20,10 @@ from chancy.database import create_engine
 from chancy.errors import SchemaError
 from chancy.executor import Job
 from chancy.models import metadata
-from tests.unit import tasks
+from tests.support import tasks
+from tests.support.schema import reflect
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def snapshot(connection: Connection) -> dict[str, Any]:
-    """Everything that makes up a schema, as reflected from the database."""
-    inspector = sa.inspect(connection)
-    schema: dict[str, Any] = {}
-    for table in sorted(inspector.get_table_names()):
-        schema[table] = {
-            "columns": [
-                (
-                    c["name"],
-                    str(c["type"]),
-                    c["nullable"],
-                    c.get("default"),
-                    bool(c.get("identity")),
-                )
-                for c in inspector.get_columns(table)
-            ],
-            "pk": inspector.get_pk_constraint(table),
-            "indexes": sorted(
-                (
-                    i["name"],
-                    tuple(i["column_names"]),
-                    i["unique"],
-                    i.get("dialect_options", {}).get("postgresql_where"),
-                )
-                for i in inspector.get_indexes(table)
-            ),
-            "checks": sorted(
-                (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)
-            ),
-            "uniques": inspector.get_unique_constraints(table),
-            "fks": inspector.get_foreign_keys(table),
-        }
-    return schema
-
-
-async def reflect(url: URL) -> dict[str, Any]:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(snapshot)
-    finally:
-        await engine.dispose()
 
 
 async def run(url: URL, action: str, revision: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from chancy.callables import name_of, resolve
 from chancy.errors import InvalidFunctionError
-from tests.unit import tasks
+from tests.support import tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 from chancy.cron import Cron, job_of, next_tick
 from chancy.errors import InvalidJobError
 from chancy.executor import Job
-from tests.unit import tasks
+from tests.support import tasks
 
 PARIS = ZoneInfo("Europe/Paris")
 JOB = Job.from_func(tasks.greet, kwargs={"name": "cron"})
@@ -27,7 +27,7 @@ def test_an_unknown_time_zone_fails_when_the_schedule_is_made() -> None:
 
 
 def test_the_default_name_is_the_function_and_the_expression() -> None:
-    assert Cron("*/5 * * * *", JOB).name == "tests.unit.tasks.greet */5 * * * *"
+    assert Cron("*/5 * * * *", JOB).name == "tests.support.tasks.greet */5 * * * *"
 
 
 def test_ticks_follow_the_time_zone() -> None:

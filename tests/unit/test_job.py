@@ -18,7 +18,7 @@ from chancy.errors import (
 )
 from chancy.executor import Job
 from chancy.jobs import json_text
-from tests.unit import tasks
+from tests.support import tasks
 
 
 def make() -> Job:
@@ -26,12 +26,12 @@ def make() -> Job:
 
 
 def test_from_func_stores_the_importable_name() -> None:
-    assert make().func == "tests.unit.tasks.greet"
+    assert make().func == "tests.support.tasks.greet"
 
 
 def test_static_method_is_accepted_by_its_qualified_name() -> None:
     job = Job.from_func(tasks.Tasks.static, kwargs={"name": "x"})
-    assert job.func == "tests.unit.tasks.Tasks.static"
+    assert job.func == "tests.support.tasks.Tasks.static"
 
 
 def test_defaults() -> None:
@@ -59,7 +59,7 @@ def test_kwargs_cannot_be_changed_through_the_job() -> None:
 
 def test_positional_and_unknown_arguments_are_rejected() -> None:
     with pytest.raises(TypeError):
-        Job("x.y")  # type: ignore[misc]
+        Job("x.y")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

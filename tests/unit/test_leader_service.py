@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from chancy.services import LeaderService
-from tests.waiting import until
+from tests.support.waiting import until
 
 
 class Counting(LeaderService):

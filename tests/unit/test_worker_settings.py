@@ -48,7 +48,7 @@ def test_settings_are_frozen_and_keyword_only() -> None:
     with pytest.raises(TypeError):
         settings.retention[JobState.FAILED] = timedelta(0)  # type: ignore[index]
     with pytest.raises(TypeError):
-        WorkerSettings(5)  # type: ignore[misc]
+        WorkerSettings(5)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

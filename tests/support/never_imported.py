@@ -1,12 +1,12 @@
 """A module no worker in the tests may import: its top-level code records the import.
 
 Tests name its function in a job that ``allowed=`` does not allow, then check
-:data:`tests.unit.allowed_tasks.imported` and ``sys.modules``.
+:data:`tests.support.allowed_tasks.imported` and ``sys.modules``.
 """
 
 from __future__ import annotations
 
-from tests.unit import allowed_tasks
+from tests.support import allowed_tasks
 
 allowed_tasks.imported.append(__name__)
 

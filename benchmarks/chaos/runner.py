@@ -1,7 +1,7 @@
 """``python -m benchmarks.chaos [--minutes N] [--only NAME,...] [--jobs N] [--seed S]``:
 the chaos suite of ``tests/chaos`` at full size, with a table of figures per scenario.
 
-Each scenario (see :mod:`tests.chaos.scenarios`, run by :mod:`tests.chaos.harness`)
+Each scenario (see :mod:`benchmarks.chaos.scenarios`, run by :mod:`benchmarks.chaos.harness`)
 starts its own private embedded PostgreSQL, pushes ``--jobs`` jobs (10,000 by default),
 runs 4 ``chancy worker`` processes, and breaks things for at most ``--minutes`` minutes
 (less when the queue is drained first): workers killed, connections cut, the server
@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tests.chaos.harness import Scenario, ScenarioRun, Size, run_scenario
-from tests.chaos.scenarios import SCENARIOS, FrozenWorker
+from benchmarks.chaos.harness import Scenario, ScenarioRun, Size, run_scenario
+from benchmarks.chaos.scenarios import SCENARIOS, FrozenWorker
 
 __all__ = ["main", "parse_arguments", "size_for", "table_of"]
 
@@ -160,7 +160,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(escape(_evidence(run)), soft_wrap=True)
     console.print("every invariant held" if not failed else f"[red]{failed} scenario(s) failed")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

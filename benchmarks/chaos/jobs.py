@@ -1,6 +1,6 @@
 """The jobs of the chaos suite, and the app its worker processes import.
 
-Run as ``chancy worker --app tests.chaos.jobs:chancy`` with ``CHAOS_DSN`` set. A run of a
+Run as ``chancy worker --app benchmarks.chaos.jobs:chancy`` with ``CHAOS_DSN`` set. A run of a
 job appends a row to the ledger (job id, attempt, worker pid, worker id, time), in the same
 database as the jobs, so the suite can tell exactly which attempts ran where and when,
 whatever happened to the worker afterwards. Every run also notes its start in the

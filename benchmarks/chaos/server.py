@@ -23,8 +23,8 @@ from typing import Any, Literal, Self
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from benchmarks.chaos.jobs import CREATE_LEDGER
 from chancy.app import Chancy
-from tests.chaos.jobs import CREATE_LEDGER
 
 __all__ = ["DATABASE", "HARNESS_APPLICATION", "PrivateServer", "ShutdownMode"]
 

@@ -1,6 +1,6 @@
 """Real worker processes (``chancy worker``) for a chaos scenario, and what befell them.
 
-A :class:`Fleet` starts ``python -m chancy worker --app tests.chaos.jobs:chancy`` processes
+A :class:`Fleet` starts ``python -m chancy worker --app benchmarks.chaos.jobs:chancy`` processes
 on one database, keeps a number of them alive (replacing any that died), and kills,
 freezes and thaws them on request. Every such event is recorded with its wall-clock time,
 so the invariants can tell which runs were interrupted by a death, and how long their jobs
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import IO, Literal
 
-from tests.chaos.jobs import CONCURRENCY_ENV, DSN_ENV, JOURNAL_ENV
+from benchmarks.chaos.jobs import CONCURRENCY_ENV, DSN_ENV, JOURNAL_ENV
 
 __all__ = ["Fleet", "LogSummary", "Member", "Start", "WorkerEvent", "WorkerSettings"]
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "tests.chaos.jobs:chancy"
-ALLOW = "tests.chaos.jobs.*"
+APP = "benchmarks.chaos.jobs:chancy"
+ALLOW = "benchmarks.chaos.jobs.*"
 STOP_GRACE = 20.0
 # The completer's line for an outcome the fence turned away (chancy/worker/completer.py).
 STALE_LINE = re.compile(r"outcome \w+ not written, the attempt no longer holds the job")

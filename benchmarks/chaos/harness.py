@@ -4,10 +4,10 @@ A run (:func:`run_scenario`): start a private PostgreSQL; push the scenario's jo
 ``size.workers`` worker processes (replacing any that die); let the scenario wreak its
 chaos for up to ``size.chaos_seconds`` while the workers drain the queue; stop the
 workers (SIGTERM); check the invariants on the rows left behind
-(:mod:`tests.chaos.invariants`). The result, a :class:`ScenarioRun`, holds the
+(:mod:`benchmarks.chaos.invariants`). The result, a :class:`ScenarioRun`, holds the
 invariants, the figures and the evidence; the tests assert on it and
 ``python -m benchmarks.chaos`` prints it. The scenarios themselves are in
-:mod:`tests.chaos.scenarios`.
+:mod:`benchmarks.chaos.scenarios`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from benchmarks.chaos import jobs
+from benchmarks.chaos.fleet import Fleet, LogSummary, WorkerSettings
+from benchmarks.chaos.invariants import Expectation, Invariants, check_invariants
+from benchmarks.chaos.server import PrivateServer
 from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.states import UNFINISHED_STATES
-from tests.chaos import jobs
-from tests.chaos.fleet import Fleet, LogSummary, WorkerSettings
-from tests.chaos.invariants import Expectation, Invariants, check_invariants
-from tests.chaos.server import PrivateServer
 
 __all__ = [
     "MAX_ATTEMPTS",

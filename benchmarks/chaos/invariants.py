@@ -30,13 +30,13 @@ from typing import Any
 
 import asyncpg
 
-from tests.chaos.fleet import Start, WorkerEvent
+from benchmarks.chaos.fleet import Start, WorkerEvent
 
 __all__ = ["Expectation", "Invariants", "Run", "StoredJob", "check_invariants"]
 
 EXCERPT_DEFAULT = 15
 Deaths = Mapping[int, Sequence[WorkerEvent]]
-# The job functions (tests/chaos/jobs.py) whose result names the run that returned it.
+# The job functions (benchmarks/chaos/jobs.py) whose result names the run that returned it.
 RESULT_NAMES_RUN = frozenset({"record", "sleep_then_record"})
 
 

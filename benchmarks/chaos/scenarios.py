@@ -1,4 +1,4 @@
-"""The chaos scenarios of issue 7; each runs through :func:`tests.chaos.harness.run_scenario`.
+"""The chaos scenarios of issue 7; each runs through :func:`benchmarks.chaos.harness.run_scenario`.
 
 1. :class:`KilledWorkers`: a worker SIGKILLed every 2 s, and another started.
 2. :class:`CutConnections`: every LISTEN connection and random worker connections
@@ -25,12 +25,12 @@ from typing import Any, ClassVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from benchmarks.chaos import jobs
+from benchmarks.chaos.fleet import Member
+from benchmarks.chaos.harness import MAX_ATTEMPTS, POLL, Context, Scenario
+from benchmarks.chaos.invariants import Expectation
+from benchmarks.chaos.jobs import WORKER_APPLICATION
 from chancy.executor import Job
-from tests.chaos import jobs
-from tests.chaos.fleet import Member
-from tests.chaos.harness import MAX_ATTEMPTS, POLL, Context, Scenario
-from tests.chaos.invariants import Expectation
-from tests.chaos.jobs import WORKER_APPLICATION
 
 __all__ = [
     "SCENARIOS",

