@@ -49,7 +49,6 @@ __all__ = [
     "DSN_ENV",
     "GRANTS_HINT",
     "LOCK_TIMEOUT_DEFAULT",
-    "NO_TIMEOUTS",
     "STATEMENT_TIMEOUT_DEFAULT",
     "Timeouts",
     "check_reachable",
@@ -144,10 +143,6 @@ class Timeouts:
         if self.statement is not None:
             settings["statement_timeout"] = _milliseconds(self.statement)
         return settings
-
-
-NO_TIMEOUTS = Timeouts(lock=None, statement=None)
-"""Chancy sets no timeout."""
 
 
 def _milliseconds(seconds: float) -> str:
