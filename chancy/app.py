@@ -29,19 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from chancy import migrations
 from chancy.allowed import AllowedFunctions
 from chancy.cron import Cron
-from chancy.database import (
+from chancy.database.dsn import describe, resolve_url, secrets_of
+from chancy.database.engine import check_reachable, create_engine, hot_connection, never_sent
+from chancy.database.errors import database_errors
+from chancy.database.timeouts import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
     Timeouts,
-    check_reachable,
-    create_engine,
-    database_errors,
-    describe,
-    hot_connection,
     local_timeouts,
-    never_sent,
-    resolve_url,
-    secrets_of,
 )
 from chancy.errors import (
     ChancyError,

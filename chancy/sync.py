@@ -29,11 +29,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from chancy.app import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size, many_jobs, one_job
-from chancy.database import (
+from chancy.database.errors import database_errors
+from chancy.database.timeouts import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
     Timeouts,
-    database_errors,
     local_timeouts_sync,
 )
 from chancy.jobs import Job, Reference
