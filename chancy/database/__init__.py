@@ -3,7 +3,7 @@
 - :mod:`chancy.database.dsn`: which database (``dsn``, ``CHANCY_DSN``, the embedded
   server) and how to name it without its password.
 - :mod:`chancy.database.engine`: engines, the pool's check of closed connections, the
-  hot path's connection, reachability.
+  hot path's connection, the one retry on a dead connection, reachability.
 - :mod:`chancy.database.timeouts`: the ``lock_timeout`` and ``statement_timeout`` of
   chancy's statements.
 - :mod:`chancy.database.errors`: database errors a user can act on, as chancy errors.

@@ -4,16 +4,21 @@
 :data:`CONNECT_TIMEOUT_DEFAULT` seconds, parameters hidden from error messages, chancy's
 timeouts as server settings of every connection, and a check at checkout that replaces a
 connection the server closed, without a round trip (unlike ``pool_pre_ping``).
-:func:`hot_connection` lends the bare asyncpg connection the hot path runs on;
-:func:`never_sent` tells whether a failed statement never left this process.
+:func:`hot_connection` lends the bare asyncpg connection the hot path runs on.
+:func:`retry_once` runs an action once more on another connection when the first turned
+out dead: always when nothing had been sent (:func:`never_sent`: the server ended the
+connection while it sat in the pool), and for an action that is safe to repeat (a read)
+also when the connection died under it.
 :func:`check_reachable` says, without a password, which server did not answer.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import sqlalchemy as sa
@@ -32,9 +37,15 @@ __all__ = [
     "create_engine",
     "hot_connection",
     "never_sent",
+    "retry_once",
 ]
 
 CONNECT_TIMEOUT_DEFAULT = 10.0
+
+log = logging.getLogger("chancy")
+
+Connected = TypeVar("Connected")
+T = TypeVar("T")
 
 
 def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any) -> AsyncEngine:
@@ -107,6 +118,31 @@ def never_sent(exc: BaseException) -> bool:
                 return True
         seen = seen.__cause__
     return False
+
+
+async def retry_once(
+    connect: Callable[[], AbstractAsyncContextManager[Connected]],
+    action: Callable[[Connected], Awaitable[T]],
+    *,
+    repeatable: bool = False,
+) -> T:
+    """``action`` on a connection from ``connect``; run once more, on another connection,
+    if the first was dead before anything was sent (:func:`never_sent`: the server ended
+    it while it sat in the pool). An action that is ``repeatable`` (a read) also runs
+    again if its connection died under it (SQLAlchemy invalidated it); one that is not
+    (a push) and may have reached the server is never run twice; running one again is
+    logged (INFO). A second failure is raised."""
+    try:
+        async with connect() as connection:
+            return await action(connection)
+    except DBAPIError as exc:
+        if not (never_sent(exc) or (repeatable and exc.connection_invalidated)):
+            raise
+        if not repeatable:
+            # Sent again only on never_sent's word: leave a trace of it.
+            log.info("a pooled connection had been closed by the server; using another")
+    async with connect() as connection:
+        return await action(connection)
 
 
 def _answered_by_server(exc: BaseException) -> bool:
