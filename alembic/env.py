@@ -17,7 +17,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chancy.database import resolve_url
+from chancy.database.dsn import resolve_url
 from chancy.migrations import VERSION_TABLE, configure_context, migration_lock_sql
 
 config = context.config

@@ -14,32 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chancy import migrations
 from chancy.allowed import AllowedFunctions
 from chancy.cron import Cron
-from chancy.database import (
+from chancy.database.dsn import describe, resolve_url, secrets_of
+from chancy.database.engine import check_reachable, create_engine, hot_connection, retry_once
+from chancy.database.timeouts import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
     Timeouts,
-    check_reachable,
-    create_engine,
-    describe,
-    hot_connection,
     local_timeouts,
-    never_sent,
-    resolve_url,
-    secrets_of,
 )
 from chancy.errors import ChancyError, ConfigurationError, InvalidQueueError, UnknownQueueError
 from chancy.events import Event, EventKind
@@ -47,7 +40,6 @@ from chancy.jobs import Job, QueuedJob, Reference, many_jobs, one_job
 from chancy.listener import Listener
 from chancy.queue import Queue, QueueInfo
 from chancy.repository import (
-    HotExecutable,
     JobRepository,
     MaintenanceRepository,
     PushRepository,
@@ -58,10 +50,6 @@ from chancy.repository.runner import translated
 from chancy.states import FINISHED_STATES, JobState
 
 __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy"]
-
-log = logging.getLogger("chancy")
-
-T = TypeVar("T")
 
 Transaction = AsyncSession | AsyncConnection
 WAIT_POLL_INTERVAL_DEFAULT = 1.0
@@ -290,30 +278,20 @@ class Chancy:
         if session is not None:
             async with local_timeouts(session, self.timeouts):
                 return await self._pushes_in_transaction.push_many(session, batch)
-        return await self._on_hot_connection(
-            lambda connection: self._pushes.push_many(connection, batch)
+        return await retry_once(
+            lambda: hot_connection(self.engine),
+            lambda connection: self._pushes.push_many(connection, batch),
         )
-
-    async def _on_hot_connection(self, action: Callable[[HotExecutable], Awaitable[T]]) -> T:
-        """``action`` on a hot-path connection; run again on another connection if the
-        first was dead before anything was sent (the server ended it while it sat in the
-        pool). A statement that may have reached the server is never run twice."""
-        try:
-            async with hot_connection(self.engine) as connection:
-                return await action(connection)
-        except DBAPIError as exc:
-            if not never_sent(exc):
-                raise
-            log.info("a pooled connection had been closed by the server; using another")
-        async with hot_connection(self.engine) as connection:
-            return await action(connection)
 
     async def declare_configured(self) -> None:
         """Declare the queues given to ``Chancy(queues=...)``, with their cluster-wide
         limits (done once, before the first push and when a worker starts)."""
         if self.queues:
-            await self._on_hot_connection(
-                lambda connection: self._queues.declare_many(connection, self.queues, settings=True)
+            await retry_once(
+                lambda: hot_connection(self.engine),
+                lambda connection: self._queues.declare_many(
+                    connection, self.queues, settings=True
+                ),
             )
         self._declared = True
 
@@ -329,7 +307,7 @@ class Chancy:
 
     async def list_queues(self) -> list[QueueInfo]:
         """Every declared queue with its state and limits, by name."""
-        return await self._read(self._queues.list_all)
+        return await retry_once(self.engine.connect, self._queues.list_all, repeatable=True)
 
     async def pause_queue(self, name: str, *, resume_at: datetime | None = None) -> None:
         """Stop every worker from starting jobs of queue ``name`` (running ones go on),
@@ -354,19 +332,11 @@ class Chancy:
     async def get_job(self, reference: Reference | int) -> QueuedJob | None:
         """The job as stored now, or None if no job has that id. A row that is not a job
         chancy could have written (an unknown state) raises :class:`CorruptJobError`."""
-        return await self._read(lambda connection: self._jobs.get(connection, int(reference)))
-
-    async def _read(self, action: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """``action`` on a connection of the engine, run again on another if the first
-        turned out dead (a read is safe to repeat)."""
-        try:
-            async with self.engine.connect() as connection:
-                return await action(connection)
-        except DBAPIError as exc:
-            if not (exc.connection_invalidated or never_sent(exc)):
-                raise
-        async with self.engine.connect() as connection:
-            return await action(connection)
+        return await retry_once(
+            self.engine.connect,
+            lambda connection: self._jobs.get(connection, int(reference)),
+            repeatable=True,
+        )
 
     async def wait_for_job(
         self,

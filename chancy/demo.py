@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chancy.app import Chancy
-from chancy.database import describe
+from chancy.database.dsn import describe
 from chancy.jobs import Job
 from chancy.queue import Queue
 from chancy.repository import JobRepository

@@ -28,7 +28,7 @@ from typing import overload
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from chancy.database import (
+from chancy.database.timeouts import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
     Timeouts,

@@ -3,7 +3,7 @@ which the statement runner names in the messages of timeout errors."""
 
 from __future__ import annotations
 
-from chancy.database import Timeouts
+from chancy.database.timeouts import Timeouts
 
 __all__ = ["Repository"]
 

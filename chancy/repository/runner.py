@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from chancy.database import Timeouts, reason_of
+from chancy.database.dsn import reason_of
+from chancy.database.timeouts import Timeouts
 from chancy.errors import (
     ChancyError,
     LockTimeoutError,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.database import hot_connection
+from chancy.database.engine import hot_connection
 from chancy.errors import ConfigurationError
 from chancy.repository import MaintenanceRepository
 from chancy.services.base import LeaderService

@@ -8,7 +8,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.database import hot_connection
+from chancy.database.engine import hot_connection
 from chancy.repository import Attempt, AttemptRepository, Outcome
 
 __all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]

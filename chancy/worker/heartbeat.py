@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chancy.database import hot_connection
+from chancy.database.engine import hot_connection
 from chancy.repository import Attempt, AttemptRepository
 
 __all__ = ["HEARTBEATS_PER_LEASE", "Heartbeat"]

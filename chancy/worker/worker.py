@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from chancy import migrations
 from chancy.allowed import AllowedFunctions, check_runnable
-from chancy.database import hot_connection
+from chancy.database.engine import hot_connection
 from chancy.errors import ChancyError, SchemaError
 from chancy.events import Event, EventKind
 from chancy.executor import executor_for

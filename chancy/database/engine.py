@@ -1,0 +1,174 @@
+"""Engines and their connections.
+
+:func:`create_engine` makes the engines chancy owns: a connect timeout of
+:data:`CONNECT_TIMEOUT_DEFAULT` seconds, parameters hidden from error messages, chancy's
+timeouts as server settings of every connection, and a check at checkout that replaces a
+connection the server closed, without a round trip (unlike ``pool_pre_ping``).
+:func:`hot_connection` lends the bare asyncpg connection the hot path runs on.
+:func:`retry_once` runs an action once more on another connection when the first turned
+out dead: always when nothing had been sent (:func:`never_sent`: the server ended the
+connection while it sat in the pool), and for an action that is safe to repeat (a read)
+also when the connection died under it.
+:func:`check_reachable` says, without a password, which server did not answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar, cast
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from chancy.database.dsn import DSN_ENV, describe, mask_secrets, reason_of, secrets_of
+from chancy.database.timeouts import Timeouts
+from chancy.errors import DatabaseUnavailableError
+
+__all__ = [
+    "CONNECT_TIMEOUT_DEFAULT",
+    "check_reachable",
+    "create_engine",
+    "hot_connection",
+    "never_sent",
+    "retry_once",
+]
+
+CONNECT_TIMEOUT_DEFAULT = 10.0
+
+log = logging.getLogger("chancy")
+
+Connected = TypeVar("Connected")
+T = TypeVar("T")
+
+
+def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any) -> AsyncEngine:
+    """An async engine for ``url`` with chancy's defaults, overridable by ``options``.
+
+    ``timeouts`` become server settings of every connection (``server_settings`` given in
+    ``connect_args`` take precedence)."""
+    connect_args = {"timeout": CONNECT_TIMEOUT_DEFAULT, **options.pop("connect_args", {})}
+    if timeouts is not None and timeouts.settings():
+        given = connect_args.get("server_settings") or {}
+        connect_args["server_settings"] = {**timeouts.settings(), **given}
+    options.setdefault("hide_parameters", True)
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    if not options.get("pool_pre_ping"):
+        event.listen(engine.sync_engine.pool, "checkout", _closed_is_disconnected)
+    return engine
+
+
+def _closed_is_disconnected(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's check before handing out a connection, without a round trip (unlike
+    ``pool_pre_ping``): a connection the server closed (a restart, an idle timeout, a
+    terminated backend) was seen closing by the event loop, and is replaced by a new one."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
+@contextlib.asynccontextmanager
+async def hot_connection(
+    engine: AsyncEngine,
+) -> AsyncIterator[asyncpg.Connection | AsyncConnection]:
+    """A connection for the statements of the hot path (a push, a claim, a batch of
+    outcomes), each of which is its own transaction.
+
+    On asyncpg, the bare driver connection under one of ``engine``'s pooled connections:
+    each statement is one round trip, with no BEGIN and COMMIT of its own and no
+    SQLAlchemy in between. It goes back to the pool afterwards, unless the block failed
+    in a way that may leave it unusable (closed by the server, or cut off mid-statement
+    by a cancellation or a timeout): then it is discarded. An error the server raised
+    for a statement (a constraint, a lock timeout) leaves it usable. On another driver, a
+    SQLAlchemy connection in a transaction that commits when the block ends.
+    """
+    if engine.dialect.driver != "asyncpg":
+        async with engine.begin() as connection:
+            yield connection
+        return
+    pooled = await engine.raw_connection()
+    driver = cast(asyncpg.Connection, pooled.driver_connection)
+    try:
+        yield driver
+    except BaseException as exc:
+        if driver.is_closed() or not _answered_by_server(exc):
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) says the statement never left this process because
+    its pooled connection was already dead: the server ended it while it sat idle in the
+    pool, and the event loop had not yet seen it close. Running the statement again on
+    another connection is then safe, whatever the statement."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for error in (seen, getattr(seen, "orig", None)):
+            if isinstance(error, asyncpg.exceptions.InternalClientError):
+                return True  # the protocol refused to start the statement
+            if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+                return True
+        seen = seen.__cause__
+    return False
+
+
+async def retry_once(
+    connect: Callable[[], AbstractAsyncContextManager[Connected]],
+    action: Callable[[Connected], Awaitable[T]],
+    *,
+    repeatable: bool = False,
+) -> T:
+    """``action`` on a connection from ``connect``; run once more, on another connection,
+    if the first was dead before anything was sent (:func:`never_sent`: the server ended
+    it while it sat in the pool). An action that is ``repeatable`` (a read) also runs
+    again if its connection died under it (SQLAlchemy invalidated it); one that is not
+    (a push) and may have reached the server is never run twice; running one again is
+    logged (INFO). A second failure is raised."""
+    try:
+        async with connect() as connection:
+            return await action(connection)
+    except DBAPIError as exc:
+        if not (never_sent(exc) or (repeatable and exc.connection_invalidated)):
+            raise
+        if not repeatable:
+            # Sent again only on never_sent's word: leave a trace of it.
+            log.info("a pooled connection had been closed by the server; using another")
+    async with connect() as connection:
+        return await action(connection)
+
+
+def _answered_by_server(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was caused by) an error PostgreSQL sent back for a statement,
+    after which the connection is idle and usable again."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.PostgresError):
+            return True
+        orig = getattr(seen, "orig", None)
+        if isinstance(orig, asyncpg.PostgresError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def check_reachable(engine: AsyncEngine, *, secrets: Iterable[str] = ()) -> None:
+    """Raise :class:`DatabaseUnavailableError` (naming host and port) if the server does not
+    answer a trivial query. The driver's reason is shown with the URL's password and
+    ``secrets`` (say, a password given in ``connect_args``) masked."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        reason = mask_secrets(reason_of(exc), {*secrets_of(engine.url), *secrets})
+        raise DatabaseUnavailableError(
+            f"could not connect to PostgreSQL at {describe(engine.url)}: {reason}. Check that "
+            f"the server is running and that the DSN (dsn=, engine= or {DSN_ENV}) is right"
+        ) from None
