@@ -8,6 +8,7 @@ executors.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from chancy.errors import (
@@ -69,9 +70,12 @@ _LAZY = {"Chancy": "chancy.app", "Cron": "chancy.cron", "Worker": "chancy.worker
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif importlib.util.find_spec(f"chancy.{name}") is not None:
+        value = importlib.import_module(f"chancy.{name}")  # `chancy.worker.Worker` and such
+    else:
         raise AttributeError(f"module 'chancy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

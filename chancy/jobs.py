@@ -387,6 +387,7 @@ _QUEUED_JOB_NAMES = (
     "chancy.QueuedJob",
     "chancy.jobs.QueuedJob",
     "chancy.executor.QueuedJob",
+    "chancy.executor.job.QueuedJob",
 )
 
 

@@ -73,9 +73,19 @@ class Pruner(LeaderService):
             return await self._jobs.prune_finished_before(connection, state, before, limit)
 
 
+RETENTION_MAX = timedelta(days=365 * 1000)
+"""The longest retention: longer would reach before the year 1, where dates end."""
+
+
 def checked_retention(retention: Mapping[JobState, timedelta]) -> dict[JobState, timedelta]:
-    """``retention`` as a new dict, once it names finished states only, each with a
-    ``timedelta`` of zero or more; else a :class:`~chancy.errors.ConfigurationError`."""
+    """``retention`` as a new dict keyed by :class:`JobState` (a state's name is taken
+    too), once it names finished states only, each with a ``timedelta`` from zero to
+    :data:`RETENTION_MAX`; else a :class:`~chancy.errors.ConfigurationError`."""
+    if not isinstance(retention, Mapping):
+        raise ConfigurationError(
+            f"retention is a {type(retention).__name__}; give a mapping of finished states to "
+            "timedeltas, such as {JobState.SUCCEEDED: timedelta(days=1)}"
+        )
     if unknown := sorted(str(state) for state in set(retention) - FINISHED_STATES):
         finished = sorted(str(state) for state in FINISHED_STATES)
         raise ConfigurationError(
@@ -83,9 +93,9 @@ def checked_retention(retention: Mapping[JobState, timedelta]) -> dict[JobState,
             f"{finished} (a state left out is kept forever)"
         )
     for state, keep in retention.items():
-        if not isinstance(keep, timedelta) or keep < timedelta(0):
+        if not isinstance(keep, timedelta) or not timedelta(0) <= keep <= RETENTION_MAX:
             raise ConfigurationError(
-                f"retention for {state!s} is {keep!r}; give a timedelta of zero or more, "
-                "such as timedelta(days=7)"
+                f"retention for {state!s} is {keep!r}; give a timedelta from zero to 1,000 "
+                "years, such as timedelta(days=7) (leave a state out to keep it forever)"
             )
-    return dict(retention)
+    return {JobState(state): keep for state, keep in retention.items()}

@@ -38,6 +38,11 @@ _INTERVALS = (
     "prune_interval",
 )
 _BATCHES = ("promote_batch", "rescue_batch", "prune_batch")
+# The largest number of seconds a setting may have: a lease or an interval of more than
+# 30 years is a mistake, and PostgreSQL's timestamps end (a lease of 1e300 s cannot be
+# stored). Batches are LIMITs of 32-bit parameters.
+SECONDS_MAX = 1e9
+BATCH_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +56,7 @@ class WorkerSettings:
       jobs to the rescuer once their leases expire.
     - ``shutdown_timeout`` (30): on a graceful stop, how long running jobs may take to
       finish before they are interrupted and given back (``pending`` at once); 0 gives
-      them back at once.
+      them back at once, ``float("inf")`` waits for them however long they take.
     - ``queue_refresh_interval`` (5): how often the queues' settings (pause, limits) are
       read again in case a notification of their change was lost.
     - ``leader_ttl`` (10): the leader's lease: how soon another worker takes over from a
@@ -85,33 +90,47 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         for name in _INTERVALS:
             _check_seconds(name, getattr(self, name), zero_allowed=False)
-        _check_seconds("shutdown_timeout", self.shutdown_timeout, zero_allowed=True)
+        _check_shutdown_timeout(self.shutdown_timeout)
         for name in _BATCHES:
             _check_batch(name, getattr(self, name))
         retention = types.MappingProxyType(checked_retention(self.retention))
         object.__setattr__(self, "retention", retention)
 
+    def __hash__(self) -> int:
+        # The retention is a read-only mapping, which has no hash of its own.
+        values = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "retention"]
+        return hash((*values, frozenset(self.retention.items())))
+
 
 def _check_seconds(name: str, value: object, *, zero_allowed: bool) -> None:
     if not _is_seconds(value, zero_allowed=zero_allowed):
-        least = "zero or more" if zero_allowed else "more than zero"
+        least = "from zero" if zero_allowed else "more than zero and"
         raise ConfigurationError(
-            f"WorkerSettings({name}={value!r}) cannot work: give a finite number of seconds, "
-            f"{least}, such as {name}={_default(name)}"
+            f"WorkerSettings({name}={value!r}) cannot work: give a finite number of seconds "
+            f"{least} up to {SECONDS_MAX:,.0f}, such as {name}={_default(name)}"
         )
+
+
+def _check_shutdown_timeout(value: object) -> None:
+    """Zero or more seconds; ``inf``: running jobs are never interrupted by a stop."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
+        return
+    _check_seconds("shutdown_timeout", value, zero_allowed=True)
 
 
 def _is_seconds(value: object, *, zero_allowed: bool) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))
+    if isinstance(value, int) and value > SECONDS_MAX:
+        return False  # before float(), which fails on ints past 1e308
+    return 0 <= value <= SECONDS_MAX and (value > 0 or zero_allowed)
 
 
 def _check_batch(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BATCH_MAX:
         raise ConfigurationError(
-            f"WorkerSettings({name}={value!r}) cannot work: give a whole number of rows, "
-            f"more than zero, such as {name}={_default(name)}"
+            f"WorkerSettings({name}={value!r}) cannot work: give a whole number of rows from "
+            f"1 to {BATCH_MAX:,}, such as {name}={_default(name)}"
         )
 
 

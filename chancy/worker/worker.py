@@ -39,6 +39,7 @@ from chancy.executor.base import Executor
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue
 from chancy.repository import Attempt, ClaimRepository, QueueRepository
+from chancy.repository.runner import translated
 from chancy.services import CronService, LeaderService, Leadership, Promoter, Pruner, Rescuer
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
@@ -254,7 +255,8 @@ class Worker:
         await self.stop(timeout=timeout)
 
     async def _check_schema(self) -> None:
-        current = await migrations.current(self.chancy.engine)
+        with translated("checking chancy's schema", None):
+            current = await migrations.current(self.chancy.engine)
         if current != migrations.head():
             raise SchemaError(
                 f"the database schema is at {current or 'nothing'}, this chancy needs "

@@ -158,3 +158,15 @@ def test_chancy_grants_prints_the_grants_of_the_role() -> None:
     result = CliRunner().invoke(cli, ["grants", "--role", "app_worker"])
     assert result.exit_code == 0, result.output
     assert result.output == grants_sql("app_worker")
+
+
+async def test_a_worker_of_a_role_without_grants_is_told_which_grants_to_give(
+    database_url: URL, role: tuple[str, str]
+) -> None:
+    name, password = role
+    url = database_url.set(username=name, password=password)
+    async with Chancy(url, queues=[Queue(name="default")]) as app:
+        with pytest.raises(PermissionDeniedError, match="chancy grants --role") as caught:
+            await Worker(app).start()
+    assert "checking chancy's schema" in str(caught.value)
+    assert password not in str(caught.value)

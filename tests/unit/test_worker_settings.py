@@ -78,3 +78,39 @@ def test_retention_is_for_finished_states_only() -> None:
         WorkerSettings(retention={JobState.RUNNING: timedelta(days=1)})
     with pytest.raises(ConfigurationError, match=r"for failed is datetime\.timedelta\(days=-1"):
         WorkerSettings(retention={JobState.FAILED: timedelta(days=-1)})
+
+
+def test_shutdown_timeout_may_be_infinite_to_never_interrupt_running_jobs() -> None:
+    assert WorkerSettings(shutdown_timeout=float("inf")).shutdown_timeout == float("inf")
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"lease_seconds": 1e300},  # a lease PostgreSQL cannot store failed every claim
+        {"lease_seconds": 10**400},  # past float's range
+        {"rescue_interval": float("inf")},
+        {"shutdown_timeout": float("nan")},
+        {"prune_batch": 2**40},  # past a 32-bit LIMIT
+    ],
+)
+def test_values_past_what_can_be_stored_fail_at_once(setting: dict[str, object]) -> None:
+    (name,) = setting
+    with pytest.raises(ConfigurationError, match=f"{name}="):
+        WorkerSettings(**setting)  # type: ignore[arg-type]
+
+
+def test_a_retention_past_the_range_of_dates_fails_at_once() -> None:
+    with pytest.raises(ConfigurationError, match="1,000 years"):
+        WorkerSettings(retention={JobState.SUCCEEDED: timedelta.max})
+
+
+def test_a_retention_may_name_its_states() -> None:
+    settings = WorkerSettings(retention={"failed": timedelta(days=2)})  # type: ignore[dict-item]
+    assert settings.retention == {JobState.FAILED: timedelta(days=2)}
+    assert all(type(state) is JobState for state in settings.retention)
+
+
+def test_settings_are_hashable_values() -> None:
+    assert hash(WorkerSettings()) == hash(WorkerSettings())
+    assert WorkerSettings(lease_seconds=5) != WorkerSettings()
