@@ -9,10 +9,20 @@
 
 Schedules are stored in the database when a worker starts, and pushed by the elected
 leader only: exactly one job per tick however many workers run (the schedule's row is
-locked while its tick is pushed, and the job's unique key names the tick). Ticks follow
-the expression in ``timezone``, across daylight-saving changes as cron does: a time that
-does not exist that day runs at the first time after it, an hour that happens twice runs
-for both. Expressions are parsed by ``cronsim``.
+locked while its tick is pushed, and the job's unique key names the tick).
+
+Ticks follow the expression in ``timezone``; across daylight-saving changes as Debian cron
+does (cronsim's rule):
+
+- a *fixed time*, five fields whose minute and hour fields do not start with ``*``
+  (``30 1 * * *``, ``0 9,17 * * 1-5``): a time the spring change skips runs at the first
+  minute after the gap (``30 2 * * *`` at 03:00); a time the fall change repeats runs
+  once, in its first pass (``30 1 * * *`` in America/New_York at 01:30 EDT, not at 01:30
+  EST);
+- anything else (``*/15 * * * *``, ``0 * * * *``, ``*/20 1 * * *``, six fields) ticks in
+  real time: no tick in the skipped hour, and the repeated hour's ticks in both passes.
+
+Expressions are parsed by ``cronsim``.
 """
 
 from __future__ import annotations
@@ -82,9 +92,16 @@ class Cron:
 
 
 def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
-    """The first tick of ``expression`` in ``timezone`` strictly after ``after`` (UTC)."""
-    local = after.astimezone(ZoneInfo(timezone))
-    return next(iter(CronSim(expression, local))).astimezone(UTC)
+    """The first tick of ``expression`` in ``timezone`` strictly after ``after`` (UTC).
+
+    cronsim reckons fixed times on the wall clock, so from a time in the second pass of a
+    repeated hour (01:10 EST) it answers the same clock time's first pass (01:30 EDT),
+    which is in the past: such ticks are passed over.
+    """
+    ticks = iter(CronSim(expression, after.astimezone(ZoneInfo(timezone))))
+    while (tick := next(ticks).astimezone(UTC)) <= after:
+        pass
+    return tick
 
 
 def job_of(fields: dict[str, Any], name: str, tick: datetime) -> Job:
