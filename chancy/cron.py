@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from chancy.errors import InvalidJobError
+from chancy.errors import CorruptJobError, InvalidJobError
 from chancy.jobs import Job
 
 __all__ = ["CRON_GRACE_DEFAULT", "Cron", "next_tick"]
@@ -105,5 +105,15 @@ def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
 
 
 def job_of(fields: dict[str, Any], name: str, tick: datetime) -> Job:
-    """The job a schedule row pushes for ``tick``: unique per schedule and tick."""
-    return Job(**fields).with_unique_key(f"cron:{name}:{tick.astimezone(UTC).isoformat()}")
+    """The job a schedule row pushes for ``tick``: unique per schedule and tick.
+
+    Raises :class:`CorruptJobError` when the stored job is not one this version of chancy
+    can make (a field it does not know, say: written by a newer version)."""
+    try:
+        job = Job(**fields)
+    except TypeError as exc:
+        raise CorruptJobError(
+            f"the stored job of schedule {name!r} is not one this version of chancy can "
+            f"make ({exc}); start a worker of the version that declares it, or remove it"
+        ) from exc
+    return job.with_unique_key(f"cron:{name}:{tick.astimezone(UTC).isoformat()}")

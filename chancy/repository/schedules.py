@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["ScheduleRepository"]
 
 _TIMESTAMP = sa.DateTime(timezone=True)
+_STORING = "storing the schedules"
+_PUSHING = "pushing scheduled jobs"
 
 
 def _upsert_statement() -> sa.Executable:
@@ -51,14 +53,25 @@ def _upsert_statement() -> sa.Executable:
     )
 
 
-_UPSERT = Statement(_upsert_statement(), what="storing the schedules")
-# Locked until the transaction ends; a schedule another leader holds is skipped.
+_UPSERT = Statement(_upsert_statement(), what=_STORING)
+# Read without locks: each due schedule is then locked and pushed in a transaction of its
+# own (LOCK_DUE), so that one that fails cannot hold the others back.
+_LIST_DUE = Statement(
+    sa.select(schedules.c.name, schedules.c.updated_at)
+    .where(schedules.c.next_run_at <= sa.bindparam("p_now", type_=_TIMESTAMP))
+    .order_by(schedules.c.next_run_at, schedules.c.name),
+    what=_PUSHING,
+)
+# Locked until the transaction ends; a schedule another leader holds is skipped, and one
+# another leader has just advanced is no longer due.
 _LOCK_DUE = Statement(
     sa.select(*schedules.c)
-    .where(schedules.c.next_run_at <= sa.bindparam("p_now", type_=_TIMESTAMP))
-    .order_by(schedules.c.next_run_at)
+    .where(
+        schedules.c.name == sa.bindparam("p_name"),
+        schedules.c.next_run_at <= sa.bindparam("p_now", type_=_TIMESTAMP),
+    )
     .with_for_update(skip_locked=True),
-    what="pushing scheduled jobs",
+    what=_PUSHING,
 )
 _ADVANCE = Statement(
     sa.update(schedules)
@@ -68,7 +81,7 @@ _ADVANCE = Statement(
         next_run_at=sa.bindparam("p_next_run_at", type_=_TIMESTAMP),
         updated_at=sa.func.now(),
     ),
-    what="pushing scheduled jobs",
+    what=_PUSHING,
 )
 
 
@@ -88,10 +101,17 @@ class ScheduleRepository(Repository):
         }
         await _UPSERT.rows(conn, parameters, timeouts=self.timeouts)
 
-    async def lock_due_many(self, conn: HotExecutable, now: datetime) -> list[Any]:
-        """The schedules due at ``now``, locked until the transaction ends (a schedule
-        someone else holds is skipped)."""
-        return list(await _LOCK_DUE.rows(conn, {"p_now": now}, timeouts=self.timeouts))
+    async def list_due(self, conn: HotExecutable, now: datetime) -> list[tuple[str, datetime]]:
+        """The name and ``updated_at`` of the schedules due at ``now``, the most overdue
+        first (not locked)."""
+        rows = await _LIST_DUE.rows(conn, {"p_now": now}, timeouts=self.timeouts)
+        return [(row["name"], row["updated_at"]) for row in rows]
+
+    async def lock_due(self, conn: HotExecutable, name: str, now: datetime) -> Any | None:
+        """Schedule ``name``, locked until the transaction ends, if it is due at ``now``
+        and no one else holds it; else None."""
+        rows = await _LOCK_DUE.rows(conn, {"p_name": name, "p_now": now}, timeouts=self.timeouts)
+        return rows[0] if rows else None
 
     async def advance(
         self, conn: HotExecutable, name: str, tick: datetime, following: datetime
