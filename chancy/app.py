@@ -73,7 +73,10 @@ class Chancy:
     and last an embedded PostgreSQL started on first use. ``queues`` are the queues a
     worker started from this instance runs; they are declared (with their cluster-wide
     limits) before the first push. ``schedules`` are :class:`~chancy.cron.Cron`
-    schedules, stored when a worker starts and pushed by the elected leader.
+    schedules, stored when a worker starts and pushed by the elected leader; a starting
+    worker also deletes the stored schedules that are not among them (logging each),
+    unless ``prune_schedules`` is False: for apps whose deployments each declare some of
+    the schedules of one database (remove a schedule by hand then).
     ``engine_options`` are passed to
     ``create_async_engine`` when chancy makes the engine itself.
 
@@ -100,6 +103,7 @@ class Chancy:
         engine: AsyncEngine | None = None,
         queues: Iterable[Queue] = (),
         schedules: Iterable[Cron] = (),
+        prune_schedules: bool = True,
         engine_options: Mapping[str, Any] | None = None,
         allowed: Iterable[str] | None = None,
         max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
@@ -118,6 +122,9 @@ class Chancy:
         scheduled = [cron.name for cron in self.schedules]
         if twice := sorted({name for name in scheduled if scheduled.count(name) > 1}):
             raise ChancyError(f"schedules {twice} are given more than once; give each a name=")
+        if not isinstance(prune_schedules, bool):
+            raise ChancyError(f"prune_schedules= takes True or False, not {prune_schedules!r}")
+        self.prune_schedules = prune_schedules
         names = [queue.name for queue in self.queues]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise InvalidQueueError(f"queues {duplicates} are given more than once")

@@ -214,7 +214,8 @@ def worker(
         leader_ttl=leader_ttl,
     )
     import_from_cwd()  # the jobs' modules, as for the script beside them that pushed them
-    chancy = load_app(app_path) if app_path else Chancy(dsn)
+    # Without an app, the worker knows no schedules: it leaves the stored ones alone.
+    chancy = load_app(app_path) if app_path else Chancy(dsn, prune_schedules=False)
     queues = select_queues(chancy, queue or [], concurrency)
 
     async def run() -> None:

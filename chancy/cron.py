@@ -9,7 +9,9 @@
 
 Schedules are stored in the database when a worker starts, and pushed by the elected
 leader only: exactly one job per tick however many workers run (the schedule's row is
-locked while its tick is pushed, and the job's unique key names the tick).
+locked while its tick is pushed, and the job's unique key names the tick). A worker
+that starts deletes the stored schedules its app does not declare, unless the app says
+``Chancy(prune_schedules=False)``.
 
 Ticks follow the expression in ``timezone``; across daylight-saving changes as Debian cron
 does (cronsim's rule):
@@ -49,7 +51,8 @@ class Cron:
     """Push ``job`` at every tick of ``expression`` (five cron fields) in ``timezone``.
 
     ``name`` identifies the schedule in the database (default: the job's function and
-    the expression); give one to run the same function on two schedules. ``catch_up``:
+    the expression, so a changed expression is a new schedule, and the old one is deleted
+    when a worker starts); give one to run the same function on two schedules. ``catch_up``:
     when ticks were missed because no worker ran, push one job for them when the cluster
     is back (True), or skip them (False, the default).
     """

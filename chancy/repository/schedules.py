@@ -1,12 +1,14 @@
-"""Cron schedules: stored when a worker starts, advanced tick by tick by the leader."""
+"""Cron schedules: stored (and the undeclared ones deleted) when a worker starts, advanced
+tick by tick by the leader."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from chancy.repository.base import Repository
@@ -21,6 +23,8 @@ __all__ = ["ScheduleRepository"]
 _TIMESTAMP = sa.DateTime(timezone=True)
 _STORING = "storing the schedules"
 _PUSHING = "pushing scheduled jobs"
+# pg_advisory_xact_lock key: the bytes of "chancy_s" read as a signed 64-bit integer.
+_STORE_LOCK_KEY = int.from_bytes(b"chancy_s", "big", signed=True)
 
 
 def _upsert_statement() -> sa.Executable:
@@ -54,6 +58,18 @@ def _upsert_statement() -> sa.Executable:
 
 
 _UPSERT = Statement(_upsert_statement(), what=_STORING)
+# Workers that start together store one after the other: two versions of an app (a
+# rolling deploy), each upserting its schedules and deleting the other's, would otherwise
+# lock the same rows in opposite orders and deadlock.
+_TAKE_STORE_TURN = Statement(
+    sa.select(sa.func.pg_advisory_xact_lock(_STORE_LOCK_KEY)), what=_STORING
+)
+_DELETE_EXCEPT = Statement(
+    sa.delete(schedules)
+    .where(schedules.c.name != sa.func.all(sa.bindparam("p_names", type_=ARRAY(sa.Text))))
+    .returning(schedules.c.name),
+    what=_STORING,
+)
 # Read without locks: each due schedule is then locked and pushed in a transaction of its
 # own (LOCK_DUE), so that one that fails cannot hold the others back.
 _LIST_DUE = Statement(
@@ -100,6 +116,17 @@ class ScheduleRepository(Repository):
             "p_next_run_at": first,
         }
         await _UPSERT.rows(conn, parameters, timeouts=self.timeouts)
+
+    async def take_store_turn(self, conn: HotExecutable) -> None:
+        """Wait until no other transaction is storing schedules; the turn lasts until
+        this transaction ends."""
+        await _TAKE_STORE_TURN.rows(conn, {}, timeouts=self.timeouts)
+
+    async def delete_except(self, conn: HotExecutable, names: Sequence[str]) -> list[str]:
+        """Delete the schedules not named in ``names`` (all of them if it is empty);
+        returns the names of the deleted ones."""
+        rows = await _DELETE_EXCEPT.rows(conn, {"p_names": list(names)}, timeouts=self.timeouts)
+        return sorted(row["name"] for row in rows)
 
     async def list_due(self, conn: HotExecutable, now: datetime) -> list[tuple[str, datetime]]:
         """The name and ``updated_at`` of the schedules due at ``now``, the most overdue

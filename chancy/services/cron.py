@@ -23,7 +23,8 @@ _JOB_ERRORS = (InvalidJobError, InvalidQueueError, CorruptJobError)
 
 
 class CronService(LeaderService):
-    """Stores ``schedules`` (on :meth:`store`), then every ``interval`` seconds, while
+    """Stores ``schedules`` (on :meth:`store`; with ``prune``, the default, it also
+    deletes the stored schedules that are not among them), then every ``interval`` seconds, while
     this worker leads, pushes the jobs of the ticks that came due by ``clock``.
 
     Each due schedule is handled in a transaction of its own that locks its row, pushes
@@ -51,12 +52,14 @@ class CronService(LeaderService):
         leadership: Leadership,
         schedules: Sequence[Cron],
         *,
+        prune: bool = True,
         interval: float = CRON_INTERVAL_DEFAULT,
         grace: timedelta = CRON_GRACE_DEFAULT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(engine, leadership, interval=interval)
         self.schedules = tuple(schedules)
+        self.prune = prune
         self.grace = grace
         self._clock = clock
         self._jobs = PushRepository()
@@ -66,14 +69,25 @@ class CronService(LeaderService):
 
     async def store(self) -> None:
         """Write the schedules to the database (a changed expression or zone restarts
-        its ticks from now; an unchanged one keeps its next tick)."""
-        if not self.schedules:
-            return
+        its ticks from now; an unchanged one keeps its next tick), and, with ``prune``,
+        delete the stored schedules that are not among them, logging each. Workers that
+        start together store one after the other (an advisory lock): the last one's
+        schedules are those that stand."""
         now = self._clock()
         async with self._engine.begin() as connection:
-            for cron in self.schedules:
+            await self._stored.take_store_turn(connection)
+            for cron in sorted(self.schedules, key=lambda cron: cron.name):
                 first = next_tick(cron.expression, cron.timezone, now)
                 await self._stored.upsert(connection, cron, first)
+            if not self.prune:
+                return
+            declared = [cron.name for cron in self.schedules]
+            for name in await self._stored.delete_except(connection, declared):
+                self.log.warning(
+                    "schedule %r is not declared by this app: removed, it ticks no more "
+                    "(Chancy(prune_schedules=False) keeps the schedules of other deployments)",
+                    name,
+                )
 
     async def run_once(self) -> int:
         """Push the jobs of every due tick; returns how many jobs were pushed."""

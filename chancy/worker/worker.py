@@ -171,7 +171,11 @@ class Worker:
         self._leadership = leadership = Leadership(engine, self.worker_id, ttl=settings.leader_ttl)
         await leadership.run_once()
         cron = CronService(
-            engine, leadership, self.chancy.schedules, interval=settings.cron_interval
+            engine,
+            leadership,
+            self.chancy.schedules,
+            prune=self.chancy.prune_schedules,
+            interval=settings.cron_interval,
         )
         await cron.store()
         services: tuple[LeaderService, ...] = (

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 LEADER_TTL = 2.0
 
 
-def start_worker(url: URL) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LEDGER_DSN": url.render_as_string(hide_password=False)}
-    env["PYTHONPATH"] = str(ROOT)
-    command = [sys.executable, "-m", "chancy", "worker", "--app"]
-    command += ["tests.acceptance.cron_app:chancy", "--leader-ttl", str(LEADER_TTL)]
+def start_worker(url: URL, *, app: bool = True) -> subprocess.Popen[bytes]:
+    """A `chancy worker` of the cron app, or with ``app=False`` one given only `--dsn`."""
+    dsn = url.render_as_string(hide_password=False)
+    env = {**os.environ, "LEDGER_DSN": dsn, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "chancy", "worker", "--leader-ttl", str(LEADER_TTL)]
+    command += ["--app", "tests.acceptance.cron_app:chancy"] if app else ["--dsn", dsn]
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
 
 
@@ -83,3 +84,22 @@ async def test_three_workers_push_each_tick_once_and_survive_the_leaders_death(
     after_kill = (await ticks(db))[before:]
     gap = (after_kill[0][1] - (await ticks(db))[before - 1][1]).total_seconds()
     assert gap < LEADER_TTL + LEADER_TTL / 3 + 2.0, f"no tick for {gap:.1f} s"
+
+
+@pytest.mark.slow
+async def test_a_worker_given_only_a_dsn_keeps_the_schedules_of_the_app(
+    database_url: URL, processes: list[subprocess.Popen[bytes]], db: asyncpg.Connection
+) -> None:
+    # A worker with no app knows no schedules: it must not take that as "none".
+    processes.append(start_worker(database_url))
+
+    async def at_least(n: int) -> bool:
+        return len(await ticks(db)) >= n
+
+    await until_async(lambda: at_least(1), timeout=60, what="a tick of the app's worker")
+    processes[0].send_signal(signal.SIGTERM)
+    assert processes[0].wait(timeout=30) == 0
+    before = len(await ticks(db))
+    processes.append(start_worker(database_url, app=False))
+    await until_async(lambda: at_least(before + 3), timeout=60, what="ticks of the other")
+    assert await db.fetchval("SELECT count(*) FROM chancy_schedules") == 1

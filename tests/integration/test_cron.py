@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.cron import Cron
 from chancy.executor import Job
 from chancy.models import JobRow, ScheduleRow
+from chancy.queue import Queue
 from chancy.services.cron import CronService
 from chancy.services.leader import Leadership
+from chancy.worker import Worker
 from tests.support import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "cron"})
@@ -32,9 +35,9 @@ class Clock:
         return self.now
 
 
-def scheduler(chancy: Chancy, clock: Clock, *schedules: Cron) -> CronService:
+def scheduler(chancy: Chancy, clock: Clock, *schedules: Cron, prune: bool = True) -> CronService:
     leadership = Leadership(chancy.engine, "test")
-    return CronService(chancy.engine, leadership, schedules, clock=clock)
+    return CronService(chancy.engine, leadership, schedules, clock=clock, prune=prune)
 
 
 async def stored(chancy: Chancy) -> list[str]:
@@ -104,6 +107,52 @@ async def test_missed_ticks_are_caught_up_once_when_asked(chancy: Chancy) -> Non
     assert await scheduler(chancy, clock, cron).run_once() == 1
     assert await scheduler(chancy, clock, cron).run_once() == 0  # not once per missed tick
     assert await cron_keys(chancy) == ["cron:catcher:2026-01-01T00:01:00+00:00"]
+
+
+# Schedules the app no longer declares.
+
+
+async def test_a_changed_expression_replaces_the_schedule_of_the_old_one(chancy: Chancy) -> None:
+    clock = Clock(START)
+    await scheduler(chancy, clock, Cron("*/2 * * * *", JOB)).store()
+    await scheduler(chancy, clock, Cron("*/3 * * * *", JOB)).store()  # the next release
+    assert await stored(chancy) == ["tests.support.tasks.greet */3 * * * *"]
+    clock.now = START + timedelta(minutes=2)
+    assert await scheduler(chancy, clock).run_once() == 0  # */2 ticks no more
+
+
+async def test_removing_a_schedule_logs_its_name(
+    chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chancy.cron")
+    clock = Clock(START)
+    await scheduler(chancy, clock, Cron("0 * * * *", JOB, name="hourly")).store()
+    await scheduler(chancy, clock, Cron("0 0 * * *", JOB, name="daily")).store()
+    removed = [r.getMessage() for r in caplog.records if "'hourly'" in r.getMessage()]
+    assert len(removed) == 1
+    assert "removed" in removed[0]
+
+
+async def test_a_worker_without_schedules_removes_the_stored_ones(database_url: URL) -> None:
+    queues = [Queue(name="default", polling_interval=0.2)]
+    hourly = Cron("0 * * * *", JOB, name="hourly")
+    async with Chancy(database_url, queues=queues, schedules=[hourly]) as old, Worker(old):
+        assert await stored(old) == ["hourly"]
+    async with Chancy(database_url, queues=queues) as new, Worker(new):
+        assert await stored(new) == []
+
+
+async def test_prune_schedules_false_keeps_the_schedules_of_other_deployments(
+    database_url: URL,
+) -> None:
+    queues = [Queue(name="default", polling_interval=0.2)]
+    hourly = Cron("0 * * * *", JOB, name="hourly")
+    daily = Cron("0 0 * * *", JOB, name="daily")
+    async with Chancy(database_url, queues=queues, schedules=[hourly]) as billing, Worker(billing):
+        pass  # the other deployment stored its schedule
+    split = Chancy(database_url, queues=queues, schedules=[daily], prune_schedules=False)
+    async with split, Worker(split):
+        assert await stored(split) == ["daily", "hourly"]
 
 
 # One broken schedule among others.

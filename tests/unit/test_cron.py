@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from chancy.app import Chancy
 from chancy.cron import Cron, job_of, next_tick
-from chancy.errors import InvalidJobError
+from chancy.errors import ChancyError, InvalidJobError
 from chancy.executor import Job
 from tests.support import tasks
 
@@ -29,6 +30,11 @@ def test_an_unknown_time_zone_fails_when_the_schedule_is_made() -> None:
 
 def test_the_default_name_is_the_function_and_the_expression() -> None:
     assert Cron("*/5 * * * *", JOB).name == "tests.support.tasks.greet */5 * * * *"
+
+
+def test_prune_schedules_takes_a_bool() -> None:
+    with pytest.raises(ChancyError, match="prune_schedules= takes True or False, not 'no'"):
+        Chancy("postgresql://localhost/db", prune_schedules="no")  # type: ignore[arg-type]
 
 
 def test_ticks_follow_the_time_zone() -> None:
