@@ -147,7 +147,8 @@ class Chancy:
         names = [queue.name for queue in self.queues]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise InvalidQueueError(f"queues {duplicates} are given more than once")
-        self._dsn = dsn
+        # Checked now, so a DSN that could never connect fails where it is given.
+        self._dsn = resolve_url(dsn) if dsn is not None else None
         self._engine = engine
         self._owns_engine = engine is None
         self._engine_options = dict(engine_options or {})
