@@ -133,13 +133,13 @@ class JobRepository(Repository):
         return [JobTimes(**dict(row)) for row in rows]
 
 
+_SHOWN_MAX = 80
+
+
 def _shown(key: str) -> str:
     """``repr(key)``, shortened: a unique key may be long."""
     text = repr(key)
     return text if len(text) <= _SHOWN_MAX else f"{text[: _SHOWN_MAX - 5]}...{text[-1]}"
-
-
-_SHOWN_MAX = 80
 
 
 def _one(rows: Any) -> QueuedJob | None:
