@@ -19,6 +19,11 @@ your own package's name.
 - After the import, the function found must be *defined* under an allowed name too: a
   name that reaches out through an allowed module's attributes
   (``myapp.tasks.os.system``, where ``myapp.tasks`` imports ``os``) is refused.
+- Whatever the patterns, what the import finds must be a function, as ``Job.from_func``
+  accepts (:func:`check_function`): a row naming a class (say, a subclass of
+  ``subprocess.Popen`` in an allowed module), an instance with ``__call__`` or a class
+  method fails (:class:`~chancy.errors.CorruptJobError`, never retried) and nothing is
+  called.
 - With no patterns (None or an empty list) a worker runs any importable function, as the
   seed example needs, and warns once when it starts.
 
@@ -32,11 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import inspect
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from chancy.callables import is_job_function
 from chancy.errors import ConfigurationError, CorruptJobError, FunctionNotAllowedError
 
 if TYPE_CHECKING:
@@ -46,6 +53,7 @@ __all__ = [
     "DOTTED_NAME",
     "UNRESTRICTED",
     "AllowedFunctions",
+    "check_function",
     "check_runnable",
     "defined_name",
 ]
@@ -131,6 +139,26 @@ def defined_name(fn: object) -> str | None:
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
     return f"{module}.{qualname}"
+
+
+def check_function(name: str, fn: object) -> None:
+    """After the import: raise :class:`CorruptJobError` unless what ``name`` found is a
+    function that ``Job.from_func`` would accept
+    (:func:`~chancy.callables.is_job_function`). Calling anything else (a class, an
+    instance with ``__call__``, a bound method) runs code the name does not show."""
+    if is_job_function(fn):
+        return
+    if isinstance(fn, type):
+        kind = "a class"
+    elif inspect.ismethod(fn) or inspect.isbuiltin(fn):
+        kind = "a bound method"
+    else:
+        kind = f"an instance of {type(fn).__qualname__}"
+    raise CorruptJobError(
+        f"the job function {_shown(name)} is {kind}, not a function, so no worker calls "
+        "it; a job names a module-level function (or a static method), as Job.from_func "
+        "stores it"
+    )
 
 
 def check_runnable(job: QueuedJob, allowed: AllowedFunctions) -> None:

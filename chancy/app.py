@@ -16,7 +16,7 @@ import contextlib
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self, overload
 
 import sqlalchemy as sa
@@ -34,7 +34,13 @@ from chancy.database.timeouts import (
     Timeouts,
     local_timeouts,
 )
-from chancy.errors import ChancyError, ConfigurationError, InvalidQueueError, UnknownQueueError
+from chancy.errors import (
+    ChancyError,
+    ConfigurationError,
+    InvalidQueueError,
+    UniqueKeyHeldError,
+    UnknownQueueError,
+)
 from chancy.events import Event, EventKind
 from chancy.jobs import Job, QueuedJob, Reference, many_jobs, one_job
 from chancy.listener import Listener
@@ -49,7 +55,7 @@ from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
 from chancy.repository.runner import translated
 from chancy.states import FINISHED_STATES, JobState
 
-__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy"]
+__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
 
 Transaction = AsyncSession | AsyncConnection
 WAIT_POLL_INTERVAL_DEFAULT = 1.0
@@ -63,6 +69,26 @@ _MIGRATION_DENIED_HINT = (
     "chancy's tables; the roles that push and run jobs need only the grants printed by "
     "`chancy grants --role NAME`"
 )
+
+
+class RetriedJobs(int):
+    """What :meth:`Chancy.retry_jobs` did: an ``int``, how many jobs are back in their
+    queue (so ``retried == 5`` and arithmetic work as they always did), and
+    ``skipped``: the jobs left as they were because an unfinished job holds their unique
+    key, each id mapped to its holder's id."""
+
+    skipped: Mapping[int, int]
+
+    def __new__(cls, retried: int = 0, skipped: Mapping[int, int] | None = None) -> Self:
+        made = super().__new__(cls, retried)
+        made.skipped = MappingProxyType(dict(skipped or {}))
+        return made
+
+    def __str__(self) -> str:
+        return int.__repr__(self)
+
+    def __repr__(self) -> str:
+        return f"RetriedJobs({int(self)}, skipped={dict(self.skipped)})"
 
 
 class Chancy:
@@ -128,7 +154,8 @@ class Chancy:
         names = [queue.name for queue in self.queues]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise InvalidQueueError(f"queues {duplicates} are given more than once")
-        self._dsn = dsn
+        # Checked now, so a DSN that could never connect fails where it is given.
+        self._dsn = resolve_url(dsn) if dsn is not None else None
         self._engine = engine
         self._owns_engine = engine is None
         self._engine_options = dict(engine_options or {})
@@ -392,22 +419,51 @@ class Chancy:
 
     async def retry_job(self, reference: Reference | int) -> QueuedJob | None:
         """Put a failed or cancelled job back in its queue, ready now, with one more
-        attempt allowed. Returns it, or None if it was not failed or cancelled."""
+        attempt allowed. Returns it, or None if it was not failed or cancelled.
+
+        A job whose unique key an unfinished job holds stays as it is:
+        :class:`~chancy.errors.UniqueKeyHeldError` names that job (``holder_id``)."""
+        job_id = int(reference)
+        try:
+            async with self.engine.begin() as connection:
+                return await self._jobs.retry(connection, job_id)
+        except UniqueKeyHeldError as exc:
+            if exc.holder_id is not None:
+                raise
+        # A job with the key was pushed while this one was retried: now it is seen, named.
         async with self.engine.begin() as connection:
-            return await self._jobs.retry(connection, int(reference))
+            return await self._jobs.retry(connection, job_id)
 
     async def retry_jobs(
         self, *, state: JobState | str = JobState.FAILED, queue: str | None = None
-    ) -> int:
+    ) -> RetriedJobs:
         """Put every job in ``state`` (``failed``, the default, or ``cancelled``) back in
         its queue, of ``queue`` or of every queue, as :meth:`retry_job` does for one.
-        Returns how many; works in batches, so it never holds many locks at once."""
+        Works in batches, so it never holds many locks at once.
+
+        Returns how many came back, as a :class:`RetriedJobs` (an ``int``) whose
+        ``skipped`` maps each job left as it was, because an unfinished job holds its
+        unique key, to that job. Of several jobs with one key, the newest comes back and
+        the others are skipped for it. A skipped job never stops the others."""
         state = JobState(state)
-        total = 0
+        retried, skipped, after = 0, dict[int, int](), 0
         async with hot_connection(self.engine) as connection:
-            while batch := await self._maintenance.retry_many(connection, state, queue):
-                total += batch
-        return total
+            while True:
+                try:
+                    batch = await self._maintenance.retry_many(
+                        connection, state, queue, after=after
+                    )
+                except UniqueKeyHeldError:
+                    # A job with one of the batch's keys was pushed meanwhile and nothing
+                    # changed: the batch again sees it as the holder.
+                    batch = await self._maintenance.retry_many(
+                        connection, state, queue, after=after
+                    )
+                if batch.last_id is None:
+                    return RetriedJobs(retried, skipped)
+                retried += batch.retried
+                skipped.update(batch.skipped)
+                after = batch.last_id
 
     async def listener(self) -> Listener:
         """The process's LISTEN connection on chancy's events, started on first use."""

@@ -5,6 +5,10 @@ worker can find by that name are accepted: module-level functions (and static me
 module-level classes). A function defined in a script run as ``python job.py`` lives in
 ``__main__``; it is stored under the script's own module name (``job.function``), so a
 worker started from the same directory imports it as a normal module.
+
+:func:`is_job_function` is the one rule of what a job may name, applied by
+``Job.from_func`` when a job is made and by a worker before it calls what a stored row
+names: a class, an instance with ``__call__`` or a bound method never runs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from chancy.errors import InvalidFunctionError
 
-__all__ = ["name_of", "resolve"]
+__all__ = ["is_job_function", "name_of", "resolve"]
 
 
 def name_of(fn: object) -> str:
@@ -46,6 +50,18 @@ def name_of(fn: object) -> str:
             "module level (not a decorated copy or an alias)"
         )
     return f"{module}.{qualname}"
+
+
+def is_job_function(fn: object) -> TypeGuard[types.FunctionType | types.BuiltinFunctionType]:
+    """Whether ``fn`` is something a job may name: a function (``def`` or ``async def``,
+    a static method reached through its class included) or a built-in function of a
+    module. Never a class, an instance with ``__call__``, a method bound to an instance
+    or a class (a class method), or a ``functools.partial``: calling one of those runs
+    code the name does not show (a constructor, ``__call__``)."""
+    if inspect.isfunction(fn):
+        return True
+    owner = getattr(fn, "__self__", None)
+    return inspect.isbuiltin(fn) and (owner is None or isinstance(owner, types.ModuleType))
 
 
 def resolve(name: str) -> Callable[..., Any]:
@@ -80,7 +96,7 @@ def _reject_unnamed(fn: object) -> None:
             f"{fn.__qualname__} is a bound method; a worker cannot rebuild its instance. Use a "
             "module-level function (or a staticmethod) and pass what it needs in kwargs"
         )
-    if not (inspect.isfunction(fn) or inspect.isbuiltin(fn)):
+    if not is_job_function(fn):
         raise InvalidFunctionError(
             f"{fn!r} is not a function; pass a module-level function such as my_module.my_task"
         )

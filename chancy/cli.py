@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -399,6 +400,25 @@ def job_retry(
         raise typer.BadParameter(f"{state!r}: use failed or cancelled", param_hint="'--state'")
     count = with_chancy(app_path, dsn, lambda chancy: chancy.retry_jobs(state=state, queue=queue))
     typer.echo(f"{count} {state} jobs are pending again")
+    if count.skipped:
+        typer.echo(skipped_report(state, count.skipped))
+
+
+SKIPPED_SHOWN_MAX = 20
+
+
+def skipped_report(state: str, skipped: Mapping[int, int]) -> str:
+    """The jobs a bulk retry left as they were, each with the job holding its unique key
+    (the first :data:`SKIPPED_SHOWN_MAX`, then how many more)."""
+    first = itertools.islice(skipped.items(), SKIPPED_SHOWN_MAX)
+    listed = ", ".join(f"job {job} (held by job {holder})" for job, holder in first)
+    if (more := len(skipped) - SKIPPED_SHOWN_MAX) > 0:
+        listed += f" and {more} more"
+    return (
+        f"{len(skipped)} {state} jobs were skipped: an unfinished job holds their unique key "
+        f"(at most one per key): {listed}. Let the holders finish, or cancel them, then "
+        "retry again"
+    )
 
 
 @job_app.command("cancel")

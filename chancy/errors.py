@@ -16,6 +16,7 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      │    ├── LockTimeoutError       it waited longer than lock_timeout for another's lock
      │    └── StatementTimeoutError  it ran longer than statement_timeout
      ├── FunctionNotAllowedError    a worker refused a job whose function allowed= does not allow
+     ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
      └── CorruptJobError            a stored row is not a job chancy could have written
 
 Each message names the problem and how to fix it. No message ever contains a password.
@@ -38,6 +39,7 @@ __all__ = [
     "PermissionDeniedError",
     "SchemaError",
     "StatementTimeoutError",
+    "UniqueKeyHeldError",
     "UnknownQueueError",
 ]
 
@@ -109,6 +111,21 @@ class FunctionNotAllowedError(ChancyError):
     """A worker refused a job whose function its allowed= patterns do not allow; the
     function was not imported. If it is yours to run, add a pattern that matches it to
     Chancy(allowed=[...]) or `chancy worker --allow PATTERN`."""
+
+
+class UniqueKeyHeldError(ChancyError):
+    """A failed or cancelled job cannot be retried while an unfinished job holds its unique
+    key (at most one unfinished job per key); let that job finish, or cancel it, then
+    retry."""
+
+    def __init__(
+        self, message: str | None = None, *, job_id: int | None = None, holder_id: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        """The job that was not retried."""
+        self.holder_id = holder_id
+        """The unfinished job that holds its unique key (None if it was not seen)."""
 
 
 class CorruptJobError(ChancyError):

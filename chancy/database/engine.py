@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar, cast
@@ -27,7 +28,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from chancy.database.dsn import DSN_ENV, describe, mask_secrets, reason_of, secrets_of
+from chancy.database.dsn import (
+    DSN_ENV,
+    LIBPQ_OPTIONS,
+    describe,
+    mask_secrets,
+    reason_of,
+    secrets_of,
+)
 from chancy.database.timeouts import Timeouts
 from chancy.errors import DatabaseUnavailableError
 
@@ -52,8 +60,15 @@ def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any)
     """An async engine for ``url`` with chancy's defaults, overridable by ``options``.
 
     ``timeouts`` become server settings of every connection (``server_settings`` given in
-    ``connect_args`` take precedence)."""
-    connect_args = {"timeout": CONNECT_TIMEOUT_DEFAULT, **options.pop("connect_args", {})}
+    ``connect_args`` take precedence). The URL's libpq options (``sslmode``,
+    ``sslrootcert``, ``application_name``, ...: :data:`~chancy.database.dsn.LIBPQ_OPTIONS`)
+    reach asyncpg as a DSN string, the one way it takes them; ``connect_timeout`` is the
+    connect timeout unless ``connect_args`` give one."""
+    timeout = url.query.get("connect_timeout")
+    connect_args = {
+        "timeout": CONNECT_TIMEOUT_DEFAULT if timeout is None else float(str(timeout)),
+        **options.pop("connect_args", {}),
+    }
     if timeouts is not None and timeouts.settings():
         given = connect_args.get("server_settings") or {}
         connect_args["server_settings"] = {**timeouts.settings(), **given}
@@ -61,7 +76,19 @@ def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any)
     engine = create_async_engine(url, connect_args=connect_args, **options)
     if not options.get("pool_pre_ping"):
         event.listen(engine.sync_engine.pool, "checkout", _closed_is_disconnected)
+    if engine.dialect.driver == "asyncpg" and LIBPQ_OPTIONS & set(url.query):
+        event.listen(engine.sync_engine, "do_connect", _libpq_options_as_dsn)
     return engine
+
+
+def _libpq_options_as_dsn(_dialect: Any, _record: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+    """Move the libpq options SQLAlchemy put among asyncpg's keyword arguments (which
+    would refuse them) into the ``dsn`` argument, where asyncpg reads them; the host,
+    user and the other keywords still take precedence over the DSN string."""
+    moved = {key: kwargs.pop(key) for key in LIBPQ_OPTIONS & set(kwargs)}
+    moved.pop("connect_timeout", None)  # create_engine made it the timeout
+    if moved and "dsn" not in kwargs:
+        kwargs["dsn"] = "postgresql://?" + urllib.parse.urlencode(moved)
 
 
 def _closed_is_disconnected(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from chancy.allowed import UNRESTRICTED, AllowedFunctions
+from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
 from chancy.callables import resolve
 from chancy.jobs import QueuedJob, queued_job_parameter
 
@@ -93,11 +93,15 @@ def resolve_function(name: str) -> Callable[..., Any]:
 def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
     """:func:`resolve_function`, when ``allowed`` allows ``name`` (checked before the
     import) and the function it finds (checked after): else
-    :class:`~chancy.errors.FunctionNotAllowedError`."""
-    if allowed.unrestricted:
-        return resolve_function(name)
-    allowed.check(name)
+    :class:`~chancy.errors.FunctionNotAllowedError`. Whatever ``allowed`` says, what it
+    finds must be a function ``Job.from_func`` would accept
+    (:func:`~chancy.allowed.check_function`), else
+    :class:`~chancy.errors.CorruptJobError`: a row naming a class or a callable instance
+    never gets it called."""
+    if not allowed.unrestricted:
+        allowed.check(name)
     fn = resolve_function(name)
+    check_function(name, fn)
     allowed.check_definition(name, fn)
     return fn
 

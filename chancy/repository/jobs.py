@@ -7,11 +7,12 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from chancy.errors import UniqueKeyHeldError
 from chancy.jobs import QueuedJob
 from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
-from chancy.repository.maintenance import retried_values
+from chancy.repository.maintenance import key_holder, key_taken_meanwhile, retried_values
 from chancy.repository.runner import HotExecutable, Statement
 from chancy.repository.tables import CANCELLED, jobs
 from chancy.states import UNFINISHED_STATES, JobState
@@ -43,19 +44,34 @@ def _cancel_statement() -> sa.Executable:
 
 
 def _retry_statement() -> sa.Executable:
-    """Bring a failed or cancelled job back, ready now, with one more attempt allowed."""
-    retried = (
-        sa.update(jobs)
+    """Bring a failed or cancelled job back, ready now, with one more attempt allowed,
+    unless an unfinished job holds its unique key. No row: the job is neither failed nor
+    cancelled. A row whose ``holder_id`` is set: that job holds the key, and nothing
+    changed. Else the retried job's row."""
+    target = (
+        sa.select(
+            jobs.c.id,
+            jobs.c.unique_key.label("held_key"),
+            key_holder(jobs.c.unique_key).label("holder_id"),
+        )
         .where(
             jobs.c.id == sa.bindparam("p_id"),
             sa.literal_column(state_in({JobState.FAILED, JobState.CANCELLED})),
         )
+        .with_for_update(of=jobs)
+        .cte("target")
+    )
+    retried = (
+        sa.update(jobs)
+        .where(jobs.c.id == target.c.id, target.c.holder_id.is_(None))
         .values(**retried_values())
         .returning(*jobs.c)
         .cte("retried")
     )
     woken = wake_queues(retried)
-    return sa.select(*retried.c).select_from(retried.join(woken, sa.true()))
+    return sa.select(target.c.holder_id, target.c.held_key, *retried.c).select_from(
+        target.outerjoin(retried, sa.true()).join(woken, sa.true())
+    )
 
 
 _GET = Statement(
@@ -90,8 +106,21 @@ class JobRepository(Repository):
         return _one(await _CANCEL.rows(conn, {"p_id": job_id}, timeouts=self.timeouts))
 
     async def retry(self, conn: HotExecutable, job_id: int) -> QueuedJob | None:
-        """Make a failed or cancelled job ready again; None if it was neither."""
-        return _one(await _RETRY.rows(conn, {"p_id": job_id}, timeouts=self.timeouts))
+        """Make a failed or cancelled job ready again; None if it was neither.
+        :class:`UniqueKeyHeldError` if an unfinished job holds its unique key (naming that
+        job), or if a job with its key was pushed meanwhile (not naming it: retry again)."""
+        with key_taken_meanwhile(job_id):
+            rows = await _RETRY.rows(conn, {"p_id": job_id}, timeouts=self.timeouts)
+        if rows and rows[0]["holder_id"] is not None:
+            holder, key = rows[0]["holder_id"], rows[0]["held_key"]
+            raise UniqueKeyHeldError(
+                f"job {job_id} was not retried: its unique key {_shown(key)} is held by job "
+                f"{holder}, which has not finished (at most one unfinished job per key). "
+                f"Let job {holder} finish, or cancel it, then retry job {job_id}",
+                job_id=job_id,
+                holder_id=holder,
+            )
+        return _one(rows)
 
     async def count_by_state(self, conn: HotExecutable, queue: str) -> dict[str, int]:
         """How many jobs of ``queue`` are in each state (states with none are absent)."""
@@ -102,6 +131,15 @@ class JobRepository(Repository):
         """When each job of ``queue`` started and completed."""
         rows = await _TIMELINE.rows(conn, {"p_queue": queue}, timeouts=self.timeouts)
         return [JobTimes(**dict(row)) for row in rows]
+
+
+_SHOWN_MAX = 80
+
+
+def _shown(key: str) -> str:
+    """``repr(key)``, shortened: a unique key may be long."""
+    text = repr(key)
+    return text if len(text) <= _SHOWN_MAX else f"{text[: _SHOWN_MAX - 5]}...{text[-1]}"
 
 
 def _one(rows: Any) -> QueuedJob | None:

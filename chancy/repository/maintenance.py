@@ -1,24 +1,39 @@
 """What the leader does to many jobs at once: rescue expired leases, promote due jobs,
 prune finished ones; and bulk retry. Each statement takes a batch (``LIMIT``) with SKIP
 LOCKED: it never waits for rows someone else holds, and never holds many locks at once.
+
+Retrying (here in bulk, and one job in :mod:`chancy.repository.jobs`) makes a finished
+job unfinished again, so it meets the partial unique index on ``unique_key`` (at most one
+unfinished job per key): a job whose key an unfinished job holds (:func:`key_holder`) is
+left as it is and reported with that holder, rather than failing the statement.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
-from chancy.errors import ChancyError
+from chancy.errors import ChancyError, UniqueKeyHeldError
 from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
-from chancy.repository.runner import HotExecutable, Statement
+from chancy.repository.runner import HotExecutable, Statement, sqlstate_of
 from chancy.repository.tables import FAILED, PENDING, RUNNING, jobs
-from chancy.states import FINISHED_STATES, WAITING_STATES, JobState
+from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
-__all__ = ["RETRY_BATCH", "MaintenanceRepository", "retried_values"]
+__all__ = [
+    "RETRY_BATCH",
+    "MaintenanceRepository",
+    "RetryBatch",
+    "key_holder",
+    "key_taken_meanwhile",
+    "retried_values",
+]
 
 RETRY_BATCH = 10_000
 
@@ -125,38 +140,100 @@ def retried_values() -> dict[str, Any]:
     }
 
 
+def key_holder(unique_key: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """The id of the newest unfinished job holding ``unique_key``; NULL if none does (or
+    the key is NULL). The state list is literal, so the partial unique index answers it."""
+    holders = jobs.alias("holders")
+    unfinished: list[sa.ColumnElement[Any]] = [
+        sa.literal_column(f"'{state.value}'") for state in sorted(UNFINISHED_STATES)
+    ]
+    return (
+        sa.select(holders.c.id)
+        .where(holders.c.unique_key == unique_key, holders.c.state.in_(unfinished))
+        .order_by(holders.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def _retry_many_statement() -> sa.Executable:
-    """Bring back up to ``:limit`` jobs in state ``:state`` (failed or cancelled), of
-    ``:queue`` or of every queue, as one retry does. Returns how many."""
+    """Bring back the jobs in state ``:state`` (failed or cancelled), of ``:queue`` or of
+    every queue, as one retry does: up to ``:limit`` of them with ids above ``:after``.
+
+    A job whose unique key an unfinished job holds is left as it is, with that holder
+    reported; so is a job whose key a newer job of the same batch has (that one is
+    retried and holds it). So no row fails the batch, and the next batch starts after the
+    last id seen, skipped or not. One row per job seen: ``id``, ``holder_id`` (NULL when
+    retried), ``retried``."""
     queue = sa.bindparam("p_queue", type_=sa.Text)
     chosen = (
-        sa.select(jobs.c.id)
+        sa.select(jobs.c.id, jobs.c.unique_key)
         .where(
             jobs.c.state == sa.bindparam("p_state", type_=sa.Text),
             sa.or_(queue.is_(None), jobs.c.queue == queue),
+            jobs.c.id > sa.bindparam("p_after", type_=sa.BigInteger),
         )
         .order_by(jobs.c.id)
         .limit(sa.bindparam("p_limit", type_=sa.Integer))
         .with_for_update(skip_locked=True)
         .cte("chosen")
     )
+    newest_of_key = sa.func.max(chosen.c.id).over(partition_by=chosen.c.unique_key)
+    holder = sa.case(
+        (chosen.c.unique_key.is_(None), sa.null()),
+        else_=sa.func.coalesce(
+            key_holder(chosen.c.unique_key), sa.func.nullif(newest_of_key, chosen.c.id)
+        ),
+    )
+    judged = sa.select(chosen.c.id, holder.label("holder_id")).cte("judged")
     retried = (
         sa.update(jobs)
-        .where(jobs.c.id == chosen.c.id)
+        .where(jobs.c.id == judged.c.id, judged.c.holder_id.is_(None))
         .values(**retried_values())
         .returning(jobs.c.id, jobs.c.state, jobs.c.queue)
         .cte("retried")
     )
     woken = wake_queues(retried)
-    return sa.select(sa.func.count(retried.c.id).label("n")).select_from(
-        retried.join(woken, sa.true())
-    )
+    return sa.select(
+        judged.c.id, judged.c.holder_id, retried.c.id.is_not(None).label("retried")
+    ).select_from(judged.outerjoin(retried, retried.c.id == judged.c.id).join(woken, sa.true()))
 
 
 _RESCUE = Statement(_rescue_statement(), what="rescuing jobs whose lease expired")
 _PROMOTE = Statement(_promote_statement(), what="promoting due jobs")
 _PRUNE = Statement(_prune_statement(), what="pruning finished jobs")
 _RETRY_MANY = Statement(_retry_many_statement(), what="retrying jobs")
+
+_UNIQUE_VIOLATION = "23505"
+_UNIQUE_KEY_INDEX = "uq_chancy_jobs_unique_key"
+
+
+class RetryBatch(NamedTuple):
+    """One batch of a bulk retry: how many jobs came back, the jobs left as they were
+    because an unfinished job holds their unique key (id to the holder's id), and the
+    last id seen (None: no job was left to look at)."""
+
+    retried: int
+    skipped: dict[int, int]
+    last_id: int | None
+
+
+@contextlib.contextmanager
+def key_taken_meanwhile(job_id: int | None = None) -> Iterator[None]:
+    """Raise :class:`UniqueKeyHeldError` (holder unknown) for a retry that met the unique
+    index after all: a job with the key was pushed after the statement looked. Running
+    the retry again sees that job and names it."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if sqlstate_of(exc) != _UNIQUE_VIOLATION or _UNIQUE_KEY_INDEX not in str(exc.orig):
+            raise
+        subject = "a job" if job_id is None else f"job {job_id}"
+        raise UniqueKeyHeldError(
+            f"{subject} was not retried: a job with its unique key was pushed while it "
+            "was being retried; retry again to see which job holds the key",
+            job_id=job_id,
+        ) from exc
 
 
 class MaintenanceRepository(Repository):
@@ -183,12 +260,26 @@ class MaintenanceRepository(Repository):
         return int(rows[0]["n"])
 
     async def retry_many(
-        self, conn: HotExecutable, state: JobState, queue: str | None, limit: int = RETRY_BATCH
-    ) -> int:
-        """Bring back up to ``limit`` jobs in ``state`` (failed or cancelled), of ``queue``
-        or of every queue; returns how many."""
+        self,
+        conn: HotExecutable,
+        state: JobState,
+        queue: str | None,
+        limit: int = RETRY_BATCH,
+        *,
+        after: int = 0,
+    ) -> RetryBatch:
+        """Bring back up to ``limit`` jobs in ``state`` (failed or cancelled) with ids above
+        ``after``, of ``queue`` or of every queue, except those whose unique key an
+        unfinished job holds (see :func:`_retry_many_statement`). The next batch starts
+        after ``last_id``. :class:`UniqueKeyHeldError` if a job with one of their keys was
+        pushed meanwhile (nothing changed: run the batch again)."""
         if state not in (JobState.FAILED, JobState.CANCELLED):
             raise ChancyError(f"only failed or cancelled jobs can be retried, not {state.value}")
-        parameters = {"p_state": state.value, "p_queue": queue, "p_limit": limit}
-        rows = await _RETRY_MANY.rows(conn, parameters, timeouts=self.timeouts)
-        return int(rows[0]["n"]) if rows else 0
+        parameters = {"p_state": state.value, "p_queue": queue, "p_limit": limit, "p_after": after}
+        with key_taken_meanwhile():
+            rows = await _RETRY_MANY.rows(conn, parameters, timeouts=self.timeouts)
+        return RetryBatch(
+            retried=sum(1 for row in rows if row["retried"]),
+            skipped={row["id"]: row["holder_id"] for row in rows if not row["retried"]},
+            last_id=max((row["id"] for row in rows), default=None),
+        )

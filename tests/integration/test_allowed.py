@@ -142,3 +142,46 @@ async def test_a_restricted_worker_names_its_patterns_and_does_not_warn(
     messages = [record.getMessage() for record in caplog.records]
     assert not any("runs any importable function" in message for message in messages)
     assert any("runs only ['tests.support.allowed_tasks.*'" in message for message in messages)
+
+
+async def test_a_row_naming_a_class_in_an_allowed_module_fails_at_once_and_starts_nothing(
+    app_on_each_executor: Chancy, tmp_path: Path
+) -> None:
+    """``Spawner`` subclasses ``subprocess.Popen`` in an allowed module: its name matches the
+    patterns and it is defined there, but it is a class, and a worker calls only functions."""
+    app = app_on_each_executor
+    witness = tmp_path / "spawned"
+    job_id = await insert_job_row(
+        app.engine,
+        func="tests.support.allowed_tasks.Spawner",
+        kwargs={"args": ["touch", str(witness)]},
+        max_attempts=3,
+    )
+    async with Worker(app):
+        done = await app.wait_for_job(job_id, timeout=30)
+    assert (done.state, done.attempts) == (JobState.FAILED, 1)
+    (error,) = done.errors
+    assert error["type"] == "CorruptJobError"
+    assert "is a class, not a function" in error["message"]
+    assert not witness.exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tests.support.allowed_tasks.Spawner.spawn", "tests.support.allowed_tasks.call"],
+    ids=["class-method", "callable-instance"],
+)
+async def test_a_worker_with_no_patterns_still_calls_only_functions(
+    database_url: URL, tmp_path: Path, name: str
+) -> None:
+    witness = tmp_path / "spawned"
+    async with Chancy(database_url, queues=[queue()]) as app:
+        job_id = await insert_job_row(
+            app.engine, func=name, kwargs={"args": ["touch", str(witness)]}, max_attempts=3
+        )
+        async with Worker(app):
+            done = await app.wait_for_job(job_id, timeout=10)
+    assert (done.state, done.attempts) == (JobState.FAILED, 1)
+    assert done.errors[0]["type"] == "CorruptJobError"
+    assert "not a function" in done.errors[0]["message"]
+    assert not witness.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import sys
 import textwrap
@@ -9,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from chancy.callables import name_of, resolve
-from chancy.errors import InvalidFunctionError
-from tests.support import tasks
+from chancy.allowed import UNRESTRICTED
+from chancy.callables import is_job_function, name_of, resolve
+from chancy.errors import CorruptJobError, InvalidFunctionError
+from chancy.executor import Job
+from chancy.executor.base import resolve_allowed
+from tests.support import allowed_tasks, tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,3 +109,47 @@ def test_script_whose_name_is_not_importable_is_rejected(tmp_path: Path) -> None
             print(exc)
     """
     assert "rename the file" in run_script(tmp_path, "my-job.py", body)
+
+
+@pytest.mark.parametrize(
+    ("fn", "name", "accepted"),
+    [
+        (tasks.greet, "tests.support.tasks.greet", True),
+        (tasks.greet_async, "tests.support.tasks.greet_async", True),
+        (tasks.Tasks.static, "tests.support.tasks.Tasks.static", True),
+        (os.getcwd, "posix.getcwd", True),
+        (tasks.Tasks, "tests.support.tasks.Tasks", False),
+        (allowed_tasks.Spawner.spawn, "tests.support.allowed_tasks.Spawner.spawn", False),
+        (allowed_tasks.call, "tests.support.allowed_tasks.call", False),
+        (sys.stdout.write, "sys.stdout.write", False),
+        (functools.partial(tasks.greet, name="x"), None, False),
+    ],
+    ids=[
+        "function",
+        "coroutine-function",
+        "static-method",
+        "builtin-function",
+        "class",
+        "class-method",
+        "callable-instance",
+        "builtin-bound-method",
+        "partial",
+    ],
+)
+def test_a_worker_calls_exactly_what_from_func_accepts(
+    fn: object, name: str | None, accepted: bool
+) -> None:
+    """One rule at both ends: what ``Job.from_func`` refuses to store, a worker refuses to
+    call when a row names it, whatever its ``allowed=``."""
+    assert is_job_function(fn) is accepted
+    if not accepted:
+        with pytest.raises(InvalidFunctionError):
+            Job.from_func(fn)  # type: ignore[arg-type]
+    if name is None:
+        return
+    if accepted:
+        assert name_of(fn) == name  # what Job.from_func stores
+        assert resolve_allowed(name, UNRESTRICTED) is fn
+    else:
+        with pytest.raises(CorruptJobError, match="not a function"):
+            resolve_allowed(name, UNRESTRICTED)
