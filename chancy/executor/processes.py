@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import multiprocessing
+import os
 import pickle
 import signal
 import struct
@@ -224,7 +225,15 @@ class _Child:
         ahead of the exit callback)."""
         if self._closing is not None or self._exited.done():
             return False
-        return self._process.exitcode is None
+        if self._process.exitcode is not None:
+            return False
+        # The forkserver reaps a child before it reports the exit code: a child that is
+        # no longer in the process table is dead while ``exitcode`` still says None.
+        try:
+            os.kill(self._process.pid or 0, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     async def exchange(self, job: QueuedJob) -> bytes:
         """Send ``job`` and return the frame of its outcome."""
