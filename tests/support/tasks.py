@@ -139,3 +139,17 @@ async def exit_worker_async(code: int) -> None:
 
 def interrupt_worker() -> None:
     raise KeyboardInterrupt
+
+
+# A plain function that runs until the test opens its gate (threads cannot be stopped).
+gates: dict[str, Any] = {}
+
+
+def wait_for_gate(label: str) -> str:
+    import threading
+
+    gate = gates.setdefault(label, threading.Event())
+    started[label] = True
+    if not gate.wait(timeout=60):
+        raise TimeoutError(f"the test never opened the gate {label!r}")
+    return label
