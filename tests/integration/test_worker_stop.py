@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
 import pytest
@@ -31,7 +31,7 @@ async def app(request: pytest.FixtureRequest, database_url: URL) -> AsyncIterato
 
 
 @pytest.fixture
-def gate() -> AsyncIterator[threading.Event]:
+def gate() -> Iterator[threading.Event]:
     tasks.started.clear()
     event = tasks.gates["stop"] = threading.Event()
     yield event
