@@ -213,7 +213,9 @@ class Worker:
     async def stop(self, *, timeout: float | None = None) -> None:
         """Stop gracefully: claim nothing more, give running jobs ``timeout`` seconds
         (default ``shutdown_timeout``) to finish, then interrupt the rest and give them
-        back (``pending`` at once), write every outcome, and resign leadership."""
+        back (``pending`` at once), write every outcome, and resign leadership. A plain
+        function running in a thread cannot be interrupted: the stop waits for it to end
+        (renewing its lease) and writes its outcome, however long that takes."""
         if self._stopping:
             await self.stopped.wait()
             return
@@ -226,7 +228,11 @@ class Worker:
             log.info("worker %s stopped", self.worker_id)
 
     async def run_until_signalled(self) -> None:
-        """Run until SIGTERM or SIGINT: the first stops gracefully, a second at once."""
+        """Run until SIGTERM or SIGINT: the first stops gracefully, a second at once:
+        what can be interrupted is given back, and this returns within
+        ``HARD_STOP_GRACE`` seconds even while jobs still run in threads (then in
+        :attr:`running`: their leases are no longer renewed once the loop ends; ``chancy
+        worker`` exits the process, which ends them)."""
         loop = asyncio.get_running_loop()
         signals = 0
 
