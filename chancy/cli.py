@@ -221,11 +221,28 @@ def worker(
 
     async def run() -> None:
         async with chancy:
-            await Worker(
-                chancy, queues=queues, allowed=allow or None, settings=settings
-            ).run_until_signalled()
+            worker = Worker(chancy, queues=queues, allowed=allow or None, settings=settings)
+            await worker.run_until_signalled()
+            if worker.running:
+                exit_now(worker)
 
     asyncio.run(run())
+
+
+def exit_now(worker: Worker) -> None:
+    """End the process at once, after a second signal left jobs running in threads: Python
+    cannot stop a thread, and would wait for them at exit while nobody renews their
+    leases. Exiting ends them; their jobs run again once their leases expire."""
+    logging.getLogger("chancy").error(
+        "exiting with jobs %s still running in threads: they run again once their leases "
+        "expire (in at most %.0f s)",
+        sorted(worker.running),
+        worker.settings.lease_seconds,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ docstring says what it cannot interrupt).
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import traceback
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from chancy.callables import resolve
 from chancy.jobs import QueuedJob, queued_job_parameter
 
 __all__ = [
+    "EXITS",
     "Executor",
     "JobCrashedError",
+    "JobExitError",
     "JobTimeoutError",
     "RemoteJobError",
     "call_arguments",
@@ -41,6 +44,24 @@ class JobTimeoutError(TimeoutError):
 
 class JobCrashedError(RuntimeError):
     """The process running the job died (a signal, ``os._exit``, the memory limit)."""
+
+
+class JobExitError(Exception):
+    """The job raised ``SystemExit`` or ``KeyboardInterrupt`` (it called ``sys.exit()``,
+    say). A job cannot end its worker: the executors catch these and raise this instead,
+    which fails the job without a retry (it would try again)."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> JobExitError:
+        exit_ = _or_why_not(lambda: repr(exc), "exit")
+        return cls(
+            f"the job tried to exit the worker ({exit_}); a job cannot stop its worker: "
+            "return, or raise an exception, instead"
+        )
+
+
+EXITS = (SystemExit, KeyboardInterrupt)
+"""What a job may raise to exit; :class:`JobExitError` stands in for it."""
 
 
 class RemoteJobError(Exception):
@@ -64,10 +85,27 @@ class Executor(abc.ABC):
     def __init__(self, concurrency: int, *, allowed: AllowedFunctions = UNRESTRICTED) -> None:
         self.concurrency = concurrency
         self.allowed = allowed
+        self._imported: set[str] = set()
 
     def function(self, job: QueuedJob) -> Callable[..., Any]:
         """The function of ``job``, imported by name, if ``allowed`` allows it."""
         return resolve_allowed(job.func, self.allowed)
+
+    async def function_off_loop(self, job: QueuedJob) -> Callable[..., Any]:
+        """:meth:`function`, imported in a thread the first time: importing a module runs
+        its code, which may take seconds, and the worker's loop (its heartbeat, its other
+        jobs) must not wait for it."""
+        if job.func in self._imported:
+            return self.function(job)
+        fn = await asyncio.to_thread(self.function, job)
+        self._imported.add(job.func)
+        return fn
+
+    def interrupt(self, job_id: int) -> bool:
+        """Whether cancelling the run of ``job_id`` stops its code. False when the code
+        runs in a thread now (nothing can stop it): the run should be left to end. When
+        True, a call that was about to start in a thread never starts."""
+        return True
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare to run jobs (start pools, children)."""
@@ -130,11 +168,20 @@ def timeout_message(job: QueuedJob) -> str:
 
 
 def describe_exception(exc: BaseException) -> dict[str, str]:
-    """The ``type``, ``message`` and ``traceback`` of a failure, as stored in ``errors``."""
+    """The ``type``, ``message`` and ``traceback`` of a failure, as stored in ``errors``.
+    Never raises: a message or traceback that cannot be made (a ``__str__`` that raises,
+    a chain too deep to format) says so in its place."""
     if isinstance(exc, RemoteJobError):
         return {"type": exc.type_name, "message": exc.message, "traceback": exc.traceback_text}
     return {
         "type": type(exc).__qualname__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": _or_why_not(lambda: str(exc), "message"),
+        "traceback": _or_why_not(lambda: "".join(traceback.format_exception(exc)), "traceback"),
     }
+
+
+def _or_why_not(text: Callable[[], str], what: str) -> str:
+    try:
+        return text()
+    except Exception as exc:
+        return f"<the {what} could not be made: {type(exc).__qualname__}>"

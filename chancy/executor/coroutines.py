@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import (
+    EXITS,
     Executor,
+    JobExitError,
     JobTimeoutError,
     call_arguments,
     timeout_message,
@@ -24,11 +26,12 @@ class AsyncioExecutor(Executor):
     pool of ``concurrency`` threads (as :class:`ThreadExecutor` does) so they never
     block it.
 
-    Timeouts and cancellation interrupt a coroutine at its next ``await``. A plain function
-    running in a thread cannot be interrupted: on timeout or cancel the job ends at once,
-    but the thread finishes its call in the background. A coroutine that blocks the loop
-    without awaiting stalls the whole worker: use the ``threads`` or ``processes``
-    executor for such code.
+    A job's module is imported in a thread, not on the loop. Timeouts and cancellation
+    interrupt a coroutine at its next ``await``. A plain function running in a thread
+    cannot be interrupted: on timeout or cancel the job ends at once, but the thread
+    finishes its call in the background (:meth:`interrupt` says so). A coroutine that
+    blocks the loop without awaiting stalls the whole worker: use the ``threads`` or
+    ``processes`` executor for such code.
     """
 
     name: ClassVar[str] = "asyncio"
@@ -40,8 +43,11 @@ class AsyncioExecutor(Executor):
     async def stop(self) -> None:
         await self._threads.stop()
 
+    def interrupt(self, job_id: int) -> bool:
+        return self._threads.interrupt(job_id)
+
     async def run(self, job: QueuedJob) -> Any:
-        fn = self.function(job)
+        fn = await self.function_off_loop(job)
         if not inspect.iscoroutinefunction(fn):
             return await self._threads.run(job)
         call = fn(**call_arguments(fn, job))
@@ -49,6 +55,8 @@ class AsyncioExecutor(Executor):
         try:
             async with deadline:
                 return await call
+        except EXITS as exc:
+            raise JobExitError.of(exc) from exc
         except TimeoutError:
             if deadline.expired():
                 raise JobTimeoutError(timeout_message(job)) from None

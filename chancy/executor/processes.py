@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions
 from chancy.executor.base import (
+    EXITS,
     Executor,
     JobCrashedError,
+    JobExitError,
     JobTimeoutError,
     RemoteJobError,
     call_arguments,
@@ -434,8 +436,11 @@ def _receive_job(source: BinaryIO) -> QueuedJob | None:
 def _outcome(job: QueuedJob, allowed: AllowedFunctions) -> bytes:
     """The pickled outcome of running ``job``: its return value, or what went wrong."""
     try:
-        value = _call(job, allowed)
-    except BaseException as exc:  # SystemExit too: a job cannot end its child this way
+        try:
+            value = _call(job, allowed)
+        except EXITS as exc:  # a job cannot end its child this way
+            raise JobExitError.of(exc) from exc
+    except BaseException as exc:
         return _failure(exc)
     try:
         return pickle.dumps((True, value), protocol=pickle.HIGHEST_PROTOCOL)

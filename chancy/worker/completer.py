@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import logging
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database.engine import hot_connection
 from chancy.repository import Attempt, AttemptRepository, Outcome
+from chancy.repository.runner import sqlstate_of
+from chancy.states import JobState
+from chancy.worker.outcomes import storable_text
 
 __all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]
 
@@ -25,7 +29,9 @@ class Completer:
     or as soon as ``flush_batch`` are waiting. A write that fails is retried with backoff;
     the outcomes stay in memory (their leases are still renewed) until written. An
     outcome the database rejects as stale (its attempt lost the job) is logged and
-    dropped.
+    dropped. An outcome the database refuses as data (which :mod:`~chancy.worker.outcomes`
+    never makes) is found by writing the batch's outcomes one by one, and fails its job
+    saying so: one outcome never holds back the others.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class Completer:
         self._ready = asyncio.Event()
         self._written = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None
         self.stale_rejected = 0
 
     @property
@@ -76,12 +83,18 @@ class Completer:
         self._task = asyncio.create_task(self._run(), name="chancy-completer")
 
     async def stop(self, *, attempts: int = 3) -> None:
-        """Write what is left (trying ``attempts`` times), then stop."""
+        """Write what is left (trying ``attempts`` times), then stop. A write under way is
+        finished first, never cut off: cut off after its statement committed, its outcomes
+        would be sent again, and refused as stale."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._flushing is not None:
+            await asyncio.wait({self._flushing})
+            if not self._flushing.cancelled() and self._flushing.exception() is not None:
+                log.warning("writing outcomes failed (%s)", self._flushing.exception())
         for attempt in range(attempts):
             try:
                 await self.flush()
@@ -97,15 +110,23 @@ class Completer:
     async def flush(self) -> None:
         """Write the outcomes waiting (up to ``flush_batch``) and the attempts to give
         back: one statement each, each its own transaction, so an outcome is never held
-        back by a release or the other way round."""
-        outcomes, releases = self._outcomes[: self.flush_batch], list(self._releases)
-        if not outcomes and not releases:
+        back by a release or the other way round. What a statement wrote leaves memory
+        at once, so it is never sent twice."""
+        failures: list[Exception] = []
+        for write in (self._flush_outcomes, self._flush_releases):
+            try:
+                await write()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _flush_outcomes(self) -> None:
+        outcomes = self._outcomes[: self.flush_batch]
+        if not outcomes:
             return
-        async with hot_connection(self._engine) as connection:
-            written = await self._attempts.complete_many_if_running(connection, outcomes)
-            await self._attempts.release_many_if_running(connection, releases)
+        written = await self._complete(outcomes)
         del self._outcomes[: len(outcomes)]
-        del self._releases[: len(releases)]
         self._written.set()
         for stale in (o for o in outcomes if o.id not in written):
             self.stale_rejected += 1
@@ -117,6 +138,45 @@ class Completer:
                 stale.state.value,
             )
 
+    async def _flush_releases(self) -> None:
+        releases = list(self._releases)
+        if not releases:
+            return
+        async with hot_connection(self._engine) as connection:
+            await self._attempts.release_many_if_running(connection, releases)
+        del self._releases[: len(releases)]
+        self._written.set()
+
+    async def _complete(self, outcomes: list[Outcome]) -> set[int]:
+        """Write ``outcomes`` in one statement; returns the ids written. Should the
+        database refuse one as data, each is written alone (see :meth:`_complete_each`)."""
+        try:
+            async with hot_connection(self._engine) as connection:
+                return await self._attempts.complete_many_if_running(connection, outcomes)
+        except Exception as exc:
+            if not _refused_as_data(exc):
+                raise
+            log.error("the database refused a batch of %d outcomes (%s)", len(outcomes), exc)
+        return await self._complete_each(outcomes)
+
+    async def _complete_each(self, outcomes: list[Outcome]) -> set[int]:
+        """Write ``outcomes`` one by one; one the database refuses fails its job instead,
+        with an error saying why."""
+        written: set[int] = set()
+        for outcome in outcomes:
+            try:
+                async with hot_connection(self._engine) as connection:
+                    written |= await self._attempts.complete_many_if_running(connection, [outcome])
+                continue
+            except Exception as exc:
+                if not _refused_as_data(exc):
+                    raise
+                failed = _not_storable(outcome, exc)
+            log.error("job %d: %s", outcome.id, failed.error and failed.error["message"])
+            async with hot_connection(self._engine) as connection:
+                written |= await self._attempts.complete_many_if_running(connection, [failed])
+        return written
+
     async def _run(self) -> None:
         delay = self.flush_interval
         while True:
@@ -124,7 +184,9 @@ class Completer:
             await asyncio.sleep(self.flush_interval)
             self._ready.clear()
             try:
-                await self.flush()
+                # Shielded: stop() cancels this loop, never a write under way (it waits).
+                self._flushing = asyncio.ensure_future(self.flush())
+                await asyncio.shield(self._flushing)
                 delay = self.flush_interval
             except Exception as exc:
                 delay = min(max(delay * 2, 0.1), RETRY_DELAY_MAX)
@@ -132,3 +194,26 @@ class Completer:
                 await asyncio.sleep(delay)
             if self._outcomes or self._releases:
                 self._ready.set()
+
+
+def _refused_as_data(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database (or its driver) refused the values written, so
+    that writing them again would fail again: an SQLSTATE of class 22 ("data exception",
+    such as a NUL character in JSON), or a value the driver could not encode."""
+    if isinstance(exc, TypeError | ValueError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = sqlstate_of(exc) or ""
+        return state.startswith("22") or isinstance(exc.orig, TypeError | ValueError)
+    return False
+
+
+def _not_storable(outcome: Outcome, exc: BaseException) -> Outcome:
+    """The outcome that fails ``outcome``'s job, saying why ``outcome`` was not stored."""
+    reason = storable_text(str(getattr(exc, "orig", None) or exc).splitlines()[0])
+    message = (
+        f"the outcome of this attempt ({outcome.state.value}) could not be stored: "
+        f"{reason}; the job failed instead"
+    )
+    error = {"attempt": outcome.attempt, "type": "OutcomeNotStorable", "message": message}
+    return Outcome(outcome.id, outcome.attempt, JobState.FAILED, error=error)

@@ -34,7 +34,7 @@ class Heartbeat:
         lease_seconds: float,
         running: Callable[[], Sequence[Attempt]],
         unwritten: Callable[[], Sequence[Attempt]],
-        lost: Callable[[int], None],
+        lost: Callable[[int], object],
     ) -> None:
         self._engine = engine
         self._attempts = AttemptRepository()

@@ -5,17 +5,26 @@ that raised is retried while it has attempts left, after an exponential backoff 
 jitter (``Job.with_backoff`` sets the first delay, default 1 s, doubled per attempt, at
 most an hour); after its last attempt it fails. Every failed attempt's error is kept.
 A job the worker refused to run (its function is not allowed, or its row is corrupt) fails
-at once, whatever attempts it has left: running it again would be refused again.
+at once, whatever attempts it has left: running it again would be refused again; so does a
+job that tried to exit the worker (:class:`~chancy.executor.base.JobExitError`).
+
+Every outcome made here can be stored: PostgreSQL's ``jsonb`` refuses a NUL character and
+a lone surrogate (``os.fsdecode(b"\\xff")``), so a result holding one fails its job
+saying so, and an error's texts are stored with them escaped (``\\x00``, ``\\udcff``).
+Nothing here raises, whatever the job returned or raised: an outcome rejected by the
+database would otherwise hold back every outcome written with it.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from chancy.errors import CorruptJobError, FunctionNotAllowedError
-from chancy.executor.base import RemoteJobError, describe_exception
+from chancy.executor.base import JobExitError, RemoteJobError, describe_exception
 from chancy.jobs import QueuedJob, json_text
 from chancy.repository import Outcome
 from chancy.states import JobState
@@ -24,9 +33,12 @@ __all__ = [
     "RETRY_BACKOFF_DEFAULT",
     "RETRY_BACKOFF_MAX",
     "failure",
+    "is_final",
     "is_refusal",
     "retry_delay",
+    "storable_text",
     "success",
+    "unrecorded",
 ]
 
 RETRY_BACKOFF_DEFAULT = 1.0
@@ -35,38 +47,120 @@ RETRY_JITTER = 0.25
 REFUSALS = (FunctionNotAllowedError, CorruptJobError)
 """Errors of jobs a worker refused to run; never retried."""
 _REFUSAL_NAMES = frozenset(error.__qualname__ for error in REFUSALS)
+FINAL = (*REFUSALS, JobExitError)
+"""Errors of jobs that fail at once, never retried."""
+_FINAL_NAMES = frozenset(error.__qualname__ for error in FINAL)
+# 2 ** 64 times any backoff is past the cap: a larger exponent only risks an overflow.
+_BACKOFF_EXPONENT_MAX = 64
+# In JSON text (ASCII, as json.dumps writes it), where a NUL or a surrogate may hide.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def success(job: QueuedJob, result: Any) -> Outcome:
-    """The outcome of a run that returned ``result``; a result that is not JSON fails the
-    job (without a retry: it would not become JSON by running again)."""
+    """The outcome of a run that returned ``result``; a result that cannot be stored (not
+    JSON, or holding what ``jsonb`` refuses) fails the job, without a retry: it would not
+    become storable by running again."""
     if result is None:
         return Outcome(job.id, job.attempts, JobState.SUCCEEDED)
+    kind = type(result).__name__
     try:
         text = json_text(result)
+    except RecursionError:
+        return _unstorable(job, f"the job returned a {kind} nested too deeply to store as JSON")
     except (TypeError, ValueError) as exc:
-        message = (
-            f"the job returned a {type(result).__name__}, which cannot be stored as JSON "
-            f"({exc}); return str, int, float, bool, None, or lists and dicts of them"
+        return _unstorable(
+            job,
+            f"the job returned a {kind}, which cannot be stored as JSON "
+            f"({exc}); return str, int, float, bool, None, or lists and dicts of them",
         )
-        error = {"attempt": job.attempts, "type": "ResultNotJSON", "message": message}
-        return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+    problem = _jsonb_problem(text, result)
+    if problem is not None:
+        return _unstorable(
+            job,
+            f"the job returned a {kind} holding {problem}, which PostgreSQL cannot store "
+            "in JSON; return text without it (bytes as base64 or hex, say)",
+        )
     return Outcome(
         job.id, job.attempts, JobState.SUCCEEDED, result=json.loads(text), result_json=text
     )
 
 
+def _unstorable(job: QueuedJob, message: str) -> Outcome:
+    error = {"attempt": job.attempts, "type": "ResultNotJSON", "message": message}
+    return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+
+
+def _jsonb_problem(text: str, value: Any) -> str | None:
+    """What in ``value`` (written as ``text``) PostgreSQL's ``jsonb`` refuses, if anything:
+    a NUL character or a lone surrogate, in a string or a key. ``text`` is ASCII, so both
+    can only be escapes: the value is searched only when one may be there."""
+    if _SUSPECT_ESCAPE.search(text) is None:
+        return None
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem is not None:
+                return problem
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "a NUL character (\\x00)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (text decoded with errors='surrogateescape', say)"
+    return None
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what ``jsonb`` refuses escaped: a NUL as ``\\x00``, a lone
+    surrogate as ``\\udcff``."""
+    if _text_problem(text) is None:
+        return text
+    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
+
+
 def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:
     """The outcome of a run that raised ``exc``: a retry if attempts remain, else failed;
-    failed at once if the worker refused to run the job (:func:`is_refusal`)."""
+    failed at once if the job must not run again (:func:`is_final`)."""
     error: dict[str, Any] = {"attempt": job.attempts, **describe_exception(exc)}
     if worker_id is not None:
         error["worker"] = worker_id
-    if job.attempts < job.max_attempts and not is_refusal(exc):
+    error = {key: _storable(value) for key, value in error.items()}
+    if job.attempts < job.max_attempts and not is_final(exc):
         return Outcome(
             job.id, job.attempts, JobState.RETRYING, error=error, retry_in=retry_delay(job)
         )
     return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+
+
+def unrecorded(job: QueuedJob, exc: BaseException) -> Outcome:
+    """The outcome of a run whose own outcome could not be made (``exc`` says why): the job
+    fails, so that its attempt ends with an outcome all the same."""
+    message = (
+        f"chancy could not record how the job ended ({type(exc).__qualname__}); "
+        "please report this as a bug in chancy"
+    )
+    error = {"attempt": job.attempts, "type": "OutcomeError", "message": message}
+    return Outcome(job.id, job.attempts, JobState.FAILED, error=_storable(error))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(key)): _storable(item) for key, item in value.items()}
+    return value
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -77,8 +171,17 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(exc, REFUSALS)
 
 
+def is_final(exc: BaseException) -> bool:
+    """Whether a job that raised ``exc`` fails at once, never retried: it was refused
+    (:func:`is_refusal`) or tried to exit the worker."""
+    if isinstance(exc, RemoteJobError):
+        return exc.type_name in _FINAL_NAMES
+    return isinstance(exc, FINAL)
+
+
 def retry_delay(job: QueuedJob) -> float:
     """Seconds before the next attempt: ``backoff * 2 ** (attempts - 1)``, capped, ±25 %."""
     base = RETRY_BACKOFF_DEFAULT if job.backoff is None else job.backoff
-    delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_BACKOFF_MAX)
+    exponent = min(max(job.attempts - 1, 0), _BACKOFF_EXPONENT_MAX)
+    delay = min(base * 2.0**exponent, RETRY_BACKOFF_MAX)
     return float(delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))

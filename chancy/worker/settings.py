@@ -56,7 +56,9 @@ class WorkerSettings:
       jobs to the rescuer once their leases expire.
     - ``shutdown_timeout`` (30): on a graceful stop, how long running jobs may take to
       finish before they are interrupted and given back (``pending`` at once); 0 gives
-      them back at once, ``float("inf")`` waits for them however long they take.
+      them back at once, ``float("inf")`` waits for them however long they take. A plain
+      function running in a thread cannot be interrupted: it is waited for (its lease
+      renewed), never given back while it runs.
     - ``queue_refresh_interval`` (5): how often the queues' settings (pause, limits) are
       read again in case a notification of their change was lost.
     - ``leader_ttl`` (10): the leader's lease: how soon another worker takes over from a

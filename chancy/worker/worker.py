@@ -38,7 +38,7 @@ from chancy.executor import executor_for
 from chancy.executor.base import Executor
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue
-from chancy.repository import Attempt, ClaimRepository, QueueRepository
+from chancy.repository import Attempt, ClaimRepository, Outcome, QueueRepository
 from chancy.repository.runner import translated
 from chancy.services import CronService, LeaderService, Leadership, Promoter, Pruner, Rescuer
 from chancy.worker import outcomes
@@ -217,7 +217,9 @@ class Worker:
     async def stop(self, *, timeout: float | None = None) -> None:
         """Stop gracefully: claim nothing more, give running jobs ``timeout`` seconds
         (default ``shutdown_timeout``) to finish, then interrupt the rest and give them
-        back (``pending`` at once), write every outcome, and resign leadership."""
+        back (``pending`` at once), write every outcome, and resign leadership. A plain
+        function running in a thread cannot be interrupted: the stop waits for it to end
+        (renewing its lease) and writes its outcome, however long that takes."""
         if self._stopping:
             await self.stopped.wait()
             return
@@ -230,7 +232,11 @@ class Worker:
             log.info("worker %s stopped", self.worker_id)
 
     async def run_until_signalled(self) -> None:
-        """Run until SIGTERM or SIGINT: the first stops gracefully, a second at once."""
+        """Run until SIGTERM or SIGINT: the first stops gracefully, a second at once:
+        what can be interrupted is given back, and this returns within
+        ``HARD_STOP_GRACE`` seconds even while jobs still run in threads (then in
+        :attr:`running`: their leases are no longer renewed once the loop ends; ``chancy
+        worker`` exits the process, which ends them)."""
         loop = asyncio.get_running_loop()
         signals = 0
 
@@ -303,19 +309,35 @@ class Worker:
         try:
             check_runnable(job, self.allowed)  # the row is untrusted: before any import
             result = await executor.run(job)
-        except asyncio.CancelledError:
-            self._after_interruption(job)
+        except asyncio.CancelledError as exc:
+            if self._after_interruption(job):
+                return
+            self._completer.add(self._outcome(job, exc))
             return
         except Exception as exc:
             if outcomes.is_refusal(exc):
                 log.warning("job %d refused, and failed: %s", job.id, exc)
             else:
                 log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
-            self._completer.add(outcomes.failure(job, exc, worker_id=self.worker_id))
+            self._completer.add(self._outcome(job, exc))
             return
-        self._completer.add(outcomes.success(job, result))
+        self._completer.add(self._outcome(job, result, succeeded=True))
 
-    def _after_interruption(self, job: QueuedJob) -> None:
+    def _outcome(self, job: QueuedJob, ended: Any, *, succeeded: bool = False) -> Outcome:
+        """The outcome of ``job``'s run, which returned ``ended`` or raised it: always one,
+        even when making it fails, so that every attempt ends with an outcome."""
+        try:
+            if succeeded:
+                return outcomes.success(job, ended)
+            return outcomes.failure(job, ended, worker_id=self.worker_id)
+        except Exception as exc:
+            log.exception("job %d: could not make the outcome of its run", job.id)
+            return outcomes.unrecorded(job, exc)
+
+    def _after_interruption(self, job: QueuedJob) -> bool:
+        """Whether the run was interrupted (the job is given back, or no longer ours);
+        False when the job itself raised ``CancelledError``. Re-raises a cancellation
+        of the worker's own."""
         assert self._completer is not None
         reason = self._interrupted.pop(job.id, None)
         if reason == "shutdown":
@@ -323,18 +345,30 @@ class Worker:
         elif reason == "lost":
             log.warning("job %d was cancelled or taken over; its run was stopped", job.id)
         else:
-            raise asyncio.CancelledError
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            return False
+        return True
 
-    def _interrupt(self, job_id: int, reason: Interruption) -> None:
+    def _interrupt(self, job_id: int, reason: Interruption) -> bool:
+        """Stop the run of ``job_id`` (for ``reason``); False when it runs a plain function
+        in a thread, which cannot be stopped: a stop leaves it to end (a lost job does not
+        wait: its run is abandoned, its outcome would be refused)."""
         for producer in self._producers.values():
             entry = producer.running.get(job_id)
-            if entry is not None and job_id not in self._interrupted:
-                self._interrupted[job_id] = reason
-                entry[1].cancel()
+            if entry is None or job_id in self._interrupted:
+                continue
+            if reason == "shutdown" and not producer.executor.interrupt(job_id):
+                return False
+            self._interrupted[job_id] = reason
+            entry[1].cancel()
+        return True
 
-    def _interrupt_all(self, reason: Interruption) -> None:
-        for job_id in list(self.running):
-            self._interrupt(job_id, reason)
+    def _interrupt_all(self, reason: Interruption) -> list[int]:
+        """Interrupt every running job; returns those that cannot be (see
+        :meth:`_interrupt`)."""
+        return [job_id for job_id in list(self.running) if not self._interrupt(job_id, reason)]
 
     def _on_event(self, event: Event) -> None:
         kind = event.get("event")
@@ -363,9 +397,23 @@ class Worker:
             log.info("waiting up to %.0f s for %d running jobs", timeout, len(tasks))
             _done, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
-                log.warning("giving %d unfinished jobs back to their queues", len(pending))
-                self._interrupt_all("shutdown")
+                self._give_back_unfinished(len(pending))
                 await asyncio.wait(pending)
+
+    def _give_back_unfinished(self, unfinished: int) -> None:
+        """Interrupt the jobs still running and give them back; a job whose plain function
+        runs in a thread cannot be interrupted, so it is waited for (its lease renewed),
+        never given back while it runs: another worker would run it a second time."""
+        left = self._interrupt_all("shutdown")
+        if unfinished > len(left):
+            log.warning("giving %d unfinished jobs back to their queues", unfinished - len(left))
+        if left:
+            log.warning(
+                "waiting for %d jobs whose functions run in threads, which cannot be "
+                "interrupted: %s (the worker keeps their leases; a second signal exits at once)",
+                len(left),
+                sorted(left),
+            )
 
     async def _shut_down_services(self) -> None:
         if self._unsubscribe is not None:

@@ -19,6 +19,7 @@ from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.states import JobState
 from tests.acceptance import ledger
+from tests.support import tasks
 from tests.support.servers import asyncpg_dsn
 from tests.support.waiting import until_async
 
@@ -154,3 +155,40 @@ async def test_sigterm_gives_running_jobs_back_at_once_and_exits_cleanly(
     assert {(job.state, job.attempts, job.lease_expires_at) for job in back} == {  # type: ignore[union-attr]
         (JobState.PENDING, 1, None)
     }
+
+
+async def stderr_line(process: subprocess.Popen[bytes], text: str, timeout: float) -> str:
+    """The first line of ``process``'s stderr holding ``text``; fails after ``timeout``."""
+
+    async def read() -> str:
+        assert process.stderr is not None
+        while line := await asyncio.to_thread(process.stderr.readline):
+            if text in line.decode(errors="replace"):
+                return line.decode(errors="replace")
+        raise AssertionError(f"the worker exited without logging {text!r}")
+
+    return await asyncio.wait_for(read(), timeout=timeout)
+
+
+@pytest.mark.slow
+async def test_sigterm_waits_for_a_job_in_a_thread_and_a_second_exits_without_giving_it_back(
+    database_url: URL, workers: Workers
+) -> None:
+    async with Chancy(database_url) as chancy:
+        ref = await chancy.push("default", Job.from_func(tasks.sleep_sync, kwargs={"seconds": 60}))
+
+        async def running() -> bool:
+            job = await chancy.get_job(ref)
+            return job is not None and job.state is JobState.RUNNING
+
+        worker = workers.start("--shutdown-timeout", "0.2")
+        await until_async(running, timeout=60, what="the job running")
+        worker.send_signal(signal.SIGTERM)
+        await stderr_line(worker, "whose functions run in threads", timeout=30)
+        assert worker.poll() is None  # the first signal waits for the thread
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 1
+        held = await chancy.get_job(ref)
+    assert held is not None
+    assert (held.state, held.attempts) == (JobState.RUNNING, 1)  # never given back
+    assert held.lease_expires_at is not None  # another worker takes it once it expires

@@ -99,3 +99,57 @@ def sleep_sync(seconds: float) -> str:
 
     time.sleep(seconds)
     return "slept"
+
+
+# Jobs whose outcome is hard to store or make, or that try to end their worker.
+
+
+def nul_result() -> str:
+    return "a\x00b"
+
+
+def surrogate_result() -> str:
+    import os
+
+    return os.fsdecode(b"\xff")  # a lone surrogate, as for a file name in another encoding
+
+
+def raise_nul() -> None:
+    raise ValueError("bad\x00byte")
+
+
+def deeply_nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def exit_worker(code: int) -> None:
+    import sys
+
+    sys.exit(code)
+
+
+async def exit_worker_async(code: int) -> None:
+    import sys
+
+    sys.exit(code)
+
+
+def interrupt_worker() -> None:
+    raise KeyboardInterrupt
+
+
+# A plain function that runs until the test opens its gate (threads cannot be stopped).
+gates: dict[str, Any] = {}
+
+
+def wait_for_gate(label: str) -> str:
+    import threading
+
+    gate = gates.setdefault(label, threading.Event())
+    started[label] = True
+    if not gate.wait(timeout=60):
+        raise TimeoutError(f"the test never opened the gate {label!r}")
+    return label
