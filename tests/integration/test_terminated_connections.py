@@ -11,20 +11,29 @@ from chancy.app import Chancy
 from chancy.executor import Job
 from tests.support import tasks
 from tests.support.servers import asyncpg_dsn
+from tests.support.waiting import until_async
 
 ROUNDS = 5
 
 
 async def end_every_other_session(database_url: URL) -> int:
-    """Terminate every session on the test database but this one; returns how many."""
+    """Terminate every session on the test database but this one, and return how many
+    once they are gone: ``pg_terminate_backend`` only signals a backend, and a statement
+    sent before it has closed its socket is cut off mid-statement (a different case)."""
     admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        return int(
-            await admin.fetchval(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        others = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+        ended = await admin.fetch(
+            "SELECT pid FROM unnest($1::int[]) AS pid WHERE pg_terminate_backend(pid)",
+            [row["pid"] for row in others],
+        )
+        pids = [row["pid"] for row in ended]
+        gone = "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = ANY($1::int[]))"
+        await until_async(lambda: admin.fetchval(gone, pids), what="the ended sessions to go")
+        return len(pids)
     finally:
         await admin.close()
 
