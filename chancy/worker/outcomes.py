@@ -32,6 +32,7 @@ __all__ = [
 RETRY_BACKOFF_DEFAULT = 1.0
 RETRY_BACKOFF_MAX = 3600.0
 RETRY_JITTER = 0.25
+_DOUBLINGS_MAX = 1023  # the largest power of two a float holds (a product may be inf)
 REFUSALS = (FunctionNotAllowedError, CorruptJobError)
 """Errors of jobs a worker refused to run; never retried."""
 _REFUSAL_NAMES = frozenset(error.__qualname__ for error in REFUSALS)
@@ -80,5 +81,7 @@ def is_refusal(exc: BaseException) -> bool:
 def retry_delay(job: QueuedJob) -> float:
     """Seconds before the next attempt: ``backoff * 2 ** (attempts - 1)``, capped, ±25 %."""
     base = RETRY_BACKOFF_DEFAULT if job.backoff is None else job.backoff
-    delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_BACKOFF_MAX)
+    # 2 ** attempts of a late attempt is no float (and slow): cap the exponent.
+    doublings = min(max(job.attempts - 1, 0), _DOUBLINGS_MAX)
+    delay = min(base * 2.0**doublings, RETRY_BACKOFF_MAX)
     return float(delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))
