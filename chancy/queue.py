@@ -69,6 +69,10 @@ class Queue:
     ``rate_limit`` jobs per ``rate_period`` caps how many jobs start across all workers,
     and ``global_concurrency`` how many run at once across all workers; both are stored
     with the queue in the database when the queue is declared, and enforced by the claim.
+    A Queue states its limits: declaring it stores them, None meaning no limit (the last
+    declaration wins). With ``declare_limits=False`` it states none: declaring it only
+    makes sure the queue exists and leaves the stored limits as they are, as declaring a
+    queue by its name does (for an app that pushes to a queue another app limits).
     ``memory_limit`` (bytes) caps the address space of each child process of the
     ``"processes"`` executor.
     """
@@ -81,6 +85,7 @@ class Queue:
     rate_period: timedelta = timedelta(seconds=1)
     global_concurrency: int | None = None
     memory_limit: int | None = None
+    declare_limits: bool = True
 
     def __post_init__(self) -> None:
         validate_queue_name(self.name)
@@ -105,6 +110,19 @@ class Queue:
                 f"queue {self.name!r}: rate_period is {self.rate_period}; use at most "
                 f"{RATE_PERIOD_MAX.days} days"
             )
+        if not self.declare_limits and (
+            self.global_concurrency is not None or self.rate_limit is not None
+        ):
+            raise InvalidQueueError(
+                f"queue {self.name!r}: global_concurrency and rate_limit are never stored "
+                "with declare_limits=False; drop them, or drop declare_limits=False"
+            )
+
+    @classmethod
+    def named(cls, name: str) -> Queue:
+        """The queue ``name`` with the default settings, stating no limits: what a name
+        declares (``chancy.declare("name")``, ``chancy queue declare``, ``worker -q``)."""
+        return cls(name=name, declare_limits=False)
 
 
 def _check_count(queue: str, what: str, value: object, *, optional: bool) -> None:

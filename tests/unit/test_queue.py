@@ -63,3 +63,8 @@ def test_limits_postgresql_cannot_store_or_compute_are_refused(
 ) -> None:
     with pytest.raises(InvalidQueueError, match=words):
         Queue(name="limited", **settings)  # type: ignore[arg-type]
+
+
+def test_limits_with_declare_limits_false_are_refused() -> None:
+    with pytest.raises(InvalidQueueError, match="declare_limits=False"):
+        Queue(name="limited", rate_limit=5, declare_limits=False)
