@@ -143,11 +143,12 @@ async def insert_keyed(chancy: Chancy, key: str, first: int, last: int) -> None:
 
 async def rows_read_by_limited_claim(chancy: Chancy, queue: str) -> float:
     plan = await explain_analyze_limited_claim(chancy, queue, limit=100)
-    return sum(
-        node["Actual Rows"] * node["Actual Loops"]
+    read: float = sum(
+        float(node["Actual Rows"]) * node["Actual Loops"]
         for node in _walk(plan)
         if node.get("Relation Name") == "chancy_jobs"
     )
+    return read
 
 
 async def explain_analyze_limited_claim(chancy: Chancy, queue: str, limit: int) -> Any:
