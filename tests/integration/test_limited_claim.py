@@ -181,3 +181,18 @@ def _walk(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", ()):
         yield from _walk(child)
+
+
+async def test_a_stored_rate_period_past_the_limit_does_not_jam_the_queue(chancy: Chancy) -> None:
+    # A row written before Job refused such periods: started, with a period of 1e12 s.
+    await chancy.declare("customers")
+    async with chancy.engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO chancy_jobs (queue, func, state, started_at, rate_key, "
+                "rate_limit, rate_period) VALUES ('customers', 'm.f', 'running', now(), "
+                "'old', 1, 1e12), ('customers', 'm.f', 'pending', NULL, 'old', 1, 1e12)"
+            )
+        )
+    ready = await chancy.push("customers", greet("new").with_rate_key("new", limit=1))
+    assert [job.id for job in await claim_limited(chancy, "customers")] == [ready.id]
