@@ -11,7 +11,8 @@ how much of what the server can do chancy delivers.
   committed.
 - :func:`claim_and_complete`: chancy's claim done by hand on ``chancy_jobs``: one
   autocommit UPDATE claiming a batch through the same partial index as chancy's claim
-  (``ix_chancy_jobs_claim``: ``queue, priority, id WHERE state = 'pending'``), then one
+  (``ix_chancy_jobs_claim``: ``queue, priority, id WHERE state = 'pending'`` and no
+  keys), then one
   completing it, until the queue is empty. It writes less than chancy does per job (no
   ``worker_id``, lease, result or notification): it is the floor of the work, not a rival
   implementation.
@@ -40,13 +41,15 @@ PLAIN_TABLE = "bench_plain"
 PLAIN_PAYLOAD = json.dumps({"func": "benchmarks.tasks.noop", "kwargs": {}})
 WARM_UP_STATEMENTS = 20
 
-# The literal 'pending' (not a parameter) lets PostgreSQL match the partial claim index.
+# The literal 'pending' (not a parameter) and the keys' IS NULL let PostgreSQL match the
+# partial claim index.
 CLAIM_SQL = """
 UPDATE chancy_jobs
    SET state = 'running', attempts = attempts + 1, started_at = now()
  WHERE id IN (
         SELECT id FROM chancy_jobs
          WHERE queue = $1 AND state = 'pending'
+           AND concurrency_key IS NULL AND rate_key IS NULL
          ORDER BY priority, id
          LIMIT $2
            FOR UPDATE SKIP LOCKED)

@@ -148,7 +148,8 @@ def worker_processes(
 PROGRESS_SQL = """
 SELECT
     (SELECT id FROM chancy_jobs
-      WHERE queue = $1 AND state = 'pending' ORDER BY priority, id LIMIT 1) AS next_pending,
+      WHERE queue = $1 AND state = 'pending' AND concurrency_key IS NULL AND rate_key IS NULL
+      ORDER BY priority, id LIMIT 1) AS next_pending,
     (SELECT count(*) FROM chancy_jobs WHERE state = 'running') AS running
 """
 

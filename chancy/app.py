@@ -308,7 +308,7 @@ class Chancy:
         if declare:
             async with hot_connection(self.engine) as connection:
                 names = sorted({job.queue for job in batch})
-                await self._queues.declare_many(connection, names, settings=False)
+                await self._queues.declare_many(connection, names)
         if session is not None:
             async with local_timeouts(session, self.timeouts):
                 return await self._pushes_in_transaction.push_many(session, batch)
@@ -323,21 +323,18 @@ class Chancy:
         if self.queues:
             await retry_once(
                 lambda: hot_connection(self.engine),
-                lambda connection: self._queues.declare_many(
-                    connection, self.queues, settings=True
-                ),
+                lambda connection: self._queues.declare_many(connection, self.queues),
             )
         self._declared = True
 
     async def declare(self, queue: Queue | str) -> None:
-        """Declare ``queue`` (a :class:`Queue`, whose ``global_concurrency`` and
-        ``rate_limit`` are stored and honoured by every worker; or a name, with no
-        limits). Declaring a queue again updates its limits; workers pick them up within
-        a second."""
-        if isinstance(queue, str):
-            queue = Queue(name=queue)
+        """Declare ``queue``: a :class:`Queue` states its ``global_concurrency`` and
+        ``rate_limit`` (None: no limit), which are stored and honoured by every worker,
+        who pick a change up within a second; a name (or a Queue with
+        ``declare_limits=False``) makes sure the queue exists and never changes its
+        limits (a new queue has none)."""
         async with hot_connection(self.engine) as connection:
-            await self._queues.declare_many(connection, [queue], settings=True)
+            await self._queues.declare_many(connection, [queue])
 
     async def list_queues(self) -> list[QueueInfo]:
         """Every declared queue with its state and limits, by name."""

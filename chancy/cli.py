@@ -162,11 +162,12 @@ def load_app(path: str) -> Chancy:
 
 def select_queues(chancy: Chancy, names: list[str], concurrency: int | None) -> list[Queue]:
     """The app's queues named in ``names`` (all of them if none), with ``concurrency``
-    applied; a name the app does not configure gets a queue with default settings."""
+    applied; a name the app does not configure gets a queue with default settings that
+    states no limits (the worker leaves the stored ones as they are)."""
     configured = {queue.name: queue for queue in chancy.queues}
-    queues = [configured.get(name) or Queue(name=name) for name in names] or list(chancy.queues)
+    queues = [configured.get(name) or Queue.named(name) for name in names] or list(chancy.queues)
     if not queues:
-        queues = [Queue(name="default")]
+        queues = [Queue.named("default")]
     if concurrency is not None:
         queues = [dataclasses.replace(queue, concurrency=concurrency) for queue in queues]
     return queues
@@ -561,7 +562,8 @@ def queue_list(app_path: AppOption = None, dsn: DsnOption = None) -> None:
 
 @queue_app.command("declare")
 def queue_declare(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
-    """Declare a queue (with no limits; set limits with Queue(...) in your app)."""
+    """Declare a queue by name: a new one has no limits, a declared one keeps its limits
+    (set limits with Queue(...) in your app)."""
     with_chancy(app_path, dsn, lambda chancy: chancy.declare(name))
     typer.echo(f"queue {name} is declared")
 

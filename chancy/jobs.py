@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from chancy.callables import name_of
 from chancy.errors import CorruptJobError, InvalidJobError, InvalidKwargsError
-from chancy.queue import validate_queue_name
+from chancy.queue import RATE_PERIOD_MAX, validate_queue_name
 from chancy.states import JobState
 
 __all__ = [
@@ -113,7 +113,7 @@ class Job:
         _check_key_limit(self.concurrency_key, self.concurrency_limit, "concurrency")
         _check_key_limit(self.rate_key, self.rate_limit, "rate")
         if self.rate_key is not None:
-            set_(self, "rate_period", _seconds(self.rate_period, "rate period", allow_zero=False))
+            set_(self, "rate_period", _rate_period(self.rate_period))
 
     def __hash__(self) -> int:
         # JSON objects hash by their canonical text: equal jobs hash equal.
@@ -217,7 +217,7 @@ class Job:
         (seconds or a timedelta) in its queue, across all workers (None: no such limit)."""
         if key is None:
             return dataclasses.replace(self, rate_key=None, rate_limit=None, rate_period=None)
-        seconds = _seconds(period, "rate period", allow_zero=False)
+        seconds = _rate_period(period)
         return dataclasses.replace(self, rate_key=key, rate_limit=limit, rate_period=seconds)
 
     def with_kwargs(self, kwargs: Mapping[str, Any]) -> Self:
@@ -451,6 +451,7 @@ def _check_key_limit(key: str | None, limit: int | None, what: str) -> None:
         return
     if not isinstance(key, str) or not key:
         raise InvalidJobError(f"the {what} key must be a non-empty str, or None")
+    _check_text(key, f"the {what} key {key!r}")
     _check_int(limit, f"the {what} limit", range(1, 2**31))
 
 
@@ -567,7 +568,25 @@ def _aware(moment: object) -> datetime:
             f"scheduled_at {moment.isoformat()} has no time zone; pass an aware datetime "
             "(e.g. datetime.now(timezone.utc) + timedelta(minutes=5)) or use with_delay()"
         )
+    try:
+        moment.astimezone(UTC)  # as the push sends it, and as it is read back
+    except OverflowError:
+        raise InvalidJobError(
+            f"scheduled_at {moment.isoformat()} falls outside the years 1 to 9999 in UTC, "
+            "which Python's datetime cannot hold; pass a time within them"
+        ) from None
     return moment
+
+
+def _rate_period(value: object) -> float:
+    seconds = _seconds(value, "rate period", allow_zero=False)
+    longest = RATE_PERIOD_MAX.total_seconds()
+    if seconds > longest:
+        raise InvalidJobError(
+            f"rate period is {seconds:g} s; use at most {longest:.0f} s "
+            f"({RATE_PERIOD_MAX.days} days), as the claim must compute now - period"
+        )
+    return seconds
 
 
 def _seconds(value: object, what: str, *, allow_zero: bool) -> float:

@@ -123,14 +123,46 @@ class JobRow(Base):
         CheckConstraint(state_in(set(JobState)), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint("max_attempts >= 1", name="max_attempts"),
-        # The claim: ready jobs of one queue in (priority, id) order. Only `pending` rows
-        # are in it, so finished and future jobs cost a claim nothing.
+        # The claim: ready jobs without keys of one queue in (priority, id) order. Only
+        # `pending` rows are in it, so finished and future jobs cost a claim nothing.
         Index(
             "ix_chancy_jobs_claim",
             "queue",
             "priority",
             "id",
-            postgresql_where=literal_column("state = 'pending'"),
+            postgresql_where=literal_column(
+                "state = 'pending' AND concurrency_key IS NULL AND rate_key IS NULL"
+            ),
+        ),
+        # The limited claim: ready jobs with keys in (priority, id) order (its head), and
+        # each key's ready jobs in that order, so it can take from each key only what
+        # the key can start, however long its backlog.
+        Index(
+            "ix_chancy_jobs_ready_keyed",
+            "queue",
+            "priority",
+            "id",
+            postgresql_where=literal_column(
+                "state = 'pending' AND (concurrency_key IS NOT NULL OR rate_key IS NOT NULL)"
+            ),
+        ),
+        Index(
+            "ix_chancy_jobs_ready_concurrency_key",
+            "queue",
+            "concurrency_key",
+            "priority",
+            "id",
+            postgresql_where=literal_column("state = 'pending' AND concurrency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_chancy_jobs_ready_rate_key",
+            "queue",
+            "rate_key",
+            "priority",
+            "id",
+            postgresql_where=literal_column(
+                "state = 'pending' AND rate_key IS NOT NULL AND concurrency_key IS NULL"
+            ),
         ),
         # Promotion of scheduled and retrying jobs whose time has come.
         Index(

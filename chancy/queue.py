@@ -14,6 +14,7 @@ __all__ = [
     "EXECUTOR_DEFAULT",
     "POLLING_INTERVAL_DEFAULT",
     "QUEUE_NAME_MAX_LENGTH",
+    "RATE_PERIOD_MAX",
     "Queue",
     "QueueInfo",
     "validate_queue_name",
@@ -27,6 +28,10 @@ CONCURRENCY_DEFAULT = 1
 EXECUTOR_DEFAULT: ExecutorName = "asyncio"
 POLLING_INTERVAL_DEFAULT = 1.0
 _EXECUTORS = ("asyncio", "threads", "processes")
+RATE_PERIOD_MAX = timedelta(days=36525)
+"""The longest rate period (100 years), of a queue or of a job's rate key: the claim
+counts the starts since ``now - period``, which PostgreSQL must be able to compute."""
+_INT32_MAX = 2**31 - 1  # the limits are stored (and the claim's batch sent) as integer
 
 
 def validate_queue_name(name: object) -> str:
@@ -64,6 +69,10 @@ class Queue:
     ``rate_limit`` jobs per ``rate_period`` caps how many jobs start across all workers,
     and ``global_concurrency`` how many run at once across all workers; both are stored
     with the queue in the database when the queue is declared, and enforced by the claim.
+    A Queue states its limits: declaring it stores them, None meaning no limit (the last
+    declaration wins). With ``declare_limits=False`` it states none: declaring it only
+    makes sure the queue exists and leaves the stored limits as they are, as declaring a
+    queue by its name does (for an app that pushes to a queue another app limits).
     ``memory_limit`` (bytes) caps the address space of each child process of the
     ``"processes"`` executor.
     """
@@ -76,15 +85,11 @@ class Queue:
     rate_period: timedelta = timedelta(seconds=1)
     global_concurrency: int | None = None
     memory_limit: int | None = None
+    declare_limits: bool = True
 
     def __post_init__(self) -> None:
         validate_queue_name(self.name)
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
-            raise InvalidQueueError(f"queue {self.name!r}: concurrency must be an int")
-        if self.concurrency < 1:
-            raise InvalidQueueError(
-                f"queue {self.name!r}: concurrency is {self.concurrency}; use 1 or more"
-            )
+        _check_count(self.name, "concurrency", self.concurrency, optional=False)
         if self.executor not in _EXECUTORS:
             raise InvalidQueueError(
                 f"queue {self.name!r}: unknown executor {self.executor!r}; "
@@ -94,21 +99,42 @@ class Queue:
             raise InvalidQueueError(
                 f"queue {self.name!r}: polling_interval must be a positive number of seconds"
             )
-        if self.global_concurrency is not None and (
-            isinstance(self.global_concurrency, bool)
-            or not isinstance(self.global_concurrency, int)
-            or self.global_concurrency < 1
+        _check_count(self.name, "global_concurrency", self.global_concurrency, optional=True)
+        _check_count(self.name, "rate_limit", self.rate_limit, optional=True)
+        if not isinstance(self.rate_period, timedelta) or not self.rate_period.total_seconds() > 0:
+            raise InvalidQueueError(
+                f"queue {self.name!r}: rate_period must be a positive timedelta"
+            )
+        if self.rate_period > RATE_PERIOD_MAX:
+            raise InvalidQueueError(
+                f"queue {self.name!r}: rate_period is {self.rate_period}; use at most "
+                f"{RATE_PERIOD_MAX.days} days"
+            )
+        if not self.declare_limits and (
+            self.global_concurrency is not None or self.rate_limit is not None
         ):
             raise InvalidQueueError(
-                f"queue {self.name!r}: global_concurrency is {self.global_concurrency!r}; "
-                "use an int of 1 or more, or None"
+                f"queue {self.name!r}: global_concurrency and rate_limit are never stored "
+                "with declare_limits=False; drop them, or drop declare_limits=False"
             )
-        if not self.rate_period.total_seconds() > 0:
-            raise InvalidQueueError(f"queue {self.name!r}: rate_period must be positive")
-        if self.rate_limit is not None and self.rate_limit < 1:
-            raise InvalidQueueError(
-                f"queue {self.name!r}: rate_limit is {self.rate_limit}; use 1 or more, or None"
-            )
+
+    @classmethod
+    def named(cls, name: str) -> Queue:
+        """The queue ``name`` with the default settings, stating no limits: what a name
+        declares (``chancy.declare("name")``, ``chancy queue declare``, ``worker -q``)."""
+        return cls(name=name, declare_limits=False)
+
+
+def _check_count(queue: str, what: str, value: object, *, optional: bool) -> None:
+    """``value`` must be an int from 1 to 2**31 - 1 (what PostgreSQL's integer holds), or
+    None when ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT32_MAX:
+        hint = ", or None" if optional else ""
+        raise InvalidQueueError(
+            f"queue {queue!r}: {what} is {value!r}; use an int from 1 to {_INT32_MAX}{hint}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,9 +46,9 @@ _queues = QueueRepository()
 
 def declare(session: Session | Connection, *queues: Queue | str) -> None:
     """Declare ``queues`` in ``session``'s transaction (a :class:`Queue` also stores its
-    cluster-wide limits; a name declares with none). A job's queue must be declared
-    before the job is pushed; ``default`` always is."""
-    _queues.declare_many_sync(session, queues, settings=True)
+    cluster-wide limits; a name never changes them, and a new queue has none). A job's
+    queue must be declared before the job is pushed; ``default`` always is."""
+    _queues.declare_many_sync(session, queues)
 
 
 @overload
@@ -99,7 +99,7 @@ def push(
     with local_timeouts_sync(session, timeouts):
         if declare:
             queues = QueueRepository(timeouts=timeouts)
-            queues.declare_many_sync(session, [batch[0].queue], settings=False)
+            queues.declare_many_sync(session, [batch[0].queue])
         (reference,) = PushRepository(timeouts=timeouts).push_many_sync(session, batch)
     return reference
 
@@ -150,5 +150,5 @@ def push_many(
     with local_timeouts_sync(session, timeouts):
         if declare:
             queues = QueueRepository(timeouts=timeouts)
-            queues.declare_many_sync(session, sorted({j.queue for j in batch}), settings=False)
+            queues.declare_many_sync(session, sorted({j.queue for j in batch}))
         return PushRepository(timeouts=timeouts).push_many_sync(session, batch)

@@ -44,10 +44,12 @@ def _parameter_type(name: str) -> sa.types.TypeEngine[Any]:
     return jobs.c[name].type
 
 
-def _push_statement(*, single: bool) -> sa.Executable:
+def _push_statement(*, single: bool, keyed: bool = False) -> sa.Executable:
     """INSERT of a batch of jobs from parallel arrays (one per :data:`JOB_FIELDS`), in
     one round trip; with ``single``, of one job from plain parameters (the same statement
-    without ``unnest``, a little cheaper for the server, for ``push``).
+    without ``unnest``, a little cheaper for the server, for ``push``). With ``keyed``
+    (the batch has jobs with concurrency or rate keys), the same statement also marks
+    their queues keyed (:func:`_mark_keyed`).
 
     ``unnest`` keeps the statement's text the same for 1 job or 50,000 (one prepared
     statement, no parameter limit). The state is decided by the database's clock: a job
@@ -95,34 +97,45 @@ def _push_statement(*, single: bool) -> sa.Executable:
             # Literal, so PostgreSQL can match the partial unique index at plan time.
             index_where=sa.literal_column(state_in(UNFINISHED_STATES)),
         )
-        .returning(jobs.c.id, jobs.c.unique_key, jobs.c.state, jobs.c.queue)
+        .returning(
+            jobs.c.id,
+            jobs.c.unique_key,
+            jobs.c.state,
+            jobs.c.queue,
+            *((jobs.c.concurrency_key, jobs.c.rate_key) if keyed else ()),
+        )
         .cte("inserted")
     )
-    woken = wake_queues(inserted)
+    result = inserted.join(wake_queues(inserted), sa.true())
+    if keyed:
+        result = result.join(_mark_keyed(inserted), sa.true())
     return (
-        sa.select(inserted.c.id, inserted.c.unique_key)
-        .select_from(inserted.join(woken, sa.true()))
-        .order_by(inserted.c.id)
+        sa.select(inserted.c.id, inserted.c.unique_key).select_from(result).order_by(inserted.c.id)
     )
+
+
+def _mark_keyed(inserted: sa.CTE) -> sa.CTE:
+    """Mark keyed the queues in which ``inserted`` stored a job with a concurrency or
+    rate key, and tell the workers: from then on the queue's claims go through the
+    limited claim, which counts keys. Part of the push's statement, so a push that fails
+    marks nothing."""
+    keyed_queues = sa.select(inserted.c.queue).where(
+        sa.or_(inserted.c.concurrency_key.is_not(None), inserted.c.rate_key.is_not(None))
+    )
+    marked = (
+        sa.update(queues)
+        .where(queues.c.name.in_(keyed_queues), ~queues.c.keyed)
+        .values(keyed=True, updated_at=sa.func.now())
+        .returning(queues.c.name)
+        .cte("marked")
+    )
+    return sa.select(sa.func.count(queue_changed(marked.c.name)).label("n")).cte("announced_marked")
 
 
 _PUSH = Statement(_push_statement(single=False), what=_WHAT)
 _PUSH_ONE = Statement(_push_statement(single=True), what=_WHAT)
-# A queue's first job with a concurrency or rate key makes the queue keyed: from then on
-# its claims go through the limited claim, which counts keys.
-_MARK_KEYED = Statement(
-    sa.select(sa.func.count(queue_changed(sa.column("name")))).select_from(
-        sa.update(queues)
-        .where(
-            queues.c.name == sa.func.any(sa.bindparam("p_names", type_=ARRAY(sa.Text))),
-            ~queues.c.keyed,
-        )
-        .values(keyed=True, updated_at=sa.func.now())
-        .returning(queues.c.name)
-        .cte("marked")
-    ),
-    what=_WHAT,
-)
+_PUSH_KEYED = Statement(_push_statement(single=False, keyed=True), what=_WHAT)
+_PUSH_ONE_KEYED = Statement(_push_statement(single=True, keyed=True), what=_WHAT)
 # The jobs holding unique keys. Unfinished holders first, newest first: the first row per
 # key is the one a duplicate push refers to.
 _FIND_HOLDERS_BY_KEYS = Statement(
@@ -151,8 +164,6 @@ class PushRepository(Repository):
         if not plan.batch:
             return []
         timeouts = self.timeouts
-        if keyed := plan.keyed_queues():
-            await _MARK_KEYED.rows(conn, {"p_names": keyed}, timeouts=timeouts)
         statement, parameters = plan.statement()
         try:
             held = plan.inserted(await statement.rows(conn, parameters, timeouts=timeouts))
@@ -173,8 +184,6 @@ class PushRepository(Repository):
         if not plan.batch:
             return []
         timeouts = self.timeouts
-        if keyed := plan.keyed_queues():
-            _MARK_KEYED.rows_sync(conn, {"p_names": keyed}, timeouts=timeouts)
         statement, parameters = plan.statement()
         try:
             held = plan.inserted(statement.rows_sync(conn, parameters, timeouts=timeouts))
@@ -207,16 +216,15 @@ class _PushPlan:
             self.batch.append(job)
         self._ids: list[int | None] = []
 
-    def keyed_queues(self) -> list[str]:
-        """The queues of the batch's jobs with a concurrency or rate key."""
-        return sorted({j.queue for j in self.batch if j.concurrency_key or j.rate_key})
-
     def statement(self) -> tuple[Statement, dict[str, Any]]:
-        """The INSERT for the batch and its parameters: arrays, or scalars for one job."""
+        """The INSERT for the batch and its parameters: arrays, or scalars for one job;
+        the one that also marks queues keyed when the batch has keyed jobs."""
         parameters = _push_parameters(self.batch)
+        keyed = any(j.concurrency_key is not None or j.rate_key is not None for j in self.batch)
         if len(self.batch) == 1:
-            return _PUSH_ONE, {name: values[0] for name, values in parameters.items()}
-        return _PUSH, parameters
+            single = {name: values[0] for name, values in parameters.items()}
+            return (_PUSH_ONE_KEYED if keyed else _PUSH_ONE), single
+        return (_PUSH_KEYED if keyed else _PUSH), parameters
 
     def inserted(self, rows: Sequence[Any]) -> list[str]:
         """Record the inserted rows (in id order); returns the unique keys that were held

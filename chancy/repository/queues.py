@@ -35,8 +35,9 @@ _COLUMNS: tuple[sa.ColumnElement[Any], ...] = (
 
 def _declare_statement(*, settings: bool) -> sa.Executable:
     """Declare queues from parallel arrays. With ``settings``, a queue's cluster-wide
-    limits are (re)written from the arrays, as the app's ``Queue`` objects say, and
-    workers are told when they change; without, a queue that exists is left as it is."""
+    limits are (re)written from the arrays, as the app's ``Queue`` objects state them,
+    and workers are told when they change; without, a queue that exists is left as it is
+    (a new one has no limits)."""
     batch = (
         sa.func.unnest(
             sa.cast(sa.bindparam("p_names", type_=ARRAY(sa.Text)), ARRAY(sa.Text)),
@@ -108,21 +109,17 @@ _NAMES = Statement(sa.select(queues.c.name), what="reading the queues")
 class QueueRepository(Repository):
     """Declared queues and their settings."""
 
-    async def declare_many(
-        self, conn: HotExecutable, queues: Sequence[Queue | str], *, settings: bool
-    ) -> None:
-        """Declare ``queues`` (a name declares with no limits). With ``settings``, the
-        cluster-wide limits of each :class:`Queue` replace the stored ones; workers are
-        told when they change."""
-        statement = _DECLARE_SETTINGS if settings else _DECLARE
-        await statement.rows(conn, _declare_parameters(queues), timeouts=self.timeouts)
+    async def declare_many(self, conn: HotExecutable, queues: Sequence[Queue | str]) -> None:
+        """Declare ``queues``. A :class:`Queue` that states its limits (the default)
+        replaces the stored ones, and workers are told when they change; a name, or a
+        Queue with ``declare_limits=False``, only makes sure the queue exists."""
+        for statement, parameters in _declarations(queues):
+            await statement.rows(conn, parameters, timeouts=self.timeouts)
 
-    def declare_many_sync(
-        self, conn: SyncExecutable, queues: Sequence[Queue | str], *, settings: bool
-    ) -> None:
+    def declare_many_sync(self, conn: SyncExecutable, queues: Sequence[Queue | str]) -> None:
         """:meth:`declare_many` on a synchronous ``Connection`` or ``Session``."""
-        statement = _DECLARE_SETTINGS if settings else _DECLARE
-        statement.rows_sync(conn, _declare_parameters(queues), timeouts=self.timeouts)
+        for statement, parameters in _declarations(queues):
+            statement.rows_sync(conn, parameters, timeouts=self.timeouts)
 
     async def list_all(self, conn: HotExecutable) -> list[QueueInfo]:
         """Every declared queue, by name."""
@@ -146,8 +143,20 @@ class QueueRepository(Repository):
         return bool(await _PAUSE.rows(conn, parameters, timeouts=self.timeouts))
 
 
-def _declare_parameters(queues: Sequence[Queue | str]) -> dict[str, list[Any]]:
-    given = [Queue(name=item) if isinstance(item, str) else item for item in queues]
+def _declarations(queues: Sequence[Queue | str]) -> list[tuple[Statement, dict[str, list[Any]]]]:
+    """The statements that declare ``queues``: one for the queues that state their limits,
+    one for the others (names), each only if it has queues."""
+    given = [Queue.named(item) if isinstance(item, str) else item for item in queues]
+    stating = [queue for queue in given if queue.declare_limits]
+    named = [queue for queue in given if not queue.declare_limits]
+    return [
+        (statement, _declare_parameters(batch))
+        for statement, batch in ((_DECLARE_SETTINGS, stating), (_DECLARE, named))
+        if batch
+    ]
+
+
+def _declare_parameters(given: Sequence[Queue]) -> dict[str, list[Any]]:
     return {
         "p_names": [q.name for q in given],
         "p_global": [q.global_concurrency for q in given],

@@ -133,7 +133,7 @@ class Worker:
         await self._check_schema()
         engine = self.chancy.engine
         async with hot_connection(engine) as connection:
-            await self._queue_repository.declare_many(connection, self.queues, settings=True)
+            await self._queue_repository.declare_many(connection, self.queues)
         self._queue_settings = QueueSettingsWatcher(
             engine,
             [queue.name for queue in self.queues],

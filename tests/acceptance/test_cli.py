@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import signal
+import sys
+from pathlib import Path
 
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner, Result
@@ -16,10 +20,12 @@ from chancy.database import create_engine
 from chancy.errors import UnknownQueueError
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
+from chancy.states import JobState
 from chancy.worker import Worker
 from tests.support import tasks
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrate_sql_prints_the_ddl() -> None:
@@ -201,3 +207,41 @@ async def test_queue_pause_of_an_unknown_queue_names_the_closest(database_url: U
 def test_job_show_lists_every_stored_field() -> None:
     stored = {field.name for field in dataclasses.fields(QueuedJob)} - {"delay"}
     assert set(JOB_FIELDS) == stored
+
+
+LIMITED = Queue(name="limited", global_concurrency=3, rate_limit=10)
+
+
+async def limits_of(database_url: URL, name: str) -> tuple[int | None, int | None]:
+    async with Chancy(database_url) as chancy:
+        (info,) = [q for q in await chancy.list_queues() if q.name == name]
+    return info.global_concurrency, info.rate_limit
+
+
+async def test_queue_declare_of_a_declared_queue_keeps_its_limits(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare(LIMITED)
+    result = await invoke("queue", "declare", "limited", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert await limits_of(database_url, "limited") == (3, 10)
+
+
+async def test_a_worker_run_with_q_and_dsn_keeps_the_queues_limits(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare(LIMITED)
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "chancy", "worker", "-q", "limited", "--concurrency", "2"),
+            *("--dsn", dsn_of(database_url)),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            ref = await chancy.push("limited", Job.from_func(tasks.greet, kwargs={"name": "q"}))
+            done = await chancy.wait_for_job(ref, timeout=60)  # the worker has started
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=30)
+    assert done.state is JobState.SUCCEEDED
+    assert await limits_of(database_url, "limited") == (3, 10)

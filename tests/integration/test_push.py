@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chancy.app import Chancy
 from chancy.database import hot_connection
-from chancy.errors import InvalidJobError, InvalidQueueError
+from chancy.errors import InvalidJobError, InvalidQueueError, UnknownQueueError
 from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
@@ -200,3 +200,28 @@ async def test_a_push_cut_off_mid_statement_leaves_no_busy_connection_in_the_poo
             await blocker.close()
         ref = await chancy.push("default", greet("after"))
         assert (await chancy.get_job(ref)).kwargs["name"] == "after"  # type: ignore[union-attr]
+
+
+async def test_a_failed_push_of_a_keyed_job_leaves_its_queue_unkeyed(chancy: Chancy) -> None:
+    await chancy.declare("tenants")
+    keyed = greet().with_concurrency_key("tenant-42").with_queue("tenants")
+    with pytest.raises(UnknownQueueError):  # the batch's second job names no queue
+        await chancy.push_many([keyed, greet().with_queue("nowhere")])
+    (info,) = [q for q in await chancy.list_queues() if q.name == "tenants"]
+    assert not info.keyed
+    assert await count_jobs(chancy) == 0
+
+
+async def test_a_keyed_push_is_one_statement(database_url: URL) -> None:
+    sent: list[str] = []
+    options = {"pool_size": 1, "max_overflow": 0}  # one connection: the one watched
+    async with Chancy(database_url, queues=[Queue(name="k")], engine_options=options) as chancy:
+        await chancy.push("k", greet())  # asyncpg's first prepare reads the types
+        async with hot_connection(chancy.engine) as connection:
+            assert isinstance(connection, asyncpg.Connection)
+            connection.add_query_logger(lambda query: sent.append(query.query))
+        await chancy.push("k", greet().with_rate_key("customer-7", limit=2))
+        (info,) = [q for q in await chancy.list_queues() if q.name == "k"]
+    writes = [query for query in sent if "INSERT" in query or "UPDATE" in query]
+    assert len(writes) == 1, writes  # the insert, with the keyed mark in it
+    assert info.keyed

@@ -197,3 +197,41 @@ async def test_a_job_scheduled_two_seconds_ahead_starts_on_time(database_url: UR
     assert done.started_at is not None
     late = (done.started_at - stored.scheduled_at).total_seconds()  # type: ignore[operator]
     assert 0 <= late < 1.0
+
+
+LIMITED = Queue(name="limited", global_concurrency=3, rate_limit=10, rate_period=timedelta(2))
+
+
+async def limits_of(chancy: Chancy, name: str) -> tuple[int | None, int | None, float | None]:
+    (info,) = [q for q in await chancy.list_queues() if q.name == name]
+    return info.global_concurrency, info.rate_limit, info.rate_period
+
+
+async def test_declaring_a_queue_by_name_keeps_its_limits(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare(LIMITED)
+        await chancy.declare("limited")
+        assert await limits_of(chancy, "limited") == (3, 10, 172800.0)
+
+
+async def test_a_queue_declared_by_name_is_created_without_limits(chancy: Chancy) -> None:
+    await chancy.declare("fresh")
+    assert await limits_of(chancy, "fresh") == (None, None, None)
+
+
+async def test_a_queue_object_states_its_limits_none_meaning_none(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare(LIMITED)
+        await chancy.declare(Queue(name="limited"))
+        assert await limits_of(chancy, "limited") == (None, None, None)
+
+
+async def test_a_queue_with_declare_limits_false_keeps_the_stored_limits(
+    database_url: URL,
+) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare(LIMITED)
+    pusher = Queue(name="limited", concurrency=5, declare_limits=False)
+    async with Chancy(database_url, queues=[pusher]) as chancy:
+        await chancy.push("limited", nap())
+        assert await limits_of(chancy, "limited") == (3, 10, 172800.0)

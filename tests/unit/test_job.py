@@ -248,3 +248,47 @@ def test_json_text_writes_big_floats_so_that_postgresql_keeps_them_floats() -> N
     )
     assert json.loads(text)["x"] == 1e16
     assert isinstance(json.loads(text)["x"], float)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["tenant\x00one", "tenant\ud800"],
+    ids=["nul", "surrogate"],
+)
+def test_a_concurrency_key_postgresql_cannot_store_is_refused(key: str) -> None:
+    with pytest.raises(InvalidJobError, match="concurrency key"):
+        make().with_concurrency_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["customer\x00seven", "customer\udfff"],
+    ids=["nul", "surrogate"],
+)
+def test_a_rate_key_postgresql_cannot_store_is_refused(key: str) -> None:
+    with pytest.raises(InvalidJobError, match="rate key"):
+        make().with_rate_key(key, limit=1)
+
+
+@pytest.mark.parametrize("period", [1e12, timedelta(days=999_999_999)])
+def test_a_rate_period_no_claim_could_compute_is_refused(period: float | timedelta) -> None:
+    with pytest.raises(InvalidJobError, match=r"rate period .* at most"):
+        make().with_rate_key("customer-7", limit=1, period=period)
+
+
+def test_a_rate_period_of_a_year_is_accepted() -> None:
+    job = make().with_rate_key("customer-7", limit=1, period=timedelta(days=365))
+    assert job.rate_period == 365 * 86400.0
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(1, 1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+    ],
+    ids=["after-9999-in-utc", "before-year-1-in-utc"],
+)
+def test_a_scheduled_at_outside_what_utc_can_hold_is_refused(moment: datetime) -> None:
+    with pytest.raises(InvalidJobError, match=r"scheduled_at .* UTC"):
+        make().with_scheduled_at(moment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
@@ -43,3 +44,27 @@ def test_queue_is_frozen() -> None:
 def test_bad_settings_are_rejected(settings: dict[str, object]) -> None:
     with pytest.raises(InvalidQueueError):
         Queue(name="default", **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"concurrency": 2**31}, "concurrency"),
+        ({"global_concurrency": 2**31}, "global_concurrency"),
+        ({"rate_limit": 2**31}, "rate_limit"),
+        ({"rate_limit": 2.5}, "rate_limit"),
+        ({"rate_limit": True}, "rate_limit"),
+        ({"rate_limit": 1, "rate_period": timedelta(days=10**8)}, "rate_period .* at most"),
+    ],
+    ids=["concurrency", "global", "rate-limit", "rate-float", "rate-bool", "rate-period"],
+)
+def test_limits_postgresql_cannot_store_or_compute_are_refused(
+    settings: dict[str, object], words: str
+) -> None:
+    with pytest.raises(InvalidQueueError, match=words):
+        Queue(name="limited", **settings)  # type: ignore[arg-type]
+
+
+def test_limits_with_declare_limits_false_are_refused() -> None:
+    with pytest.raises(InvalidQueueError, match="declare_limits=False"):
+        Queue(name="limited", rate_limit=5, declare_limits=False)
