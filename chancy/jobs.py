@@ -157,6 +157,8 @@ class Job:
         :class:`~chancy.errors.InvalidKwargsError` names the key at fault.
         """
         name = name_of(fn)
+        if kwargs is not None:
+            _check_str_keys(kwargs, "kwargs", InvalidKwargsError)  # before naming parameters
         _check_signature(fn, kwargs or {})
         return cls(
             func=name,
@@ -461,13 +463,8 @@ def _frozen_json_object(
     """A read-only copy of ``value`` exactly as it will come back from the database."""
     if value is _EMPTY:
         return value
-    if not isinstance(value, Mapping):
-        raise error(
-            f"{what} must be a mapping of str keys to JSON values, not {type(value).__name__}"
-        )
+    _check_str_keys(value, what, error)
     for key, item in value.items():
-        if not isinstance(key, str):
-            raise error(f"{what} key {key!r} is a {type(key).__name__}; JSON keys must be str")
         _check_text(key, f"{what} key {key!r}", error)
         try:
             json.dumps(item, allow_nan=False)
@@ -480,10 +477,23 @@ def _frozen_json_object(
     return MappingProxyType(json.loads(json.dumps(dict(value))))
 
 
+def _check_str_keys(value: object, what: str, error: type[InvalidJobError]) -> None:
+    """Raise unless ``value`` is a mapping whose keys are all str (as JSON's are)."""
+    if not isinstance(value, Mapping):
+        raise error(
+            f"{what} must be a mapping of str keys to JSON values, not {type(value).__name__}"
+        )
+    for key in value:
+        if not isinstance(key, str):
+            raise error(f"{what} key {key!r} is a {type(key).__name__}; JSON keys must be str")
+
+
 def _check_strings(value: Any, what: str, error: type[InvalidJobError]) -> None:
     if isinstance(value, str):
         _check_text(value, what, error)
     elif isinstance(value, dict):
+        # json.dumps would turn a key 1 into "1": the job would get back what it never sent.
+        _check_str_keys(value, what, error)
         for key, item in value.items():
             _check_text(key, f"{what} key {key!r}", error)
             _check_strings(item, what, error)

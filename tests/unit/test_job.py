@@ -7,6 +7,7 @@ import functools
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -292,3 +293,18 @@ def test_a_rate_period_of_a_year_is_accepted() -> None:
 def test_a_scheduled_at_outside_what_utc_can_hold_is_refused(moment: datetime) -> None:
     with pytest.raises(InvalidJobError, match=r"scheduled_at .* UTC"):
         make().with_scheduled_at(moment)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{1: "x"}, {"name": {1: "x"}}, {"name": [{2: "x"}]}],
+    ids=["top level", "nested", "in a list"],
+)
+def test_a_kwargs_key_that_is_not_a_str_is_refused_at_any_depth(kwargs: dict[Any, Any]) -> None:
+    with pytest.raises(InvalidKwargsError, match="JSON keys must be str"):
+        Job.from_func(tasks.greet, kwargs=kwargs)
+
+
+def test_kwargs_that_are_not_a_mapping_are_refused_before_the_signature() -> None:
+    with pytest.raises(InvalidKwargsError, match="must be a mapping"):
+        Job.from_func(tasks.greet, kwargs=[("name", "x")])  # type: ignore[arg-type]
