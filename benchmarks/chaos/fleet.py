@@ -1,10 +1,11 @@
 """Real worker processes (``chancy worker``) for a chaos scenario, and what befell them.
 
 A :class:`Fleet` starts ``python -m chancy worker --app benchmarks.chaos.jobs:chancy`` processes
-on one database, keeps a number of them alive (replacing any that died), and kills,
-freezes and thaws them on request. Every such event is recorded with its wall-clock time,
-so the invariants can tell which runs were interrupted by a death, and how long their jobs
-waited afterwards. Each worker's stderr (its log) goes to a file, read at the end.
+on one database, keeps a number of them alive (replacing any that died or are stopping),
+and kills, freezes, thaws and stops (SIGTERM) them on request. Every such event is
+recorded with its wall-clock time, so the invariants can tell which runs were interrupted
+by a death, and how long their jobs waited afterwards. Each worker's stderr (its log) goes
+to a file, read at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["Fleet", "LogSummary", "Member", "Start", "WorkerEvent", "WorkerSetti
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "benchmarks.chaos.jobs:chancy"
-ALLOW = "benchmarks.chaos.jobs.*"
+ALLOW = ("benchmarks.chaos.jobs.*", "benchmarks.chaos.slow_import.*")
 STOP_GRACE = 20.0
 # The completer's line for an outcome the fence turned away (chancy/worker/completer.py).
 STALE_LINE = re.compile(r"outcome \w+ not written, the attempt no longer holds the job")
@@ -35,7 +36,9 @@ NOTEWORTHY = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback")
 LOG_EXCERPT_LINES = 40
 STARTED_LINE = "started on queues"
 
-EventKind = Literal["started", "killed", "frozen", "thawed", "exited", "stopped", "hung"]
+EventKind = Literal[
+    "started", "killed", "frozen", "thawed", "terminated", "exited", "stopped", "hung"
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,8 +60,7 @@ class WorkerSettings:
             str(self.rescue_interval),
             "--shutdown-timeout",
             str(self.shutdown_timeout),
-            "--allow",
-            ALLOW,
+            *(argument for pattern in ALLOW for argument in ("--allow", pattern)),
         ]
 
 
@@ -67,8 +69,9 @@ class WorkerEvent:
     """Something that happened to worker ``pid`` at ``at`` (seconds since the epoch).
 
     ``exited`` is a death the fleet did not cause (``returncode`` says how);
-    ``stopped`` is the exit after the SIGTERM that ends every scenario; ``hung`` is a
-    worker that did not exit within :data:`STOP_GRACE` of that SIGTERM.
+    ``terminated`` a SIGTERM sent mid-run (a graceful stop); ``stopped`` is the exit after
+    a SIGTERM, mid-run or the one that ends every scenario; ``hung`` is a worker that did
+    not exit within :data:`STOP_GRACE` of the final SIGTERM.
     """
 
     pid: int
@@ -95,6 +98,8 @@ class Member:
     log_path: Path
     log_file: IO[bytes]
     frozen: bool = False
+    stopping: bool = False
+    ended: bool = False  # its exit is recorded and its log closed
 
     @property
     def pid(self) -> int:
@@ -143,8 +148,8 @@ class Fleet:
 
     @property
     def serving(self) -> list[Member]:
-        """The members running and not frozen."""
-        return [member for member in self.alive if not member.frozen]
+        """The members running, neither frozen nor stopping."""
+        return [member for member in self.alive if not member.frozen and not member.stopping]
 
     def start(self) -> Member:
         """Start one more worker process."""
@@ -177,13 +182,13 @@ class Fleet:
         return member
 
     def keep(self, count: int) -> None:
-        """Record the members that died on their own, and start new ones until ``count``
-        are running."""
+        """Record the members that died on their own (or stopped, after :meth:`terminate`),
+        and start new ones until ``count`` are running and not stopping."""
         for member in self.members:
-            if member.process.returncode is None and member.process.poll() is not None:
-                self._record(member.pid, "exited", member.process.returncode)
-                member.log_file.close()
-        for _ in range(count - len(self.alive)):
+            if not member.ended and member.process.poll() is not None:
+                self._end(member, "stopped" if member.stopping else "exited")
+        staying = [member for member in self.alive if not member.stopping]
+        for _ in range(count - len(staying)):
             self.start()
 
     def pick(self, *, exclude: set[int] | frozenset[int] = frozenset()) -> Member | None:
@@ -195,8 +200,7 @@ class Fleet:
         """SIGKILL ``member``: no goodbye, its runs are abandoned where they are."""
         member.process.kill()
         member.process.wait()
-        member.log_file.close()
-        self._record(member.pid, "killed", member.process.returncode)
+        self._end(member, "killed")
 
     def freeze(self, member: Member) -> None:
         """SIGSTOP ``member``: it holds its jobs and connections but does nothing."""
@@ -210,26 +214,35 @@ class Fleet:
         member.frozen = False
         self._record(member.pid, "thawed")
 
+    def terminate(self, member: Member) -> None:
+        """SIGTERM ``member``: it stops gracefully, finishing or giving back its jobs, and
+        exits in its own time (:meth:`keep` records it, and starts another meanwhile)."""
+        member.process.send_signal(signal.SIGTERM)
+        member.stopping = True
+        self._record(member.pid, "terminated")
+
     def stop_all(self) -> None:
-        """SIGTERM every living member and wait for them; one still running after
-        :data:`STOP_GRACE` seconds is recorded as ``hung`` and killed."""
+        """SIGTERM every living member (once: a second SIGTERM stops a worker at once) and
+        wait for them; one still running after :data:`STOP_GRACE` seconds is recorded as
+        ``hung`` and killed."""
         self.keep(0)
         for member in self.alive:
             if member.frozen:
                 self.thaw(member)
-            member.process.send_signal(signal.SIGTERM)
+            if not member.stopping:
+                member.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         for member in self.members:
-            if member.process.returncode is not None:
+            if member.ended:
                 continue
             try:
                 member.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                self._record(member.pid, "stopped", member.process.returncode)
             except subprocess.TimeoutExpired:
-                self._record(member.pid, "hung")
                 member.process.kill()
                 member.process.wait()
-            member.log_file.close()
+                self._end(member, "hung")
+                continue
+            self._end(member, "stopped")
 
     def deaths(self) -> dict[int, list[WorkerEvent]]:
         """For each worker, the times it stopped serving while it may have run jobs
@@ -241,9 +254,9 @@ class Fleet:
         return dict(found)
 
     def bad_stops(self) -> list[str]:
-        """The workers that did not stop cleanly on the final SIGTERM: hung, or exited
-        with an error. (A worker still starting up, before it handles signals, dies of
-        the SIGTERM: that is not held against it.)"""
+        """The workers that did not stop cleanly on a SIGTERM (mid-run, or the final
+        one): hung, or exited with an error. (A worker still starting up, before it
+        handles signals, dies of the SIGTERM: that is not held against it.)"""
         found: list[str] = []
         by_pid = {member.pid: member for member in self.members}
         for event in self.events:
@@ -254,6 +267,12 @@ class Fleet:
                 if not starting:
                     found.append(f"worker {event.pid} exited with {event.returncode} on SIGTERM")
         return found
+
+    def clean_stops(self) -> frozenset[int]:
+        """The pids of the workers that exited with 0 after a SIGTERM."""
+        return frozenset(
+            event.pid for event in self.events if event.kind == "stopped" and event.returncode == 0
+        )
 
     def count(self, kind: EventKind) -> int:
         """How many events of ``kind`` were recorded."""
@@ -291,6 +310,12 @@ class Fleet:
                     if len(excerpt) < LOG_EXCERPT_LINES:
                         excerpt.append(f"[pid {member.pid}] {line}")
         return LogSummary(stale, noteworthy, tuple(excerpt))
+
+    def _end(self, member: Member, kind: EventKind) -> None:
+        """Record how ``member`` (whose process is gone) ended, and close its log."""
+        self._record(member.pid, kind, member.process.returncode)
+        member.log_file.close()
+        member.ended = True
 
     def _record(self, pid: int, kind: EventKind, returncode: int | None = None) -> None:
         self.events.append(WorkerEvent(pid, kind, time.time(), returncode))

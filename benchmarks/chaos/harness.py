@@ -68,7 +68,8 @@ class ScenarioRun:
     """What one run of a scenario left behind: the invariants, figures and evidence.
 
     ``exited``: the pids of the workers that died without being killed by the harness;
-    ``crashes`` describes those that had not run a job meant to kill them.
+    ``crashes`` describes those that had not run a job meant to kill them;
+    ``clean_stops``: the pids of the workers that exited with 0 after a SIGTERM.
     """
 
     name: str
@@ -81,6 +82,7 @@ class ScenarioRun:
     logs: LogSummary
     details: dict[str, Any]
     exited: frozenset[int]
+    clean_stops: frozenset[int]
     crashes: tuple[str, ...]
     bad_stops: tuple[str, ...]
     drained: bool
@@ -269,6 +271,7 @@ async def run_scenario(scenario: Scenario, size: Size, *, seed: int = 7) -> Scen
             logs=fleet.read_logs(),
             details=details,
             exited=frozenset(event.pid for event in fleet.events if event.kind == "exited"),
+            clean_stops=fleet.clean_stops(),
             crashes=tuple(
                 f"worker {event.pid} exited by itself with code {event.returncode}; its log "
                 f"ends: {fleet.tail(event.pid)}"

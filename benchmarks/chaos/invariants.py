@@ -5,15 +5,26 @@ attempt, worker pid, time) must show:
 
 - **no job lost**: every job meant to succeed ``succeeded``, every job meant to fail
   ``failed``, and no job exists that was never committed (nor ran);
+- **the expected errors**: a job whose errors the scenario foretold (a result PostgreSQL
+  cannot store fails with ``ResultNotJSON``, a job calling ``sys.exit`` with
+  ``JobExitError``, neither retried; a plain job with none) has exactly those, in order;
 - **no stale write**: each attempt started at most once (by the workers' journals) and
   ran at most once (by the ledger), so that its fencing token names one run; and a
   succeeded job's state is its last attempt's (``attempts`` is the highest attempt in the
   ledger, and the stored ``result``, which names the attempt and pid of the run that
   returned it, is that run's);
-- **duplicates only where a worker died mid-job**: every run that did not finish its job
-  has its attempt recorded in the job's ``errors`` (``LeaseExpired`` when its worker was
-  killed, froze or lost the database; the error when the attempt itself failed);
+- **duplicates only where a worker died mid-job**: every run that did not end its own
+  attempt (a run whose attempt failed by itself did: it was retried, not duplicated) has
+  its attempt recorded as ``LeaseExpired`` in the job's ``errors``, its worker killed,
+  frozen or cut off from the database;
+- **no double run**: no run of a job ends after another run of it began (the ledger
+  notes the end of the runs of plain functions in threads), unless its worker was frozen;
 - **nothing stuck**: no job is ``running`` once every worker is gone.
+
+A scenario that only stops workers gracefully (``Expectation.graceful``) promises more:
+no lease lapses (no ``LeaseExpired`` on a worker that was not killed or frozen, whatever
+its jobs did: a slow import, a thread outliving ``shutdown_timeout``) and no duplicate at
+all.
 
 Each violation is described with its evidence (the job row and its runs), so a failing
 test says what went wrong without a debugger.
@@ -23,7 +34,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -36,18 +49,27 @@ __all__ = ["Expectation", "Invariants", "Run", "StoredJob", "check_invariants"]
 
 EXCERPT_DEFAULT = 15
 Deaths = Mapping[int, Sequence[WorkerEvent]]
-# The job functions (benchmarks/chaos/jobs.py) whose result names the run that returned it.
-RESULT_NAMES_RUN = frozenset({"record", "sleep_then_record"})
+# The job functions (benchmarks/chaos/) whose result names the run that returned it.
+RESULT_NAMES_RUN = frozenset({"record", "sleep_then_record", "hold_thread", "record_after_import"})
+LEASE_EXPIRED = "LeaseExpired"
+# The rescuer's message names the worker whose lease lapsed (chancy/repository/maintenance.py);
+# a worker id is host:pid:token.
+LAPSED_WORKER = re.compile(r"the worker [^:\s]*:(\d+):")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Expectation:
     """What a scenario pushed: the ids that must succeed, that must fail, and that must
-    never exist (pushed in transactions that rolled back)."""
+    never exist (pushed in transactions that rolled back); ``errors``, the types of the
+    errors some jobs must end with, in order (none: no error at all); ``graceful``, that
+    the scenario kills, freezes and cuts nothing, so no lease may lapse and no job run
+    twice."""
 
     succeed: frozenset[int]
     fail: frozenset[int] = frozenset()
     never_exist: frozenset[int] = frozenset()
+    errors: Mapping[int, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    graceful: bool = False
 
     @property
     def pushed(self) -> frozenset[int]:
@@ -57,12 +79,14 @@ class Expectation:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Run:
-    """One ledger row: a run of ``attempt`` of job ``job_id`` by worker ``pid``."""
+    """One ledger row: a run of ``attempt`` of job ``job_id`` by worker ``pid``, from
+    ``at`` until ``ended`` (known for the runs of plain functions in threads only)."""
 
     job_id: int
     attempt: int
     pid: int
     at: float
+    ended: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,12 +126,18 @@ class Invariants:
 
     lost: tuple[str, ...]
     phantoms: tuple[str, ...]
+    wrong_errors: tuple[str, ...]
     stale: tuple[str, ...]
     unexplained_duplicates: tuple[str, ...]
+    double_runs: tuple[str, ...]
+    lapsed_leases: tuple[str, ...]
+    graceful_duplicates: tuple[str, ...]
     stuck: tuple[str, ...]
     succeeded: int
     failed: int
     runs: int
+    failed_runs: int
+    failed_by_error: collections.Counter[str]
     interrupted_runs: collections.Counter[str]
     max_wait_after_death: float | None
 
@@ -117,15 +147,20 @@ class Invariants:
         named = {
             "lost": self.lost,
             "phantom": self.phantoms,
+            "wrong errors": self.wrong_errors,
             "stale write": self.stale,
             "unexplained duplicate": self.unexplained_duplicates,
+            "double run": self.double_runs,
+            "lease lapsed on a live worker": self.lapsed_leases,
+            "duplicate though nothing was killed": self.graceful_duplicates,
             "stuck": self.stuck,
         }
         return {name: found for name, found in named.items() if found}
 
     @property
     def duplicates(self) -> int:
-        """Runs beyond the one that finished each job."""
+        """Runs that did not end their own attempt (a run whose attempt failed by itself
+        did), so that another run of that job had to finish it."""
         return sum(self.interrupted_runs.values())
 
     def explain(self, limit: int = EXCERPT_DEFAULT) -> str:
@@ -155,24 +190,45 @@ async def check_invariants(
         started[start.job_id].append(start)
     causes: collections.Counter[str] = collections.Counter()
     unexplained: list[str] = []
+    duplicated: list[str] = []
     waits: list[float] = []
     for job in jobs.values():
         for run in _interrupted(job, runs[job.id]):
+            duplicated.append(f"attempt {run.attempt}: {job.describe(runs[job.id])}")
             cause = _cause(job, run, deaths)
             if cause is None:
                 unexplained.append(f"attempt {run.attempt}: {job.describe(runs[job.id])}")
                 continue
             causes[cause] += 1
             waits.extend(_wait_after_death(job, run, runs[job.id], deaths))
+    failed = [job for job in jobs.values() if job.state == "failed"]
     return Invariants(
         lost=tuple(_lost(jobs, runs, expected)),
         phantoms=tuple(_phantoms(jobs, runs, expected)),
+        wrong_errors=tuple(_wrong_errors(jobs, runs, expected)),
         stale=tuple(s for job in jobs.values() for s in _stale(job, runs[job.id], started[job.id])),
         unexplained_duplicates=tuple(unexplained),
+        double_runs=tuple(
+            d for job in jobs.values() for d in _double_runs(job, runs[job.id], deaths)
+        ),
+        lapsed_leases=tuple(
+            lapse
+            for job in jobs.values()
+            for lapse in _lapsed_on_live_workers(job, runs[job.id], deaths)
+        )
+        if expected.graceful
+        else (),
+        graceful_duplicates=tuple(duplicated) if expected.graceful else (),
         stuck=tuple(job.describe(runs[job.id]) for job in jobs.values() if job.state == "running"),
         succeeded=sum(1 for job in jobs.values() if job.state == "succeeded"),
-        failed=sum(1 for job in jobs.values() if job.state == "failed"),
+        failed=len(failed),
         runs=sum(len(found) for found in runs.values()),
+        failed_runs=sum(
+            1 for job in jobs.values() for run in runs[job.id] if _failed_by_itself(job, run)
+        ),
+        failed_by_error=collections.Counter(
+            str(job.errors[-1].get("type")) if job.errors else "no error" for job in failed
+        ),
         interrupted_runs=causes,
         max_wait_after_death=max(waits, default=None),
     )
@@ -202,10 +258,11 @@ async def _stored_jobs(db: asyncpg.Connection) -> list[StoredJob]:
 
 async def _ledger(db: asyncpg.Connection) -> list[Run]:
     rows = await db.fetch(
-        "SELECT job_id, attempt, pid, extract(epoch FROM at)::float8 AS at "
+        "SELECT job_id, attempt, pid, extract(epoch FROM at)::float8 AS at, "
+        "extract(epoch FROM ended_at)::float8 AS ended "
         "FROM chaos_ledger ORDER BY job_id, attempt, at"
     )
-    return [Run(row["job_id"], row["attempt"], row["pid"], row["at"]) for row in rows]
+    return [Run(row["job_id"], row["attempt"], row["pid"], row["at"], row["ended"]) for row in rows]
 
 
 def _json(value: Any) -> Any:
@@ -234,6 +291,18 @@ def _phantoms(
     for job_id in sorted(set(runs) - set(jobs)):
         found = runs[job_id]
         yield f"job {job_id} ran {len(found)} times but is not in the table"
+
+
+def _wrong_errors(
+    jobs: Mapping[int, StoredJob], runs: Mapping[int, list[Run]], expected: Expectation
+) -> Iterable[str]:
+    for job_id, wanted in sorted(expected.errors.items()):
+        job = jobs.get(job_id)
+        if job is None:
+            continue  # lost, said so there
+        found = tuple(str(error.get("type")) for error in job.errors)
+        if found != wanted:
+            yield f"expected errors {list(wanted)}: {job.describe(runs.get(job_id, []))}"
 
 
 def _stale(job: StoredJob, runs: Sequence[Run], starts: Sequence[Start]) -> Iterable[str]:
@@ -272,10 +341,51 @@ def _stale_success(job: StoredJob, runs: Sequence[Run]) -> Iterable[str]:
 
 
 def _interrupted(job: StoredJob, runs: Sequence[Run]) -> Iterable[Run]:
-    """The runs that did not finish ``job``: all but a succeeded job's final run."""
+    """The runs that did not end their own attempt: all but a succeeded job's final run
+    and the runs whose attempt failed by itself."""
     for run in runs:
-        if not (job.state == "succeeded" and run.attempt == job.attempts):
+        if job.state == "succeeded" and run.attempt == job.attempts:
+            continue
+        if not _failed_by_itself(job, run):
             yield run
+
+
+def _failed_by_itself(job: StoredJob, run: Run) -> bool:
+    """Whether ``run``'s attempt ended with an error of its own (not a lapsed lease)."""
+    error = job.error_of(run.attempt)
+    return error is not None and error.get("type") != LEASE_EXPIRED
+
+
+def _double_runs(job: StoredJob, runs: Sequence[Run], deaths: Deaths) -> Iterable[str]:
+    """Runs of ``job`` that overlap: one ended (by the ledger) after another began, and
+    its worker was not frozen (nor killed) in between."""
+    ordered = sorted(runs, key=lambda run: run.at)
+    for earlier, later in itertools.pairwise(ordered):
+        if earlier.ended is None or earlier.ended <= later.at:
+            continue
+        death = _death_during(earlier, deaths)
+        if death is not None and death.at <= later.at:
+            continue
+        yield (
+            f"attempt {earlier.attempt} (pid {earlier.pid}) ran until {earlier.ended:.3f}, "
+            f"attempt {later.attempt} (pid {later.pid}) began at {later.at:.3f}: "
+            f"{job.describe(runs)}"
+        )
+
+
+def _lapsed_on_live_workers(job: StoredJob, runs: Sequence[Run], deaths: Deaths) -> Iterable[str]:
+    """The attempts of ``job`` recorded ``LeaseExpired`` although their worker was
+    neither killed, frozen nor dead (whether or not the attempt's run had begun)."""
+    for error in job.errors:
+        if error.get("type") != LEASE_EXPIRED:
+            continue
+        run = next((run for run in runs if run.attempt == error.get("attempt")), None)
+        if run is not None and _death_during(run, deaths) is not None:
+            continue
+        named = LAPSED_WORKER.search(str(error.get("message")))
+        if run is None and named is not None and deaths.get(int(named.group(1))):
+            continue
+        yield f"attempt {error.get('attempt')}: {job.describe(runs)}"
 
 
 def _death_during(run: Run, deaths: Deaths) -> WorkerEvent | None:
@@ -287,10 +397,8 @@ def _cause(job: StoredJob, run: Run, deaths: Deaths) -> str | None:
     """Why ``run`` did not finish its job, from the job's ``errors`` and the fleet's
     events; None when nothing explains it."""
     error = job.error_of(run.attempt)
-    if error is None:
+    if error is None or error.get("type") != LEASE_EXPIRED:
         return None
-    if error.get("type") != "LeaseExpired":
-        return f"attempt failed ({error.get('type')})"
     death = _death_during(run, deaths)
     if death is None:
         return "lease expired, worker alive"

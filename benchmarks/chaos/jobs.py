@@ -1,16 +1,22 @@
 """The jobs of the chaos suite, and the app its worker processes import.
 
 Run as ``chancy worker --app benchmarks.chaos.jobs:chancy`` with ``CHAOS_DSN`` set. A run of a
-job appends a row to the ledger (job id, attempt, worker pid, worker id, time), in the same
-database as the jobs, so the suite can tell exactly which attempts ran where and when,
-whatever happened to the worker afterwards. Every run also notes its start in the
-worker's journal, a file in ``CHAOS_JOURNAL`` (a line per start: job id, attempt, pid,
-time), which commits nothing to the database: it shows runs that ended before their
-ledger row, and runs whose start the database forgot.
+job appends a row to the ledger (job id, attempt, worker pid, worker id, time; a plain
+function running in a thread also notes when it ended), in the same database as the jobs,
+so the suite can tell exactly which attempts ran where and when, whatever happened to the
+worker afterwards. Every run also notes its start in the worker's journal, a file in
+``CHAOS_JOURNAL`` (a line per start: job id, attempt, pid, time), which commits nothing to
+the database: it shows runs that ended before their ledger row, and runs whose start the
+database forgot.
 
 The worker's connections are named ``chaos-worker:<pid>`` and the ledger's
 ``chaos-ledger`` (``application_name``), so the connection-cutting scenario can aim at
 chancy's connections only, and tell whose they are.
+
+The hostile jobs (at the end) do what a job should not: return what PostgreSQL
+cannot store, raise errors holding it, try to exit the worker, raise ``CancelledError``
+themselves, or hold a thread past the workers' ``shutdown_timeout``; the slow import is
+:mod:`benchmarks.chaos.slow_import`.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import asyncpg
 
@@ -35,8 +43,15 @@ __all__ = [
     "LEDGER_APPLICATION",
     "WORKER_APPLICATION",
     "chancy",
+    "exit_worker",
+    "exit_worker_in_thread",
+    "hold_thread",
     "kill_own_worker",
+    "poison_result",
+    "raise_cancelled",
+    "raise_poison",
     "record",
+    "record_in_thread",
     "sleep_then_record",
 ]
 
@@ -56,9 +71,14 @@ CREATE TABLE IF NOT EXISTS chaos_ledger (
     attempt int NOT NULL,
     pid int NOT NULL,
     worker_id text,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ended_at timestamptz
 )
 """
+# What a hostile job returns or puts in its error's message: text PostgreSQL's jsonb
+# refuses (a NUL, a lone surrogate), or a list nested too deeply to write as JSON.
+POISON_DEPTH = 100_000
+
 
 chancy = Chancy(
     os.environ.get(DSN_ENV),
@@ -106,25 +126,35 @@ def _journal_start(job: QueuedJob) -> None:
         os.close(descriptor)
 
 
-async def _write_ledger(job: QueuedJob) -> None:
-    """Append this run's row. A lost connection is retried with the same token, so a row
-    whose commit was not acknowledged is not written twice; two runs of one attempt
-    (which the fence must make impossible) would still show as two rows."""
+async def _write_ledger(job: QueuedJob) -> uuid.UUID:
+    """Append this run's row, and return its token. A lost connection is retried with the
+    same token, so a row whose commit was not acknowledged is not written twice; two runs
+    of one attempt (which the fence must make impossible) would still show as two rows."""
     token = uuid.uuid4()
+
+    async def insert() -> None:
+        pool = await _ledger_pool()
+        await pool.execute(INSERT_RUN, token, job.id, job.attempts, os.getpid(), job.worker_id)
+
+    await _patiently(insert)
+    return token
+
+
+INSERT_RUN = (
+    "INSERT INTO chaos_ledger (token, job_id, attempt, pid, worker_id) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING"
+)
+END_RUN = "UPDATE chaos_ledger SET ended_at = clock_timestamp() WHERE token = $1"
+
+
+async def _patiently(write: Callable[[], Awaitable[None]]) -> None:
+    """Run ``write`` until it succeeds, retrying while the database is away for at most
+    :data:`LEDGER_WRITE_PATIENCE` seconds."""
     deadline = time.monotonic() + LEDGER_WRITE_PATIENCE
     delay = 0.05
     while True:
         try:
-            pool = await _ledger_pool()
-            await pool.execute(
-                "INSERT INTO chaos_ledger (token, job_id, attempt, pid, worker_id) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING",
-                token,
-                job.id,
-                job.attempts,
-                os.getpid(),
-                job.worker_id,
-            )
+            await write()
             return
         except (
             OSError,
@@ -136,6 +166,31 @@ async def _write_ledger(job: QueuedJob) -> None:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def _write_ledger_from_thread(query: str, *arguments: Any) -> None:
+    """Run one ledger statement from a job's thread, on a connection of its own (the
+    ledger's pool belongs to the worker's loop)."""
+
+    async def once() -> None:
+        dsn = os.environ[DSN_ENV].replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(
+            dsn, server_settings={"application_name": LEDGER_APPLICATION}
+        )
+        try:
+            await connection.execute(query, *arguments)
+        finally:
+            await connection.close()
+
+    asyncio.run(_patiently(once))
+
+
+def _start_in_thread(job: QueuedJob) -> uuid.UUID:
+    """Note this run's start in the journal and the ledger, from a job's thread."""
+    _journal_start(job)
+    token = uuid.uuid4()
+    _write_ledger_from_thread(INSERT_RUN, token, job.id, job.attempts, os.getpid(), job.worker_id)
+    return token
 
 
 async def record(n: int, seconds: float = 0.0, *, job: QueuedJob) -> dict[str, Any]:
@@ -162,4 +217,80 @@ async def sleep_then_record(n: int, seconds: float = 0.0, *, job: QueuedJob) -> 
     if seconds:
         await asyncio.sleep(seconds)
     await _write_ledger(job)
+    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+
+
+# The hostile jobs. Each notes its run (journal and ledger) first, so the suite sees every
+# run, then misbehaves.
+
+
+def poison_value(kind: str) -> Any:
+    """What PostgreSQL cannot store in ``jsonb`` (``nul``, ``surrogate``), or what cannot
+    be written as JSON at all (``deep``)."""
+    if kind == "nul":
+        return "a\x00b"
+    if kind == "surrogate":
+        return os.fsdecode(b"\xff")  # a lone surrogate, as for a file name in another encoding
+    value: list[Any] = []
+    for _ in range(POISON_DEPTH):
+        value = [value]
+    return value
+
+
+async def poison_result(kind: str, *, job: QueuedJob) -> Any:
+    """Return :func:`poison_value` of ``kind``: the job must fail (``ResultNotJSON``, not
+    retried) and every other outcome be written all the same."""
+    _journal_start(job)
+    await _write_ledger(job)
+    return poison_value(kind)
+
+
+async def raise_poison(kind: str, *, job: QueuedJob) -> None:
+    """Raise a ``ValueError`` whose message holds :func:`poison_value` of ``kind`` (``nul``
+    or ``surrogate``): stored escaped, retried as any error."""
+    _journal_start(job)
+    await _write_ledger(job)
+    raise ValueError(f"poison {kind}: {poison_value(kind)}")
+
+
+async def raise_cancelled(*, job: QueuedJob) -> None:
+    """Raise ``CancelledError`` itself (nobody cancelled it): an error like any other."""
+    _journal_start(job)
+    await _write_ledger(job)
+    raise asyncio.CancelledError
+
+
+def _exit(how: str) -> NoReturn:
+    if how == "exit":
+        sys.exit(3)
+    raise KeyboardInterrupt
+
+
+async def exit_worker(how: str, *, job: QueuedJob) -> None:
+    """On the worker's loop: ``sys.exit(3)`` (``how="exit"``) or raise
+    ``KeyboardInterrupt``. The job must fail (``JobExitError``) and the worker run on."""
+    _journal_start(job)
+    await _write_ledger(job)
+    _exit(how)
+
+
+def exit_worker_in_thread(how: str, *, job: QueuedJob) -> None:
+    """:func:`exit_worker` as a plain function, in a thread."""
+    _start_in_thread(job)
+    _exit(how)
+
+
+def record_in_thread(n: int, *, job: QueuedJob) -> dict[str, Any]:
+    """:func:`record` as a plain function, in a thread (without taking any time)."""
+    _start_in_thread(job)
+    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+
+
+def hold_thread(n: int, seconds: float, *, job: QueuedJob) -> dict[str, Any]:
+    """A plain function that takes ``seconds`` in its thread (longer than the workers'
+    ``shutdown_timeout``: a stop cannot interrupt it), notes its end in the ledger, and
+    returns which run it was."""
+    token = _start_in_thread(job)
+    time.sleep(seconds)
+    _write_ledger_from_thread(END_RUN, token)
     return {"n": n, "attempt": job.attempts, "pid": os.getpid()}

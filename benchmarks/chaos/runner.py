@@ -5,9 +5,11 @@ Each scenario (see :mod:`benchmarks.chaos.scenarios`, run by :mod:`benchmarks.ch
 starts its own private embedded PostgreSQL, pushes ``--jobs`` jobs (10,000 by default),
 runs 4 ``chancy worker`` processes, and breaks things for at most ``--minutes`` minutes
 (less when the queue is drained first): workers killed, connections cut, the server
-restarted, a worker frozen, pushes rolled back, a poison job. Then it checks the
-invariants on the rows left behind (no job lost, no stale write, duplicates only where a
-worker died, nothing stuck) and prints: jobs pushed, completed, duplicates by cause, stale
+restarted, a worker frozen, pushes rolled back, a poison job, hostile jobs while workers
+are stopped gracefully. Then it checks the invariants on the rows left behind (no job
+lost, the expected errors, no stale write, duplicates only where a worker died, no double
+run, nothing stuck; and where workers are only stopped gracefully, no lapsed lease and no
+duplicate at all) and prints: jobs pushed, completed, duplicates by cause, stale
 writes rejected, and the longest a job waited after its worker died.
 
 The exit status is 0 when every invariant held in every scenario, 1 otherwise.
@@ -106,6 +108,10 @@ def table_of(number: int, run: ScenarioRun) -> Table:
     if run.expected.fail:
         completed += f", {invariants.failed:,} failed as meant"
     table.add_row("completed", completed)
+    for error, count in sorted(invariants.failed_by_error.items()):
+        table.add_row(f"  failed with {escape(error)}", f"{count:,}")
+    if invariants.failed_runs:
+        table.add_row("runs whose attempt failed by itself", f"{invariants.failed_runs:,}")
     table.add_row("duplicate runs", f"{invariants.duplicates:,}")
     for cause, count in invariants.interrupted_runs.most_common():
         table.add_row(f"  {escape(cause)}", f"{count:,}")

@@ -11,11 +11,16 @@
    are killed; half of them roll back. Exactly the committed jobs run.
 6. :class:`PoisonJob`: a job that SIGKILLs its worker every time ends ``failed`` after
    ``max_attempts``, and every other job still succeeds.
+7. :class:`HostileJobs` (issue 12): jobs returning or raising what PostgreSQL cannot
+   store, calling ``sys.exit``, slow to import, or holding a thread past
+   ``shutdown_timeout``, while workers are stopped gracefully; each fails or succeeds as
+   it should, no worker dies, no lease lapses, nothing runs twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import time
@@ -38,6 +43,8 @@ __all__ = [
     "DatabaseCrash",
     "DatabaseRestart",
     "FrozenWorker",
+    "Hostile",
+    "HostileJobs",
     "KilledWorkers",
     "PoisonJob",
     "RolledBackPushes",
@@ -397,6 +404,196 @@ class PoisonJob(Scenario):
         }
 
 
+# The slow module's job, pushed by name: importing it here would take its time.
+SLOW_IMPORT_FUNC = "benchmarks.chaos.slow_import.record_after_import"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hostile:
+    """A kind of hostile job: what it does, the job, and the types of the errors it must
+    end with, in order (none: it must succeed)."""
+
+    label: str
+    job: Job
+    errors: tuple[str, ...] = ()
+
+
+class HostileJobs(Scenario):
+    """Scenario 7: among ``size.jobs`` plain jobs, one in ``hostile_every`` misbehaves,
+    each kind in turn (:meth:`kinds`): it returns a NUL, a lone surrogate or a list nested
+    too deeply (it fails, ``ResultNotJSON``, never retried); raises an error holding a NUL
+    or a lone surrogate, or ``CancelledError`` itself (retried once, then failed, both
+    errors stored); calls ``sys.exit`` or raises ``KeyboardInterrupt``, on the worker's
+    loop or in a thread (it fails, ``JobExitError``, never retried; its worker runs on);
+    lives in a module slower to import than the lease; holds a thread for
+    ``hold_seconds``, past ``shutdown_timeout``.
+
+    Meanwhile, every ``period`` seconds, a job holding a thread is pushed first in line,
+    and once it runs its worker gets a SIGTERM: the worker must keep its lease, wait for
+    the thread, write its outcome and exit 0; another is started at once. Nothing is
+    killed, so no lease may lapse and no job may run twice (``Expectation.graceful``).
+    """
+
+    name = "hostile-jobs"
+    title = (
+        "hostile jobs (poison results and errors, sys.exit, slow imports, threads "
+        "outliving shutdown_timeout), workers stopped gracefully"
+    )
+    pushes_while_running = True
+    hostile_every: ClassVar[int] = 20
+    hold_seconds: ClassVar[float] = 4.0
+    period: ClassVar[float] = 2.0
+    run_timeout: ClassVar[float] = 30.0
+
+    def __init__(self) -> None:
+        self.stops: list[tuple[int, float]] = []
+
+    def kinds(self) -> tuple[Hostile, ...]:
+        """The hostile jobs, in the order they take turns."""
+        once = MAX_ATTEMPTS  # attempts to spare: these must fail at once all the same
+        exit_ = ("JobExitError",)
+
+        def job(fn: Any, max_attempts: int = once, **kwargs: Any) -> Job:
+            return Job.from_func(fn, kwargs=kwargs, max_attempts=max_attempts)
+
+        return (
+            Hostile("result with a NUL", job(jobs.poison_result, kind="nul"), ("ResultNotJSON",)),
+            Hostile(
+                "result with a lone surrogate",
+                job(jobs.poison_result, kind="surrogate"),
+                ("ResultNotJSON",),
+            ),
+            Hostile(
+                "result nested too deeply", job(jobs.poison_result, kind="deep"), ("ResultNotJSON",)
+            ),
+            Hostile("error with a NUL", job(jobs.raise_poison, 2, kind="nul"), ("ValueError",) * 2),
+            Hostile(
+                "error with a lone surrogate",
+                job(jobs.raise_poison, 2, kind="surrogate"),
+                ("ValueError",) * 2,
+            ),
+            Hostile("CancelledError raised", job(jobs.raise_cancelled, 2), ("CancelledError",) * 2),
+            Hostile("sys.exit on the loop", job(jobs.exit_worker, how="exit"), exit_),
+            Hostile("KeyboardInterrupt on the loop", job(jobs.exit_worker, how="interrupt"), exit_),
+            Hostile("sys.exit in a thread", job(jobs.exit_worker_in_thread, how="exit"), exit_),
+            Hostile(
+                "KeyboardInterrupt in a thread",
+                job(jobs.exit_worker_in_thread, how="interrupt"),
+                exit_,
+            ),
+            Hostile("slow import", Job(func=SLOW_IMPORT_FUNC, kwargs={"n": 0}, max_attempts=once)),
+            Hostile("thread past shutdown_timeout", self._holding(0)),
+        )
+
+    def _holding(self, n: int, *, priority: int = 0) -> Job:
+        return Job.from_func(
+            jobs.hold_thread,
+            kwargs={"n": n, "seconds": self.hold_seconds},
+            max_attempts=MAX_ATTEMPTS,
+            priority=priority,
+        )
+
+    async def push(self, ctx: Context) -> Expectation:
+        """Push the mix, then stop workers running threads until it is done."""
+        kinds = self.kinds()
+        work: list[Job] = []
+        errors: list[tuple[str, ...]] = []
+        for n, plain in enumerate(ctx.record_jobs(ctx.size.jobs)):
+            if n % self.hostile_every != self.hostile_every - 1:
+                work.append(plain)
+                errors.append(())
+                continue
+            kind = kinds[(n // self.hostile_every) % len(kinds)]
+            work.append(
+                kind.job.with_kwargs({**kind.job.kwargs, "n": n})
+                if "n" in kind.job.kwargs
+                else kind.job
+            )
+            errors.append(kind.errors)
+            ctx.events[f"hostile: {kind.label}"] += 1
+        ids = await ctx.push_jobs(work)
+        held = await self._stop_workers_holding_threads(ctx, ids, first=len(work))
+        expected = {**dict(zip(ids, errors, strict=True)), **dict.fromkeys(held, ())}
+        fail = frozenset(job_id for job_id, wanted in expected.items() if wanted)
+        return Expectation(
+            succeed=frozenset(expected) - fail, fail=fail, errors=expected, graceful=True
+        )
+
+    async def _stop_workers_holding_threads(
+        self, ctx: Context, ids: Sequence[int], *, first: int
+    ) -> list[int]:
+        """Until ``ids`` are finished (or the chaos time is up): push a job holding a
+        thread first in line, SIGTERM the worker that runs it, pause. Returns the ids
+        pushed."""
+        pushed: list[int] = []
+        while ctx.chaos_on and not await _all_in(ctx, ids, FINISHED):
+            (job_id,) = await ctx.push_jobs([self._holding(first + len(pushed), priority=-1)])
+            pushed.append(job_id)
+            await self._stop_runner_of(ctx, job_id)
+            await ctx.pause(self.period)
+        return pushed
+
+    async def _stop_runner_of(self, ctx: Context, job_id: int) -> None:
+        """SIGTERM the worker that runs ``job_id``, once its run has begun."""
+        runner: list[int] = []
+
+        async def running() -> bool:
+            pid = await ctx.monitor.fetchval(
+                "SELECT pid FROM chaos_ledger WHERE job_id = $1 LIMIT 1", job_id
+            )
+            if pid is not None:
+                runner.append(int(pid))
+            return pid is not None
+
+        if not await ctx.until(running, timeout=self.run_timeout, what="a thread to run"):
+            return
+        member = next((member for member in ctx.fleet.serving if member.pid == runner[0]), None)
+        if member is None:
+            ctx.events["threads whose worker was gone already"] += 1
+            return
+        holding = await ctx.monitor.fetchval(
+            "SELECT count(*) FROM chancy_jobs WHERE state = 'running' "
+            "AND func LIKE '%.hold_thread' AND split_part(worker_id, ':', 2) = $1 "
+            "AND started_at + make_interval(secs => (kwargs->>'seconds')::float8) "
+            "  > now() + make_interval(secs => $2)",
+            str(member.pid),
+            ctx.fleet.settings.shutdown_timeout,
+        )
+        ctx.fleet.terminate(member)
+        self.stops.append((member.pid, time.time()))
+        ctx.events["workers stopped gracefully (SIGTERM)"] += 1
+        ctx.events["threads outliving shutdown_timeout at a stop"] += int(holding or 0)
+
+    async def inspect(self, db: asyncpg.Connection, expected: Expectation) -> dict[str, Any]:
+        """``stopped``: the pids of the workers stopped mid-run; ``waited``: the runs of
+        threads that a stopping worker waited for past its ``shutdown_timeout``, and whose
+        result it wrote; ``exit runners``: the pids of the
+        workers that ran a job trying to exit; ``slow importers``: those that imported
+        the slow module."""
+        runs = await db.fetch(
+            "SELECT l.pid, extract(epoch FROM l.ended_at)::float8 AS ended, j.state, "
+            "  (j.result->>'pid')::int AS result_pid "
+            "FROM chaos_ledger l JOIN chancy_jobs j ON j.id = l.job_id "
+            "WHERE j.func LIKE '%.hold_thread' AND l.ended_at IS NOT NULL"
+        )
+        timeout = self.settings.shutdown_timeout
+        stopped = dict(self.stops)
+        waited = [
+            run
+            for run in runs
+            if run["pid"] in stopped
+            and run["ended"] > stopped[run["pid"]] + timeout
+            and (run["state"], run["result_pid"]) == ("succeeded", run["pid"])
+        ]
+        return {
+            "stopped": sorted(stopped),
+            "waited": len(waited),
+            "exit runners": await _runners(db, "%.exit_worker%"),
+            "slow importers": await _runners(db, "%.record_after_import"),
+        }
+
+
 SCENARIOS: tuple[type[Scenario], ...] = (
     KilledWorkers,
     CutConnections,
@@ -405,7 +602,18 @@ SCENARIOS: tuple[type[Scenario], ...] = (
     FrozenWorker,
     RolledBackPushes,
     PoisonJob,
+    HostileJobs,
 )
+
+
+async def _runners(db: asyncpg.Connection, func: str) -> list[int]:
+    """The pids of the workers that ran a job whose function is like ``func``."""
+    rows = await db.fetch(
+        "SELECT DISTINCT l.pid FROM chaos_ledger l JOIN chancy_jobs j ON j.id = l.job_id "
+        "WHERE j.func LIKE $1 ORDER BY l.pid",
+        func,
+    )
+    return [row["pid"] for row in rows]
 
 
 async def _running_on(ctx: Context, member: Member) -> int | None:
