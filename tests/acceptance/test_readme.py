@@ -225,3 +225,54 @@ async def test_every_job_the_readme_pushed_ran_in_its_one_database(
 def test_no_worker_the_readme_starts_runs_any_importable_function(readme_run: list[Ran]) -> None:
     for ran in readme_run:
         assert UNRESTRICTED_WARNING not in ran.output, f"{ran.block}:\n{ran.output}"
+
+
+def unguarded(job_py: str) -> str:
+    """The README's job.py with its entry point not guarded, as scripts often are."""
+    guarded = 'if __name__ == "__main__":'
+    head, _, tail = job_py.partition(guarded)
+    assert tail, "the README's job.py guards its entry point"
+    return head + tail.split("\n", 1)[1].strip() + "\n"
+
+
+async def test_a_worker_refuses_a_job_script_with_an_unguarded_entry_point_and_runs_none_of_it(
+    empty_database_url: URL, tmp_path: Path
+) -> None:
+    (job_py,) = [block.body for block in readme_blocks() if block.argument == "job.py"]
+    (tmp_path / "job.py").write_text(unguarded(job_py))
+    env = environment(asyncpg_dsn(empty_database_url))
+    pushed = subprocess.run(
+        [sys.executable, "job.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "chancy", "worker", "-q", "default"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        async with Chancy(empty_database_url) as chancy:
+            async with chancy.engine.connect() as connection:
+                first = await connection.scalar(sa.select(sa.func.min(JobRow.id)))
+            assert first is not None
+            job = await chancy.wait_for_job(first, timeout=60)
+            async with chancy.engine.connect() as connection:
+                count = await connection.scalar(sa.select(sa.func.count()).select_from(JobRow))
+    finally:
+        worker.send_signal(signal.SIGINT)
+        output, _ = worker.communicate(timeout=RUN_TIMEOUT)
+    assert job.state == JobState.FAILED, output
+    assert 'guard the script\'s entry point with `if __name__ == "__main__":`' in str(
+        job.errors[-1]["message"]
+    )
+    assert count == 3  # the script's main() did not run again inside the worker
+    assert "Hello, world!" not in output
