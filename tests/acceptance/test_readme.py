@@ -227,6 +227,18 @@ def test_no_worker_the_readme_starts_runs_any_importable_function(readme_run: li
         assert UNRESTRICTED_WARNING not in ran.output, f"{ran.block}:\n{ran.output}"
 
 
+def start_worker(directory: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`chancy worker -q default`, started in ``directory`` (no --allow: any function)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "chancy", "worker", "-q", "default"],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def unguarded(job_py: str) -> str:
     """The README's job.py with its entry point not guarded, as scripts often are."""
     guarded = 'if __name__ == "__main__":'
@@ -241,7 +253,8 @@ async def test_a_worker_refuses_a_job_script_with_an_unguarded_entry_point_and_r
     (job_py,) = [block.body for block in readme_blocks() if block.argument == "job.py"]
     (tmp_path / "job.py").write_text(unguarded(job_py))
     env = environment(asyncpg_dsn(empty_database_url))
-    pushed = subprocess.run(
+    pushed = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "job.py"],
         cwd=tmp_path,
         env=env,
@@ -251,14 +264,7 @@ async def test_a_worker_refuses_a_job_script_with_an_unguarded_entry_point_and_r
         timeout=RUN_TIMEOUT,
     )
     assert pushed.returncode == 0, pushed.stderr
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "chancy", "worker", "-q", "default"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = await asyncio.to_thread(start_worker, tmp_path, env)
     try:
         async with Chancy(empty_database_url) as chancy:
             async with chancy.engine.connect() as connection:
@@ -269,7 +275,7 @@ async def test_a_worker_refuses_a_job_script_with_an_unguarded_entry_point_and_r
                 count = await connection.scalar(sa.select(sa.func.count()).select_from(JobRow))
     finally:
         worker.send_signal(signal.SIGINT)
-        output, _ = worker.communicate(timeout=RUN_TIMEOUT)
+        output, _ = await asyncio.to_thread(worker.communicate, timeout=RUN_TIMEOUT)
     assert job.state == JobState.FAILED, output
     assert 'guard the script\'s entry point with `if __name__ == "__main__":`' in str(
         job.errors[-1]["message"]
