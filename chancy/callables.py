@@ -9,17 +9,24 @@ worker started from the same directory imports it as a normal module.
 :func:`is_job_function` is the one rule of what a job may name, applied by
 ``Job.from_func`` when a job is made and by a worker before it calls what a stored row
 names: a class, an instance with ``__call__`` or a bound method never runs.
+
+A worker imports a job's module to find its function, so a script whose entry point is not
+guarded (``asyncio.run(main())`` at the bottom of ``job.py``) would run its ``main()``
+inside the worker at that import: :func:`resolve` reads a module's statements before it
+imports it and refuses one that starts an event loop at import, naming the guard.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard, cast
 
@@ -70,7 +77,7 @@ def resolve(name: str) -> Callable[..., Any]:
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         try:
-            module = importlib.import_module(module_name)
+            module = _import(module_name)
         except ModuleNotFoundError as exc:
             if exc.name is not None and not module_name.startswith(exc.name):
                 raise
@@ -83,6 +90,144 @@ def resolve(name: str) -> Callable[..., Any]:
         f"cannot import the job function {name!r}; start the worker where that module is "
         "importable (the directory or virtualenv of the code that pushed the job)"
     )
+
+
+GUARD_HINT = 'guard the script\'s entry point with `if __name__ == "__main__":`'
+_LOOP_RUNNERS = frozenset({"asyncio", "uvloop", "anyio", "trio"})
+"""Modules whose ``run(...)`` starts an event loop and runs a coroutine to its end."""
+_LOOP_ALREADY_RUNNING = "cannot be called from a running event loop"
+
+
+def _import(module_name: str) -> types.ModuleType:
+    """``importlib.import_module``, refusing first a module that would start an event loop
+    (a script's ``main()``) when imported."""
+    if module_name not in sys.modules:
+        _refuse_unguarded_entry_point(module_name)
+    try:
+        return importlib.import_module(module_name)
+    except RuntimeError as exc:
+        # An entry point the module's statements do not show (a function it calls at
+        # import starts the loop), imported on a running loop: asyncio refuses it.
+        if _LOOP_ALREADY_RUNNING not in str(exc):
+            raise
+        message = str(exc)
+    # Raised outside the except block: asyncio's traceback, which holds the coroutine it
+    # never ran, is gone by now.
+    raise InvalidFunctionError(
+        f"importing {module_name} runs an event loop ({message}): a worker imports the "
+        f"module to find the job's function; {GUARD_HINT}"
+    )
+
+
+def _refuse_unguarded_entry_point(module_name: str) -> None:
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return  # the import itself says what is wrong
+    origin = spec.origin if spec is not None else None
+    if not isinstance(origin, str) or not origin.endswith(".py"):
+        return
+    try:
+        tree = ast.parse(Path(origin).read_bytes(), filename=origin)
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = _loop_started_at_import(tree)
+    if line is not None:
+        raise InvalidFunctionError(
+            f"{module_name} ({origin}, line {line}) starts an event loop when it is imported: "
+            "a worker imports it to find the job's function, and would run the script's "
+            f"main() again; {GUARD_HINT}"
+        )
+
+
+def _loop_started_at_import(tree: ast.Module) -> int | None:
+    """The line of the first statement that runs at import and starts an event loop
+    (``asyncio.run(...)``, ``run(...)`` imported from asyncio, ``.run_until_complete(...)``),
+    or None. The body of ``if __name__ == "__main__":``, functions and classes do not run
+    at import."""
+    loop_modules: set[str] = set()
+    loop_runs: set[str] = set()
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop(0)
+        if isinstance(statement, ast.Import):
+            loop_modules.update(
+                alias.asname or alias.name
+                for alias in statement.names
+                if alias.name in _LOOP_RUNNERS
+            )
+        elif isinstance(statement, ast.ImportFrom):
+            if statement.module in _LOOP_RUNNERS:
+                loop_runs.update(
+                    alias.asname or alias.name for alias in statement.names if alias.name == "run"
+                )
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        elif isinstance(statement, ast.If) and _is_main_guard(statement.test):
+            pending[:0] = statement.orelse
+            continue
+        nested = _nested_statements(statement)
+        if nested is None:
+            runs_now: list[ast.AST] = [statement]
+        else:  # the statement's own expressions (a condition, an iterable), then its body
+            runs_now = [
+                value for _, value in ast.iter_fields(statement) if isinstance(value, ast.expr)
+            ]
+            pending[:0] = nested
+        for call in _calls(runs_now):
+            if _starts_a_loop(call, loop_modules, loop_runs):
+                return statement.lineno
+    return None
+
+
+def _calls(nodes: list[ast.AST]) -> Iterator[ast.Call]:
+    """The calls in ``nodes``, but not inside a lambda (which runs when called)."""
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Call):
+            yield node
+        pending.extend(ast.iter_child_nodes(node))
+
+
+def _nested_statements(statement: ast.stmt) -> list[ast.stmt] | None:
+    """The statements inside a compound statement that may run at import, else None."""
+    if isinstance(statement, ast.If | ast.For | ast.AsyncFor | ast.While):
+        return [*statement.body, *statement.orelse]
+    if isinstance(statement, ast.With | ast.AsyncWith):
+        return list(statement.body)
+    if isinstance(statement, ast.Try | ast.TryStar):
+        handlers = [inner for handler in statement.handlers for inner in handler.body]
+        return [*statement.body, *handlers, *statement.orelse, *statement.finalbody]
+    if isinstance(statement, ast.Match):
+        return [inner for case in statement.cases for inner in case.body]
+    return None
+
+
+def _starts_a_loop(call: ast.Call, loop_modules: set[str], loop_runs: set[str]) -> bool:
+    function = call.func
+    if isinstance(function, ast.Name):
+        return function.id in loop_runs
+    if not isinstance(function, ast.Attribute):
+        return False
+    if function.attr == "run_until_complete":
+        return True
+    owner = function.value
+    return function.attr == "run" and isinstance(owner, ast.Name) and owner.id in loop_modules
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side for side in sides if isinstance(side, ast.Name) and side.id == "__name__"]
+    mains = [side for side in sides if isinstance(side, ast.Constant) and side.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
 
 
 def _reject_unnamed(fn: object) -> None:

@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chancy.app import Chancy
+from chancy.callables import name_of
 from chancy.database.dsn import describe
 from chancy.jobs import Job
 from chancy.queue import Queue
@@ -160,7 +161,8 @@ async def run_demo(
     console.print(f"pushing {jobs} jobs into queue [bold]{queue}[/] on {escape(database)}")
     await chancy.push_many(queue, demo_jobs(jobs), declare=True)
     started = time.monotonic()
-    async with Worker(chancy, queues=[Queue(name=queue, concurrency=concurrency)]):
+    demo_queue = Queue(name=queue, concurrency=concurrency)
+    async with Worker(chancy, queues=[demo_queue], allowed=[name_of(demo_job)]):
         await _follow(chancy, queue, jobs, console, poll_interval, stall_timeout)
         wall_seconds = time.monotonic() - started
     return await _report(chancy, queue, jobs, concurrency, database, wall_seconds)

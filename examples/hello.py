@@ -1,7 +1,11 @@
 """The seed's priority example, runnable as is: `python examples/hello.py`.
 
-With no DSN (no dsn= and no CHANCY_DSN) chancy starts its embedded PostgreSQL. The jobs are
-pushed and read back; a worker runs the priority -10 job first, then 0, then 10.
+With no DSN (no dsn= and no CHANCY_DSN) chancy starts its embedded PostgreSQL. The three
+jobs are pushed and read back. They are stored as ``hello.my_dummy_task`` (the script's
+name), so a worker started in ``examples/`` runs them, the priority -10 job first, then 0,
+then 10::
+
+    cd examples && chancy worker -q default --allow 'hello.*'
 """
 
 import asyncio

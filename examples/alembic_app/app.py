@@ -1,12 +1,15 @@
 """Place an order and queue its receipt in one transaction (synchronous SQLAlchemy).
 
 The shop runs on psycopg; chancy's sync ``push`` writes the job in the shop's own
-``Session``, so the order and its receipt job are committed together, or neither is::
+``Session``, so the order and its receipt job are committed together, or neither is.
+From the repository root, on a PostgreSQL server of your own::
 
+    python -m pip install -e ".[examples]"                 # FastAPI, uvicorn, psycopg
+    createdb shop                                          # or: psql -c 'CREATE DATABASE shop'
     export APP_DSN=postgresql://user:password@localhost:5432/shop
     (cd examples/alembic_app && alembic upgrade head)      # the shop's tables and chancy's
     python -m examples.alembic_app.app alice@example.com 42.50
-    chancy worker --dsn "$APP_DSN" --queue receipts        # sends the receipt
+    chancy worker --dsn "$APP_DSN" --queue receipts --allow 'examples.alembic_app.tasks.*'
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The shop's jobs: plain functions, which a worker imports by name.
 
 Run them with a worker on the shop's database (from the repository root, so that
-``examples.alembic_app.tasks`` imports)::
+``examples.alembic_app.tasks`` imports), allowed to run these functions only::
 
-    chancy worker --dsn "$APP_DSN" --queue receipts
+    chancy worker --dsn "$APP_DSN" --queue receipts --allow 'examples.alembic_app.tasks.*'
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from chancy.queue import Queue
 log = logging.getLogger(__name__)
 
 RECEIPTS = Queue(name="receipts", concurrency=5)
+ALLOWED = ["examples.alembic_app.tasks.*"]
+"""The functions the shop's workers may run (``Chancy(allowed=...)``): these tasks."""
 
 
 def send_receipt(order_id: int) -> str:

@@ -3,12 +3,16 @@
 It serves the orders of ``examples/alembic_app`` (whose Alembic environment creates both
 the shop's tables and chancy's). ``POST /orders`` writes the order and pushes its receipt
 job in the request's one transaction. Jobs run in a worker, either inside the web process
-(started by the lifespan when ``RUN_WORKER=1``) or in a process of its own::
+(started by the lifespan when ``RUN_WORKER=1``) or in a process of its own. From the
+repository root, once the shop's database exists (see ``examples/alembic_app/app.py``)::
 
+    python -m pip install -e ".[examples]"
     export APP_DSN=postgresql://user:password@localhost:5432/shop
     RUN_WORKER=1 uvicorn examples.fastapi_app.main:app              # web and worker
     uvicorn examples.fastapi_app.main:app &                         # or apart:
     chancy worker --app examples.fastapi_app.main:chancy
+
+Either worker runs only the shop's tasks (``allowed=``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from chancy import Chancy, Worker
 from examples.alembic_app.models import Order
-from examples.alembic_app.tasks import RECEIPTS, receipt_job
+from examples.alembic_app.tasks import ALLOWED, RECEIPTS, receipt_job
 
 DSN_ENV = "APP_DSN"
 QUEUES = [RECEIPTS]
@@ -51,14 +55,14 @@ def database_url() -> URL:
 def chancy() -> Chancy:
     """The Chancy of ``chancy worker --app examples.fastapi_app.main:chancy``: a worker
     process of its own, whose engine chancy builds with the web app's settings."""
-    return Chancy(database_url(), queues=QUEUES, engine_options=ENGINE_OPTIONS)
+    return Chancy(database_url(), queues=QUEUES, allowed=ALLOWED, engine_options=ENGINE_OPTIONS)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_async_engine(database_url(), **ENGINE_OPTIONS)
     try:
-        async with Chancy(engine=engine, queues=QUEUES) as jobs:
+        async with Chancy(engine=engine, queues=QUEUES, allowed=ALLOWED) as jobs:
             app.state.chancy = jobs
             app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
             if os.environ.get("RUN_WORKER") == "1":

@@ -425,3 +425,39 @@ async def test_worker_command_runs_the_web_apps_jobs_with_its_engine_settings(
     finally:
         stderr = await asyncio.to_thread(stop, worker)
     assert worker.returncode == 0, stderr
+
+
+# Every example shows the functions its workers may run (allowed=), as an app should
+
+
+async def test_the_web_apps_worker_runs_only_the_shops_tasks(web: ModuleType) -> None:
+    async with web.lifespan(web.app):
+        jobs: Chancy = web.app.state.chancy
+        assert not jobs.allowed.unrestricted
+        assert jobs.allowed.allows(receipt_job(1).func)
+        assert not jobs.allowed.allows("os.system")
+
+
+def test_the_worker_command_app_runs_only_the_shops_tasks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("fastapi")
+    monkeypatch.setenv("APP_DSN", "postgresql://shop@localhost/shop")
+    worker_app = load_app("examples.fastapi_app.main:chancy")
+    assert not worker_app.allowed.unrestricted
+    assert worker_app.allowed.allows(receipt_job(1).func)
+    assert not worker_app.allowed.allows("os.system")
+
+
+def test_every_worker_command_in_the_examples_restricts_what_it_runs() -> None:
+    """A `chancy worker` line in an example's instructions gives --allow, or an --app whose
+    Chancy has allowed= (tested above)."""
+    commands = [
+        line.strip()
+        for path in sorted((ROOT / "examples").rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if "chancy worker" in line
+    ]
+    assert commands
+    for command in commands:
+        assert "--allow" in command or "--app examples.fastapi_app.main:chancy" in command, command

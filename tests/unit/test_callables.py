@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,92 @@ def test_a_worker_calls_exactly_what_from_func_accepts(
     else:
         with pytest.raises(CorruptJobError, match="not a function"):
             resolve_allowed(name, UNRESTRICTED)
+
+
+GUARD_HINT = 'guard the script\'s entry point with `if __name__ == "__main__":`'
+
+
+@pytest.fixture
+def script_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on sys.path, as a worker's current directory is; its modules are
+    forgotten afterwards."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(tmp_path))
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+SCRIPT_HEAD = """\
+import asyncio
+import pathlib
+
+
+def task():
+    return "ran"
+
+
+async def main():
+    pathlib.Path(__file__).with_name("main-ran").write_text("main ran")
+
+"""
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        "asyncio.run(main())",
+        "from asyncio import run as go\ngo(main())",
+        "import asyncio as aio\nresult = aio.run(main())",
+        "asyncio.new_event_loop().run_until_complete(main())",
+        'if __name__ != "__main__":\n    pass\nelse:\n    pass\nasyncio.run(main())',
+        "try:\n    asyncio.run(main())\nexcept KeyboardInterrupt:\n    pass",
+    ],
+    ids=["asyncio.run", "run-imported", "asyncio-aliased", "run_until_complete", "after-if", "try"],
+)
+def test_resolve_refuses_a_script_that_starts_its_event_loop_at_import_and_runs_none_of_it(
+    script_dir: Path, entry_point: str
+) -> None:
+    (script_dir / "unguarded_job.py").write_text(SCRIPT_HEAD + entry_point + "\n")
+    with pytest.raises(InvalidFunctionError) as raised:
+        resolve("unguarded_job.task")
+    assert GUARD_HINT in str(raised.value)
+    assert "unguarded_job.py" in str(raised.value)
+    assert not (script_dir / "main-ran").exists()
+    assert "unguarded_job" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        'if __name__ == "__main__":\n    asyncio.run(main())',
+        'if "__main__" == __name__:\n    asyncio.run(main())',
+        "def cli():\n    asyncio.run(main())",
+        "class Runner:\n    def go(self):\n        asyncio.run(main())",
+        "go = lambda: asyncio.run(main())",
+    ],
+    ids=["guarded", "guarded-reversed", "in-a-function", "in-a-method", "in-a-lambda"],
+)
+def test_resolve_imports_a_script_whose_event_loop_starts_only_when_run(
+    script_dir: Path, entry_point: str
+) -> None:
+    (script_dir / "guarded_job.py").write_text(SCRIPT_HEAD + entry_point + "\n")
+    assert resolve("guarded_job.task")() == "ran"
+    assert not (script_dir / "main-ran").exists()
+
+
+async def test_resolve_on_a_running_loop_names_the_guard_for_an_entry_point_it_cannot_see(
+    script_dir: Path,
+) -> None:
+    """An event loop started by a function the module calls at import is not visible in
+    the module's own statements; on a running loop, asyncio's own error is turned into the
+    same hint."""
+    body = SCRIPT_HEAD + "def start():\n    asyncio.run(main())\n\n\nstart()\n"
+    (script_dir / "indirect_job.py").write_text(body)
+    with (
+        pytest.warns(RuntimeWarning, match="never awaited"),
+        pytest.raises(InvalidFunctionError, match="indirect_job") as raised,
+    ):
+        resolve("indirect_job.task")
+    assert GUARD_HINT in str(raised.value)
