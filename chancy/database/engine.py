@@ -10,6 +10,8 @@ out dead: always when nothing had been sent (:func:`never_sent`: the server ende
 connection while it sat in the pool), and for an action that is safe to repeat (a read)
 also when the connection died under it.
 :func:`check_reachable` says, without a password, which server did not answer.
+:func:`twin_engine` connects as an engine does, with a pool of its own, for another
+thread's event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -46,6 +48,7 @@ __all__ = [
     "hot_connection",
     "never_sent",
     "retry_once",
+    "twin_engine",
 ]
 
 CONNECT_TIMEOUT_DEFAULT = 10.0
@@ -79,6 +82,18 @@ def create_engine(url: URL, *, timeouts: Timeouts | None = None, **options: Any)
     if engine.dialect.driver == "asyncpg" and LIBPQ_OPTIONS & set(url.query):
         event.listen(engine.sync_engine, "do_connect", _libpq_options_as_dsn)
     return engine
+
+
+def twin_engine(engine: AsyncEngine) -> AsyncEngine:
+    """An engine that connects exactly as ``engine`` does (its URL, ``connect_args``,
+    server settings such as chancy's timeouts, and connect hooks: its pool's creator and
+    events) with a pool of its own, for use on another thread's event loop: an asyncio
+    connection belongs to the loop that opened it, so ``engine``'s cannot serve there.
+    Dispose of it on that loop. It shares ``engine``'s dialect, already initialised, so
+    its connections are set up as ``engine``'s are, without a query more."""
+    sync = engine.sync_engine
+    twin = Engine(sync.pool.recreate(), sync.dialect, sync.url, hide_parameters=True)
+    return AsyncEngine(twin)
 
 
 def _libpq_options_as_dsn(_dialect: Any, _record: Any, _args: Any, kwargs: dict[str, Any]) -> None:

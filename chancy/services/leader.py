@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,9 @@ class Leadership:
 
     A leader that dies is replaced within ``ttl`` seconds (plus one renewal period); one
     that stops cleanly resigns, and another worker takes over at its next try.
+
+    A worker renews it from a thread of its own (see :mod:`chancy.worker.lease_keeper`),
+    so :attr:`term` and :attr:`is_leader` may be read from any thread.
     """
 
     def __init__(self, engine: AsyncEngine, worker_id: str, *, ttl: float = LEADER_TTL_DEFAULT):
@@ -29,7 +33,19 @@ class Leadership:
         self._leaders = LeaderRepository()
         self.worker_id = worker_id
         self.ttl = ttl
-        self.term: int | None = None
+        self._lock = threading.Lock()
+        self._term: int | None = None
+
+    @property
+    def term(self) -> int | None:
+        """The term this worker leads in; None while it does not lead."""
+        with self._lock:
+            return self._term
+
+    @term.setter
+    def term(self, term: int | None) -> None:
+        with self._lock:
+            self._term = term
 
     @property
     def is_leader(self) -> bool:
@@ -43,12 +59,13 @@ class Leadership:
         except Exception as exc:
             log.warning("leader election failed (%s)", exc)
             term = None
-        if term != self.term:
+        with self._lock:
+            before, self._term = self._term, term
+        if term != before:
             if term is not None:
                 log.info("worker %s is the leader (term %d)", self.worker_id, term)
             else:
                 log.info("worker %s is no longer the leader", self.worker_id)
-        self.term = term
         return term is not None
 
     async def run(self) -> None:
@@ -57,9 +74,10 @@ class Leadership:
             await asyncio.sleep(self.ttl / 3)
 
     async def resign(self) -> None:
-        if self.term is None:
+        with self._lock:
+            before, self._term = self._term, None
+        if before is None:
             return
-        self.term = None
         try:
             async with self._engine.begin() as connection:
                 await self._leaders.resign(connection, self.worker_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,9 @@ class Completer:
     dropped. An outcome the database refuses as data (which :mod:`~chancy.worker.outcomes`
     never makes) is found by writing the batch's outcomes one by one, and fails its job
     saying so: one outcome never holds back the others.
+
+    Outcomes and releases are added and written on the worker's loop; :attr:`unwritten`
+    may be read from any thread (the heartbeat's, while a job blocks the loop).
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class Completer:
         self.flush_batch = flush_batch
         self._outcomes: list[Outcome] = []
         self._releases: list[Attempt] = []
+        self._lock = threading.Lock()  # held to change the two lists, or to copy them elsewhere
         self._ready = asyncio.Event()
         self._written = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +61,9 @@ class Completer:
     @property
     def unwritten(self) -> list[Attempt]:
         """The attempts whose outcome is not written yet (their leases must be kept)."""
-        return [Attempt(o.id, o.attempt) for o in self._outcomes] + list(self._releases)
+        with self._lock:
+            outcomes, releases = list(self._outcomes), list(self._releases)
+        return [Attempt(o.id, o.attempt) for o in outcomes] + releases
 
     @property
     def backlog(self) -> int:
@@ -71,12 +78,14 @@ class Completer:
             await self._written.wait()
 
     def add(self, outcome: Outcome) -> None:
-        self._outcomes.append(outcome)
+        with self._lock:
+            self._outcomes.append(outcome)
         self._ready.set()
 
     def release(self, attempt: Attempt) -> None:
         """Give ``attempt``'s job back (ready again at once) with the next write."""
-        self._releases.append(attempt)
+        with self._lock:
+            self._releases.append(attempt)
         self._ready.set()
 
     def start(self) -> None:
@@ -126,7 +135,8 @@ class Completer:
         if not outcomes:
             return
         written = await self._complete(outcomes)
-        del self._outcomes[: len(outcomes)]
+        with self._lock:
+            del self._outcomes[: len(outcomes)]
         self._written.set()
         for stale in (o for o in outcomes if o.id not in written):
             self.stale_rejected += 1
@@ -144,7 +154,8 @@ class Completer:
             return
         async with hot_connection(self._engine) as connection:
             await self._attempts.release_many_if_running(connection, releases)
-        del self._releases[: len(releases)]
+        with self._lock:
+            del self._releases[: len(releases)]
         self._written.set()
 
     async def _complete(self, outcomes: list[Outcome]) -> set[int]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -31,6 +32,9 @@ class Producer:
     slot the queue probably has more, so each slot is refilled as soon as it frees;
     otherwise the producer sleeps until a ``pushed`` notification for its queue, or the
     polling interval (with jitter) as a fallback for a lost notification.
+
+    :attr:`running` changes on the worker's loop only; :attr:`attempts` may be read from
+    any thread (the heartbeat's, while a job blocks the loop).
     """
 
     def __init__(self, queue: Queue, executor: Executor, claim: Claim, run_job: RunJob) -> None:
@@ -39,6 +43,7 @@ class Producer:
         self._claim = claim
         self._run_job = run_job
         self.running: dict[int, tuple[QueuedJob, asyncio.Task[None]]] = {}
+        self._running_lock = threading.Lock()  # held to change running, or to copy it elsewhere
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._work = asyncio.Event()
@@ -48,7 +53,10 @@ class Producer:
 
     @property
     def attempts(self) -> list[Attempt]:
-        return [Attempt(job.id, job.attempts) for job, _task in self.running.values()]
+        """The attempts running now; safe to read from any thread."""
+        with self._running_lock:
+            jobs = [job for job, _task in self.running.values()]
+        return [Attempt(job.id, job.attempts) for job in jobs]
 
     def notify(self) -> None:
         """Jobs may be ready in this queue: claim at the next free slot."""
@@ -105,7 +113,8 @@ class Producer:
             log.warning("job %d was claimed again; stopping its earlier run", job.id)
             earlier[1].cancel()
         task = asyncio.create_task(self._run_job(job, self.executor), name=f"chancy-job-{job.id}")
-        self.running[job.id] = (job, task)
+        with self._running_lock:
+            self.running[job.id] = (job, task)
         if len(self.running) >= self.queue.concurrency:
             self._capacity.clear()
         task.add_done_callback(lambda done: self._finished(job.id, done))
@@ -113,5 +122,6 @@ class Producer:
     def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
         entry = self.running.get(job_id)
         if entry is not None and entry[1] is task:  # not a later run of the same job
-            del self.running[job_id]
+            with self._running_lock:
+                del self.running[job_id]
         self._capacity.set()

@@ -9,7 +9,9 @@
 
 Inside, each queue has a :class:`~chancy.worker.producer.Producer`; outcomes go through
 one :class:`~chancy.worker.completer.Completer`; a
-:class:`~chancy.worker.heartbeat.Heartbeat` extends the leases of running jobs; a
+:class:`~chancy.worker.heartbeat.Heartbeat` extends the leases of running jobs and a
+:class:`~chancy.services.leader.Leadership` the worker's lease as the leader, both in a
+thread of their own that no job can block (:mod:`chancy.worker.lease_keeper`); a
 :class:`~chancy.worker.queue_settings.QueueSettingsWatcher` keeps the queues' settings;
 the cluster's leader also runs the services of :mod:`chancy.services` (promoter, rescuer,
 pruner, cron). Their pace is set by one :class:`~chancy.worker.settings.WorkerSettings`.
@@ -40,10 +42,10 @@ from chancy.jobs import QueuedJob
 from chancy.queue import Queue
 from chancy.repository import Attempt, ClaimRepository, Outcome, QueueRepository
 from chancy.repository.runner import translated
-from chancy.services import CronService, LeaderService, Leadership, Promoter, Pruner, Rescuer
+from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescuer
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
-from chancy.worker.heartbeat import Heartbeat
+from chancy.worker.lease_keeper import LeaseKeeper
 from chancy.worker.producer import Producer
 from chancy.worker.queue_settings import QueueSettingsWatcher
 from chancy.worker.settings import WORKER_SETTINGS_DEFAULT, WorkerSettings
@@ -99,7 +101,7 @@ class Worker:
         self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
-        self._leadership: Leadership | None = None
+        self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
         self.stopped = asyncio.Event()
 
@@ -125,7 +127,7 @@ class Worker:
 
     @property
     def is_leader(self) -> bool:
-        return self._leadership is not None and self._leadership.is_leader
+        return self._lease_keeper is not None and self._lease_keeper.leadership.is_leader
 
     async def start(self) -> None:
         """Check the schema, declare the worker's queues (with their cluster-wide limits),
@@ -156,20 +158,22 @@ class Worker:
         self._log_allowed()
 
     async def _start_services(self) -> None:
-        """Start the heartbeat, the queue settings' reload, the election, and the services
-        the leader runs (the schedules are stored first)."""
+        """Start the heartbeat and the election (in their thread), the queue settings'
+        reload, and the services the leader runs (the schedules are stored first)."""
         engine, settings, completer = self.chancy.engine, self.settings, self._completer
         assert completer is not None
         assert self._queue_settings is not None
-        heartbeat = Heartbeat(
+        producers = tuple(self._producers.values())
+        self._lease_keeper = keeper = LeaseKeeper(
             engine,
+            self.worker_id,
             lease_seconds=settings.lease_seconds,
-            running=lambda: [a for p in self._producers.values() for a in p.attempts],
+            leader_ttl=settings.leader_ttl,
+            running=lambda: [a for p in producers for a in p.attempts],
             unwritten=lambda: completer.unwritten,
             lost=functools.partial(self._interrupt, reason="lost"),
         )
-        self._leadership = leadership = Leadership(engine, self.worker_id, ttl=settings.leader_ttl)
-        await leadership.run_once()
+        leadership = keeper.leadership
         cron = CronService(
             engine,
             leadership,
@@ -177,7 +181,13 @@ class Worker:
             prune=self.chancy.prune_schedules,
             interval=settings.cron_interval,
         )
-        await cron.store()
+        # The first election (on the lease thread's new connection) and the storing of
+        # the schedules (on the engine's) go on side by side.
+        try:
+            await asyncio.gather(keeper.start(), cron.store())
+        except BaseException:
+            await keeper.stop()  # a worker that failed to start neither leads nor holds
+            raise
         services: tuple[LeaderService, ...] = (
             Promoter(
                 engine, leadership, interval=settings.promote_interval, batch=settings.promote_batch
@@ -195,9 +205,7 @@ class Worker:
             cron,
         )
         for name, coroutine in (
-            ("heartbeat", heartbeat.run()),
             ("queue settings", self._queue_settings.run()),
-            ("leadership", leadership.run()),
             *((service.name, service.run()) for service in services),
         ):
             self._tasks.append(asyncio.create_task(coroutine, name=f"chancy-{name}"))
@@ -424,9 +432,13 @@ class Worker:
             _done, stuck = await asyncio.wait(self._tasks, timeout=SERVICE_STOP_TIMEOUT)
             for task in stuck:
                 log.error("%s did not stop within %.0f s", task.get_name(), SERVICE_STOP_TIMEOUT)
+        # The leases are kept while the last outcomes are written, then given up.
         for name, step in (
             ("writing outcomes", self._completer.stop() if self._completer else None),
-            ("resigning", self._leadership.resign() if self._leadership else None),
+            (
+                "stopping the lease renewals",
+                self._lease_keeper.stop() if self._lease_keeper else None,
+            ),
         ):
             if step is None:
                 continue

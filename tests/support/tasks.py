@@ -153,3 +153,16 @@ def wait_for_gate(label: str) -> str:
     if not gate.wait(timeout=60):
         raise TimeoutError(f"the test never opened the gate {label!r}")
     return label
+
+
+# A coroutine that never awaits: it holds the worker's event loop for ``seconds``.
+runs: dict[str, int] = {}
+
+
+async def block_loop(seconds: float, label: str) -> str:
+    import time
+
+    runs[label] = runs.get(label, 0) + 1
+    started[label] = True
+    time.sleep(seconds)  # noqa: ASYNC251 (blocking the loop is the point)
+    return label
