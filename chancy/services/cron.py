@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chancy.cron import CRON_GRACE_DEFAULT, Cron, job_of, next_tick
+from chancy.database.engine import retry_once
 from chancy.errors import CorruptJobError, InvalidJobError, InvalidQueueError
 from chancy.repository import PushRepository, ScheduleRepository
 from chancy.services.base import LeaderService
@@ -73,21 +74,25 @@ class CronService(LeaderService):
         delete the stored schedules that are not among them, logging each. Workers that
         start together store one after the other (an advisory lock): the last one's
         schedules are those that stand."""
+        # Run again on another connection if the pooled one was dead before anything was
+        # sent; the transaction makes the whole store safe to repeat then.
+        await retry_once(self._engine.begin, self._store_in)
+
+    async def _store_in(self, connection: AsyncConnection) -> None:
         now = self._clock()
-        async with self._engine.begin() as connection:
-            await self._stored.take_store_turn(connection)
-            for cron in sorted(self.schedules, key=lambda cron: cron.name):
-                first = next_tick(cron.expression, cron.timezone, now)
-                await self._stored.upsert(connection, cron, first)
-            if not self.prune:
-                return
-            declared = [cron.name for cron in self.schedules]
-            for name in await self._stored.delete_except(connection, declared):
-                self.log.warning(
-                    "schedule %r is not declared by this app: removed, it ticks no more "
-                    "(Chancy(prune_schedules=False) keeps the schedules of other deployments)",
-                    name,
-                )
+        await self._stored.take_store_turn(connection)
+        for cron in sorted(self.schedules, key=lambda cron: cron.name):
+            first = next_tick(cron.expression, cron.timezone, now)
+            await self._stored.upsert(connection, cron, first)
+        if not self.prune:
+            return
+        declared = [cron.name for cron in self.schedules]
+        for name in await self._stored.delete_except(connection, declared):
+            self.log.warning(
+                "schedule %r is not declared by this app: removed, it ticks no more "
+                "(Chancy(prune_schedules=False) keeps the schedules of other deployments)",
+                name,
+            )
 
     async def run_once(self) -> int:
         """Push the jobs of every due tick; returns how many jobs were pushed."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chancy.database.engine import retry_once
 from chancy.queue import QueueInfo
 from chancy.repository import QueueRepository
 
@@ -49,8 +50,7 @@ class QueueSettingsWatcher:
 
     async def load(self) -> None:
         """Read the settings of the queues, without telling anyone."""
-        async with self._engine.connect() as connection:
-            infos = await self._queues.list_all(connection)
+        infos = await retry_once(self._engine.connect, self._queues.list_all, repeatable=True)
         self.settings = {info.name: info for info in infos if info.name in self.names}
 
     async def run_once(self) -> int:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from chancy import migrations
 from chancy.allowed import AllowedFunctions, check_runnable
-from chancy.database.engine import hot_connection
+from chancy.database.engine import hot_connection, retry_once
 from chancy.errors import ChancyError, SchemaError
 from chancy.events import Event, EventKind
 from chancy.executor import executor_for
@@ -134,8 +134,12 @@ class Worker:
         then start claiming and running jobs."""
         await self._check_schema()
         engine = self.chancy.engine
-        async with hot_connection(engine) as connection:
-            await self._queue_repository.declare_many(connection, self.queues)
+        # Start-up statements run again on another connection if their pooled one turned
+        # out dead before anything was sent (the server ended it while it sat idle).
+        await retry_once(
+            lambda: hot_connection(engine),
+            lambda connection: self._queue_repository.declare_many(connection, self.queues),
+        )
         self._queue_settings = QueueSettingsWatcher(
             engine,
             [queue.name for queue in self.queues],
