@@ -13,6 +13,7 @@
     chancy job cancel ID           # cancel an unfinished job
     chancy queue list              # declared queues, paused or not, and their limits
     chancy queue declare|pause|resume NAME
+    chancy queue delete NAME [--force]   # an empty queue; --force: with its jobs
     chancy demo [--jobs N] [--concurrency N]   # push, run and measure demo jobs
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import importlib
 import itertools
 import json
@@ -46,6 +48,7 @@ from chancy.errors import (
     InvalidJobError,
     InvalidKwargsError,
     InvalidQueueError,
+    UnknownQueueError,
 )
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
@@ -197,6 +200,14 @@ def worker(
         float,
         typer.Option(help="Seconds the leader's lease lasts: how soon another takes over."),
     ] = WORKER_SETTINGS_DEFAULT.leader_ttl,
+    declare: Annotated[
+        bool,
+        typer.Option(
+            "--declare",
+            help="Declare the --queue queues that are not declared yet; without it, the "
+            "worker refuses to start on one (a typo would idle forever).",
+        ),
+    ] = False,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -222,12 +233,28 @@ def worker(
 
     async def run() -> None:
         async with chancy:
+            await check_declared(chancy, queues, declare=declare)
             worker = Worker(chancy, queues=queues, allowed=allow or None, settings=settings)
             await worker.run_until_signalled()
             if worker.running:
                 exit_now(worker)
 
     asyncio.run(run())
+
+
+async def check_declared(chancy: Chancy, queues: list[Queue], *, declare: bool) -> None:
+    """Raise :class:`UnknownQueueError`, naming the closest declared queue, for a queue of
+    ``queues`` that is neither declared nor configured in the app, unless ``declare``."""
+    if declare:
+        return
+    known = {info.name for info in await chancy.list_queues()} | {q.name for q in chancy.queues}
+    for name in [queue.name for queue in queues if queue.name not in known]:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? If not, " if close else ""
+        raise UnknownQueueError(
+            f"queue {name!r} is not declared; {hint}declare it with `chancy queue declare "
+            f"{name}`, or start the worker with --declare"
+        )
 
 
 def exit_now(worker: Worker) -> None:
@@ -520,8 +547,9 @@ def demo(
 ) -> None:
     """Run demo jobs, measure throughput, and prove they ran in priority order.
 
-    The jobs (mixed priorities) go into a fresh queue `demo-<hex>` and stay there
-    afterwards. Exit code 1 if any job did not succeed or the order proof fails.
+    The jobs (mixed priorities) go into a fresh queue `demo-<hex>` and stay there until
+    the next run, which deletes the queues of earlier runs whose jobs have all finished.
+    Exit code 1 if any job did not succeed or the order proof fails.
     """
     console = Console()
     report = with_chancy(
@@ -537,7 +565,7 @@ def demo(
 
 
 queue_app = typer.Typer(
-    name="queue", help="List, declare, pause or resume queues.", no_args_is_help=True
+    name="queue", help="List, declare, pause, resume or delete queues.", no_args_is_help=True
 )
 app.add_typer(queue_app)
 QueueArgument = Annotated[str, typer.Argument(help="The queue's name.", show_default=False)]
@@ -580,6 +608,26 @@ def queue_resume(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption
     """Let workers start this queue's jobs again."""
     with_chancy(app_path, dsn, lambda chancy: chancy.resume_queue(name))
     typer.echo(f"queue {name} is resumed")
+
+
+@queue_app.command("delete")
+def queue_delete(
+    name: QueueArgument,
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete the queue's jobs with it (pending, scheduled and finished ones).",
+        ),
+    ] = False,
+) -> None:
+    """Delete a queue that has no jobs; with --force, with its jobs. Never while a job of
+    it runs (cancel it, or pause the queue and let it finish); the queue default is kept."""
+    deleted = with_chancy(app_path, dsn, lambda chancy: chancy.delete_queue(name, force=force))
+    with_jobs = f", with its {deleted} {'job' if deleted == 1 else 'jobs'}" if deleted else ""
+    typer.echo(f"queue {name} is deleted{with_jobs}")
 
 
 def main() -> None:

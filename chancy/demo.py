@@ -3,7 +3,8 @@
 :func:`run_demo` pushes ``jobs`` calls of :func:`demo_job` with priorities drawn from
 :data:`DEMO_PRIORITIES` into a queue of its own (``demo-<random hex>``, so runs never mix),
 runs a :class:`~chancy.worker.Worker` over that queue until every job has finished, and
-returns a :class:`DemoReport` with the figures, read back from the database.
+returns a :class:`DemoReport` with the figures, read back from the database. A run first
+deletes the queues (and jobs) of earlier runs whose jobs have all finished.
 
 The order proof: all jobs are pending before the worker starts, and the queue has one
 producer, so each claim takes the next lowest ``(priority, id)`` jobs. A claim stamps
@@ -12,12 +13,13 @@ claim has an earlier ``started_at``. The proof checks, over the stored rows, tha
 started before a job of a lower priority (or, among equal priorities, of a lower id).
 Jobs of one claim share their ``started_at`` and are not compared with each other.
 
-The jobs stay in the database afterwards, for ``chancy job show``.
+The jobs stay in the database afterwards, for ``chancy job show``, until the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import secrets
@@ -34,6 +36,7 @@ from rich.text import Text
 
 from chancy.app import Chancy
 from chancy.database.dsn import describe
+from chancy.errors import InvalidQueueError
 from chancy.jobs import Job
 from chancy.queue import Queue
 from chancy.repository import JobRepository
@@ -53,6 +56,7 @@ __all__ = [
     "run_demo",
 ]
 
+DEMO_QUEUE_PREFIX = "demo-"
 DEMO_JOBS_DEFAULT = 300
 DEMO_CONCURRENCY_DEFAULT = 10
 DEMO_PRIORITIES = (-10, 0, 10)
@@ -154,9 +158,10 @@ async def run_demo(
     the jobs that did not finish.
     """
     console = console or Console(quiet=True)
-    queue = f"demo-{secrets.token_hex(4)}"
+    queue = f"{DEMO_QUEUE_PREFIX}{secrets.token_hex(4)}"
     database = describe(chancy.engine.url)
     await chancy.migrate()
+    await delete_earlier_runs(chancy)
     console.print(f"pushing {jobs} jobs into queue [bold]{queue}[/] on {escape(database)}")
     await chancy.push_many(queue, demo_jobs(jobs), declare=True)
     started = time.monotonic()
@@ -164,6 +169,18 @@ async def run_demo(
         await _follow(chancy, queue, jobs, console, poll_interval, stall_timeout)
         wall_seconds = time.monotonic() - started
     return await _report(chancy, queue, jobs, concurrency, database, wall_seconds)
+
+
+async def delete_earlier_runs(chancy: Chancy) -> None:
+    """Delete the queues of earlier demo runs whose jobs have all finished, with their
+    jobs: only the last run's stay, for ``chancy job show``. A run that was stopped
+    before its jobs finished leaves its queue (``chancy queue delete NAME --force``)."""
+    for info in await chancy.list_queues():
+        if info.name.startswith(DEMO_QUEUE_PREFIX):
+            states = await count_states(chancy, info.name)
+            if _finished(states) == sum(states.values()):
+                with contextlib.suppress(InvalidQueueError):  # another run's, meanwhile
+                    await chancy.delete_queue(info.name, force=True)
 
 
 def demo_jobs(count: int) -> list[Job]:

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner, Result
 
@@ -17,7 +18,7 @@ from chancy import migrations
 from chancy.app import Chancy
 from chancy.cli import JOB_FIELDS, app
 from chancy.database import create_engine
-from chancy.errors import UnknownQueueError
+from chancy.errors import InvalidQueueError, QueueNotEmptyError, UnknownQueueError
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.states import JobState
@@ -245,3 +246,73 @@ async def test_a_worker_run_with_q_and_dsn_keeps_the_queues_limits(database_url:
             await asyncio.wait_for(process.wait(), timeout=30)
     assert done.state is JobState.SUCCEEDED
     assert await limits_of(database_url, "limited") == (3, 10)
+
+
+async def test_a_worker_refuses_an_undeclared_queue_naming_the_closest(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare("emails")
+    result = await invoke("worker", "-q", "emials", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, UnknownQueueError)  # main() prints it, exit code 2
+    message = str(result.exception)
+    assert "queue 'emials' is not declared; did you mean 'emails'?" in message
+    assert "--declare" in message
+    async with Chancy(database_url) as chancy:
+        assert "emials" not in {info.name for info in await chancy.list_queues()}
+
+
+async def test_queue_delete_removes_an_empty_queue(database_url: URL) -> None:
+    dsn = dsn_of(database_url)
+    assert (await invoke("queue", "declare", "reports", "--dsn", dsn)).exit_code == 0
+    result = await invoke("queue", "delete", "reports", "--dsn", dsn)
+    assert result.exit_code == 0, result.output
+    assert "queue reports is deleted" in result.stdout
+    async with Chancy(database_url) as chancy:
+        assert "reports" not in {info.name for info in await chancy.list_queues()}
+
+
+async def test_queue_delete_refuses_while_jobs_remain(database_url: URL) -> None:
+    job_id = await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
+    result = await invoke("queue", "delete", "mail", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, QueueNotEmptyError)
+    assert "queue 'mail' has 1 job (1 pending)" in str(result.exception)
+    assert "--force" in str(result.exception)
+    async with Chancy(database_url) as chancy:
+        assert await chancy.get_job(job_id) is not None
+
+
+async def test_queue_delete_with_force_deletes_the_queues_jobs(database_url: URL) -> None:
+    job_id = await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
+    result = await invoke("queue", "delete", "mail", "--force", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "queue mail is deleted, with its 1 job" in result.stdout
+    async with Chancy(database_url) as chancy:
+        assert await chancy.get_job(job_id) is None
+        assert "mail" not in {info.name for info in await chancy.list_queues()}
+
+
+async def test_queue_delete_with_force_refuses_while_a_job_runs(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        await chancy.declare("mail")
+        ref = await chancy.push("mail", Job.from_func(tasks.greet, kwargs={"name": "x"}))
+        async with chancy.engine.begin() as connection:
+            await connection.execute(
+                sa.text("UPDATE chancy_jobs SET state = 'running', attempts = 1 WHERE id = :id"),
+                {"id": ref.id},
+            )
+    result = await invoke("queue", "delete", "mail", "--force", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, QueueNotEmptyError)
+    assert "1 running" in str(result.exception)
+    async with Chancy(database_url) as chancy:
+        assert await chancy.get_job(ref) is not None
+
+
+async def test_queue_delete_of_an_unknown_queue_names_the_closest(database_url: URL) -> None:
+    result = await invoke("queue", "delete", "defualt", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, UnknownQueueError)
+    assert "did you mean 'default'" in str(result.exception)
+
+
+async def test_queue_delete_keeps_the_default_queue(database_url: URL) -> None:
+    result = await invoke("queue", "delete", "default", "--force", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, InvalidQueueError)
+    assert "'default' is always declared" in str(result.exception)

@@ -111,3 +111,14 @@ def test_the_report_table_prints_the_offending_pair() -> None:
     assert "no: job 2 (priority 10) started at 2025-01-01T00:00:00+00:00, before job 3" in printed
     assert "4 jobs/s" in printed
     assert not report.ok
+
+
+async def test_a_demo_run_deletes_the_queues_of_earlier_runs(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        first = await run_demo(chancy, jobs=3, concurrency=1)
+        second = await run_demo(chancy, jobs=3, concurrency=1)
+        demo_queues = [q.name for q in await chancy.list_queues() if q.name.startswith("demo-")]
+        assert await chancy.get_job(first.first_job_id or 0) is None
+        assert second.first_job_id is not None
+        assert await chancy.get_job(second.first_job_id) is not None
+    assert demo_queues == [second.queue]
