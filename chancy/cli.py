@@ -163,17 +163,27 @@ def load_app(path: str) -> Chancy:
     return target
 
 
+WORKER_CONCURRENCY_DEFAULT = 10
+"""Jobs at once per queue of ``chancy worker`` for a queue the app does not configure (and
+every queue without ``--app``); a queue of the app runs its ``Queue(concurrency=)``."""
+
+
 def select_queues(chancy: Chancy, names: list[str], concurrency: int | None) -> list[Queue]:
-    """The app's queues named in ``names`` (all of them if none), with ``concurrency``
-    applied; a name the app does not configure gets a queue with default settings that
-    states no limits (the worker leaves the stored ones as they are)."""
+    """The queues a worker runs: those named in ``names``, else all of the app's, else
+    ``default``. A queue the app configures keeps its settings; another gets default
+    settings that state no limits (the worker leaves the stored ones as they are) and
+    :data:`WORKER_CONCURRENCY_DEFAULT`. ``concurrency``, if given, applies to all."""
     configured = {queue.name: queue for queue in chancy.queues}
-    queues = [configured.get(name) or Queue.named(name) for name in names] or list(chancy.queues)
+    queues = [configured.get(name) or _unconfigured(name) for name in names] or list(chancy.queues)
     if not queues:
-        queues = [Queue.named("default")]
+        queues = [_unconfigured(QUEUE_DEFAULT)]
     if concurrency is not None:
         queues = [dataclasses.replace(queue, concurrency=concurrency) for queue in queues]
     return queues
+
+
+def _unconfigured(name: str) -> Queue:
+    return dataclasses.replace(Queue.named(name), concurrency=WORKER_CONCURRENCY_DEFAULT)
 
 
 @app.command()
@@ -182,10 +192,22 @@ def worker(
     dsn: DsnOption = None,
     queue: Annotated[
         list[str] | None,
-        typer.Option("--queue", "-q", help="Run this queue (repeatable); default: all."),
+        typer.Option(
+            "--queue",
+            "-q",
+            metavar="NAME",
+            help="Run this queue (repeatable). Default: the app's queues with --app, else "
+            "the queue default.",
+        ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Jobs at once per queue, overriding the app's.")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Jobs at once per queue, for every queue run. Default: the app's "
+            f"Queue(concurrency=) for its queues, else {WORKER_CONCURRENCY_DEFAULT}.",
+            show_default=False,
+        ),
     ] = None,
     lease_seconds: Annotated[
         float, typer.Option(help="Seconds a job stays this worker's without a heartbeat.")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from chancy import migrations
 from chancy.app import Chancy
-from chancy.cli import JOB_FIELDS, app
+from chancy.cli import JOB_FIELDS, app, select_queues
 from chancy.database import create_engine
 from chancy.errors import InvalidQueueError, QueueNotEmptyError, UnknownQueueError
 from chancy.executor import Job, QueuedJob
@@ -316,3 +316,26 @@ async def test_queue_delete_keeps_the_default_queue(database_url: URL) -> None:
     result = await invoke("queue", "delete", "default", "--force", "--dsn", dsn_of(database_url))
     assert isinstance(result.exception, InvalidQueueError)
     assert "'default' is always declared" in str(result.exception)
+
+
+def test_a_worker_without_app_runs_the_default_queue_10_jobs_at_once() -> None:
+    chancy = Chancy("postgresql://app@localhost/app")
+    assert [(q.name, q.concurrency) for q in select_queues(chancy, [], None)] == [("default", 10)]
+    named = select_queues(chancy, ["emails"], None)
+    assert [(q.name, q.concurrency) for q in named] == [("emails", 10)]
+
+
+def test_a_worker_keeps_the_concurrency_of_the_apps_queues() -> None:
+    chancy = Chancy("postgresql://app@localhost/app", queues=[Queue(name="mail", concurrency=3)])
+    chosen = select_queues(chancy, ["mail", "other"], None)
+    assert [(q.name, q.concurrency) for q in chosen] == [("mail", 3), ("other", 10)]
+    assert [q.concurrency for q in select_queues(chancy, ["mail"], 7)] == [7]
+
+
+def test_worker_help_says_which_queues_run_and_how_many_jobs_at_once() -> None:
+    result = runner.invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "default: all" not in text
+    assert "Default: the app's queues with --app, else the queue default." in text
+    assert "Default: the app's Queue(concurrency=) for its queues, else 10." in text
