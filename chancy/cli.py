@@ -27,6 +27,8 @@ import itertools
 import json
 import logging
 import os
+import re
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -37,10 +39,14 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from typer.core import TyperGroup
 
 from chancy import migrations
 from chancy.app import Chancy
 from chancy.callables import resolve
+from chancy.database.dsn import DSN_ENV
 from chancy.demo import DEMO_CONCURRENCY_DEFAULT, DEMO_JOBS_DEFAULT, report_table, run_demo
 from chancy.errors import (
     ChancyError,
@@ -59,8 +65,71 @@ from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
 __all__ = ["app", "main"]
 
+_DSN_GIVEN = "chancy.dsn_given"
+"""The key of ``ctx.meta`` (shared by a command's nested contexts) under which the DSN
+given with ``--dsn`` is kept, for the hints of errors (not set for ``CHANCY_DSN``)."""
+
+
+def hint_dsn(dsn: str | None) -> str | None:
+    """``dsn`` as a hint shows it, shell-quoted, with every password masked as ``***``;
+    ``<your DSN>`` if it does not parse (or might hide a password in its host)."""
+    if dsn is None:
+        return None
+    if dsn.count("@") > 1:
+        return "<your DSN>"
+    try:
+        url = make_url(dsn)
+    except (ArgumentError, ValueError):
+        return "<your DSN>"
+    query = {key: "***" if "password" in key.lower() else value for key, value in url.query.items()}
+    masked = url.set(password="***" if url.password else None, query=query)
+    return shlex.quote(masked.render_as_string(hide_password=False))
+
+
+def for_the_command_line(message: str, dsn: str | None) -> str:
+    """A library error's ``message`` with its hints in the command's terms: ``--dsn`` (with
+    the one given, password masked) and ``--declare`` instead of ``dsn=`` and
+    ``declare=True``, and the ``chancy`` command that fixes it instead of the call."""
+    migrate = f"`chancy migrate --dsn {hint_dsn(dsn)}`" if dsn else "`chancy migrate`"
+    for api, command in (
+        ("dsn=, engine= or CHANCY_DSN", "--dsn or CHANCY_DSN"),
+        ("pass dsn= or engine=, or set CHANCY_DSN", "pass --dsn or set CHANCY_DSN"),
+        ("`await chancy.migrate()` or `chancy migrate` (or `alembic upgrade head`)", migrate),
+        ("`await chancy.migrate()` or `chancy migrate`", migrate),
+        ("(`chancy migrate`, `await chancy.migrate()`)", f"({migrate})"),
+        ("or push with declare=True", "or push with --declare"),
+    ):
+        message = message.replace(api, command)
+    return re.sub(
+        r"call `await chancy\.declare\(Queue\(name='([^']*)'\)\)`",
+        r"run `chancy queue declare \1`",
+        message,
+    )
+
+
+class _CommandLineGroup(TyperGroup):
+    """The ``chancy`` command: a :class:`ChancyError` leaves it with its hints rewritten
+    by :func:`for_the_command_line` (``main`` prints it; a test sees the error)."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click privately)
+        try:
+            return super().invoke(ctx)
+        except ChancyError as exc:
+            exc.args = (for_the_command_line(str(exc), ctx.meta.get(_DSN_GIVEN)),)
+            raise
+
+
+def _remember_dsn(ctx: typer.Context, value: str | None) -> str | None:
+    """Keep a DSN given with ``--dsn`` for the hints (one from ``CHANCY_DSN`` needs no
+    ``--dsn`` in them: the variable is set)."""
+    if value is not None and value != os.environ.get(DSN_ENV):
+        ctx.meta[_DSN_GIVEN] = value
+    return value
+
+
 app = typer.Typer(
     name="chancy",
+    cls=_CommandLineGroup,
     help="chancy: a PostgreSQL job queue for Python.",
     no_args_is_help=True,
     add_completion=False,
@@ -71,10 +140,11 @@ DsnOption = Annotated[
     str | None,
     typer.Option(
         "--dsn",
-        envvar="CHANCY_DSN",
+        envvar=DSN_ENV,
         show_envvar=True,
         help="PostgreSQL DSN; without one, the embedded PostgreSQL is used.",
         show_default=False,
+        callback=_remember_dsn,
     ),
 ]
 
@@ -566,6 +636,8 @@ def demo(
         int, typer.Option(help="Jobs the worker runs at once.", min=1)
     ] = DEMO_CONCURRENCY_DEFAULT,
     dsn: DsnOption = None,
+    *,
+    ctx: typer.Context,
 ) -> None:
     """Run demo jobs, measure throughput, and prove they ran in priority order.
 
@@ -581,7 +653,9 @@ def demo(
     )
     console.print(report_table(report))
     if report.first_job_id is not None:
-        console.print(f"the jobs are kept: e.g. chancy job show {report.first_job_id}")
+        given = ctx.meta.get(_DSN_GIVEN)
+        where = f" --dsn {hint_dsn(given)}" if given else ""
+        typer.echo(f"the jobs are kept: e.g. chancy job show {report.first_job_id}{where}")
     if not report.ok:
         raise typer.Exit(1)
 

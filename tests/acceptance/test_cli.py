@@ -16,9 +16,15 @@ from typer.testing import CliRunner, Result
 
 from chancy import migrations
 from chancy.app import Chancy
-from chancy.cli import JOB_FIELDS, app, select_queues
+from chancy.cli import JOB_FIELDS, app, hint_dsn, select_queues
 from chancy.database import create_engine
-from chancy.errors import InvalidQueueError, QueueNotEmptyError, UnknownQueueError
+from chancy.errors import (
+    DatabaseUnavailableError,
+    InvalidQueueError,
+    QueueNotEmptyError,
+    SchemaError,
+    UnknownQueueError,
+)
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.states import JobState
@@ -339,3 +345,48 @@ def test_worker_help_says_which_queues_run_and_how_many_jobs_at_once() -> None:
     assert "default: all" not in text
     assert "Default: the app's queues with --app, else the queue default." in text
     assert "Default: the app's Queue(concurrency=) for its queues, else 10." in text
+
+
+async def test_a_push_to_an_undeclared_queue_hints_the_commands_options(database_url: URL) -> None:
+    result = await invoke(
+        *("push", "tests.support.tasks:greet", "-q", "emials", "--kwargs", '{"name": "x"}'),
+        *("--dsn", dsn_of(database_url)),
+    )
+    assert isinstance(result.exception, UnknownQueueError)
+    message = str(result.exception)
+    assert "run `chancy queue declare emials`, or push with --declare" in message
+    assert "declare=True" not in message
+
+
+async def test_an_unreachable_server_hints_dsn_option_and_never_the_password() -> None:
+    dsn = "postgresql://app:s3cret@127.0.0.1:1/app"
+    result = await invoke("job", "show", "1", "--dsn", dsn)
+    assert isinstance(result.exception, DatabaseUnavailableError)
+    message = str(result.exception)
+    assert "the DSN (--dsn or CHANCY_DSN) is right" in message
+    assert "s3cret" not in message
+
+
+async def test_a_schema_error_hints_migrate_with_the_dsn_in_use(empty_database_url: URL) -> None:
+    dsn = dsn_of(empty_database_url)
+    result = await invoke("queue", "list", "--dsn", dsn)
+    assert isinstance(result.exception, SchemaError)
+    assert f"run `chancy migrate --dsn {hint_dsn(dsn)}`" in str(result.exception)
+    assert "await chancy.migrate()" not in str(result.exception)
+
+
+def test_a_dsn_in_a_hint_masks_every_password() -> None:
+    dsn = "postgresql://app:pw1@db/app?sslpassword=pw2&sslmode=require"
+    shown = hint_dsn(dsn) or ""
+    assert "pw1" not in shown
+    assert "pw2" not in shown
+    assert "sslmode=require" in shown
+    assert hint_dsn("postgresql://a@b@c/d") == "<your DSN>"
+    assert hint_dsn(None) is None
+
+
+async def test_chancy_demo_hints_job_show_with_the_dsn_in_use(database_url: URL) -> None:
+    args = ["demo", "--jobs", "3", "--concurrency", "1", "--dsn", dsn_of(database_url)]
+    result = await asyncio.to_thread(runner.invoke, app, args)
+    assert result.exit_code == 0, result.output
+    assert f"--dsn {hint_dsn(dsn_of(database_url))}" in flat(result.stdout)
