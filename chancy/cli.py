@@ -30,6 +30,8 @@ import os
 import re
 import shlex
 import sys
+import sysconfig
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -65,6 +67,8 @@ from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
 __all__ = ["app", "main"]
 
+_VERBOSE = "chancy.verbose"
+"""The key of ``ctx.meta`` that says ``-v`` was given: an error's cause is printed whole."""
 _DSN_GIVEN = "chancy.dsn_given"
 """The key of ``ctx.meta`` (shared by a command's nested contexts) under which the DSN
 given with ``--dsn`` is kept, for the hints of errors (not set for ``CHANCY_DSN``)."""
@@ -116,6 +120,8 @@ class _CommandLineGroup(TyperGroup):
             return super().invoke(ctx)
         except ChancyError as exc:
             exc.args = (for_the_command_line(str(exc), ctx.meta.get(_DSN_GIVEN)),)
+            if ctx.meta.get(_VERBOSE) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__)
             raise
 
 
@@ -151,8 +157,10 @@ DsnOption = Annotated[
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
 ) -> None:
+    ctx.meta[_VERBOSE] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -223,6 +231,11 @@ def load_app(path: str) -> Chancy:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ChancyError(f"cannot import {module_name!r} for --app ({exc})") from exc
+    except Exception as exc:  # the module's own code failed: say which, and how
+        raise ChancyError(
+            f"cannot import {module_name!r} for --app: {type(exc).__name__}: {exc} "
+            "(-v shows the traceback)"
+        ) from exc
     target = getattr(module, attribute or "chancy", None)
     if callable(target) and not isinstance(target, Chancy):
         target = target()
@@ -624,9 +637,50 @@ def render_job(job: QueuedJob) -> RenderableType:
 def _render_error(error: Mapping[str, Any]) -> Panel:
     title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
     body = Text(str(error.get("message", "")), style="bold")
-    if traceback := error.get("traceback"):
-        body.append("\n\n" + str(traceback).rstrip(), style="default")
+    if stored := error.get("traceback"):
+        body.append("\n\n" + fold_runner_frames(str(stored)).rstrip(), style="default")
     return Panel(body, title=title, border_style="red")
+
+
+# Where the frames that run a job come from: chancy's package (as installed here) and
+# Python's library (concurrent.futures, asyncio, threading).
+_RUNNER_DIRS = tuple(
+    os.path.join(path, "")
+    for path in (os.path.dirname(os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"])
+)
+_RUNNER_PATH = re.compile(r"[/\\]site-packages[/\\]chancy[/\\]")
+_FRAME = re.compile(r'^  File "(?P<path>[^"]*)", line \d+')
+
+
+def fold_runner_frames(text: str) -> str:
+    """The traceback ``text`` with the frames that ran the job (chancy's and Python's library's,
+    before the job's first own frame) folded into one line, in each of its sections; a
+    section with no frame of the job's is left whole."""
+    shown: list[str] = []
+    held: list[str] | None = None  # the leading runner frames of a section, not shown yet
+    for line in text.splitlines():
+        frame = _FRAME.match(line)
+        if held is not None and frame is not None and _is_runner(frame["path"]):
+            held.append(line)
+            continue
+        if held is not None and frame is None and line.startswith("    "):
+            held.append(line)  # the source line (and carets) of a held frame
+            continue
+        if held:
+            frames = sum(1 for each in held if _FRAME.match(each))
+            own = frame is not None
+            folded = f"  ... {frames} {'frame' if frames == 1 else 'frames'} {_FOLDED}"
+            shown += [folded] if own else held
+        held = [] if line.startswith("Traceback (most recent call last):") else None
+        shown.append(line)
+    return "\n".join(shown + (held or []))
+
+
+_FOLDED = "of chancy and Python's library folded (--json shows them)"
+
+
+def _is_runner(path: str) -> bool:
+    return path.startswith(_RUNNER_DIRS) or _RUNNER_PATH.search(path) is not None
 
 
 @app.command()

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner, Result
 
+import chancy.cli
 from chancy import migrations
 from chancy.app import Chancy
-from chancy.cli import JOB_FIELDS, app, hint_dsn, select_queues
+from chancy.cli import JOB_FIELDS, app, fold_runner_frames, hint_dsn, select_queues
 from chancy.database import create_engine
 from chancy.errors import (
     DatabaseUnavailableError,
@@ -390,3 +392,66 @@ async def test_chancy_demo_hints_job_show_with_the_dsn_in_use(database_url: URL)
     result = await asyncio.to_thread(runner.invoke, app, args)
     assert result.exit_code == 0, result.output
     assert f"--dsn {hint_dsn(dsn_of(database_url))}" in flat(result.stdout)
+
+
+async def test_job_show_starts_a_traceback_at_the_jobs_own_frames(database_url: URL) -> None:
+    async with Chancy(database_url, queues=[Queue(name="default")]) as chancy:
+        ref = await chancy.push("default", Job.from_func(tasks.fail, kwargs={"message": "boom"}))
+        async with Worker(chancy):
+            await chancy.wait_for_job(ref, timeout=10)
+    result = await invoke("job", "show", str(ref.id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    frames = [line for line in result.stdout.splitlines() if 'File "' in line]
+    assert "tests/support/tasks.py" in frames[0]
+    assert not any("concurrent/futures" in frame or "/chancy/" in frame for frame in frames)
+    assert "frames of chancy and Python's library folded (--json shows them)" in flat(result.stdout)
+
+
+def test_a_traceback_section_without_a_frame_of_the_job_is_left_whole() -> None:
+    runner_file = str(Path(chancy.cli.__file__).parent / "worker" / "worker.py")
+    section = f"""Traceback (most recent call last):
+  File "{runner_file}", line 1, in run
+    call()
+"""
+    traceback = (
+        f'{section}  File "/app/tasks.py", line 3, in f\n    raise ValueError\nValueError\n\n'
+        "During handling of the above exception, another exception occurred:\n\n"
+        f"{section}RuntimeError: y"
+    )
+    shown = fold_runner_frames(traceback).splitlines()
+    assert shown[1] == "  ... 1 frame of chancy and Python's library folded (--json shows them)"
+    assert shown[2] == '  File "/app/tasks.py", line 3, in f'
+    assert shown[-3:] == [
+        f'  File "{runner_file}", line 1, in run',
+        "    call()",
+        "RuntimeError: y",
+    ]
+
+
+def run_chancy(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m chancy ARGS`` in a process of its own (``main`` prints the errors)."""
+    return subprocess.run(
+        [sys.executable, "-m", "chancy", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_app_that_raises_at_import_is_one_line_naming_the_module() -> None:
+    result = run_chancy("queue", "list", "--app", "tests.support.raising_app")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: cannot import 'tests.support.raising_app' for --app: RuntimeError: "
+        "SMTP_HOST is not set (-v shows the traceback)"
+    ]
+
+
+def test_an_app_that_raises_at_import_shows_its_traceback_with_v() -> None:
+    result = run_chancy("-v", "queue", "list", "--app", "tests.support.raising_app")
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise RuntimeError("SMTP_HOST is not set")' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: cannot import")
