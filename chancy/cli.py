@@ -62,6 +62,7 @@ from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.models import JobRow
 from chancy.queue import Queue
+from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
 from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
@@ -172,11 +173,28 @@ def _root(
 def migrate(
     dsn: DsnOption = None,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-    sql: Annotated[bool, typer.Option("--sql", help="Print the DDL and change nothing.")] = False,
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the DDL the database still lacks, and change nothing (a database of "
+            "--dsn or CHANCY_DSN is read; without one, the whole DDL).",
+        ),
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="REVISION",
+            help="With --sql: print the DDL from this revision on, without reading the "
+            "database; base for the whole DDL.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upgrade chancy's schema (safe to run from many processes at once)."""
     if sql:
-        typer.echo(migrations.sql(revision))
+        typer.echo(pending_ddl(dsn, revision, start))
         return
 
     async def run() -> None:
@@ -185,6 +203,17 @@ def migrate(
             typer.echo(f"chancy schema at {await migrations.current(chancy.engine)}")
 
     asyncio.run(run())
+
+
+def pending_ddl(dsn: str | None, revision: str, start: str | None) -> str:
+    """The DDL from ``start`` (default: the revision of the database at ``dsn``; without a
+    DSN, or at ``base``: from nothing) to ``revision``."""
+    if start is None and dsn is not None:
+        start = with_chancy(None, dsn, lambda chancy: migrations.current(chancy.engine))
+        target = migrations.head() if revision == "head" else revision
+        if start == target:
+            return f"-- chancy's schema is at {start} already: nothing to apply"
+    return migrations.sql(revision, start=None if start == "base" else start)
 
 
 @app.command()
@@ -490,6 +519,12 @@ def push(
     )
     reference = with_chancy(app_path, dsn, lambda chancy: chancy.push(job, declare=declare))
     typer.echo(reference.id)
+    if reference.existing:
+        typer.echo(
+            f"(existing job: job {reference.id} holds unique key {unique_key!r}; nothing was "
+            "pushed)",
+            err=True,
+        )
 
 
 job_app = typer.Typer(name="job", help="Show, retry or cancel one job.", no_args_is_help=True)
@@ -594,8 +629,17 @@ def change_state(
     if current is None:
         raise fail(f"no job {job_id}")
     if changed is None:
-        raise fail(f"job {job_id} is {current.state}; nothing changed: {why}")
+        raise fail(f"job {job_id} {_is_in(current.state)}; nothing changed: {why}")
     typer.echo(f"job {job_id} is now {changed.state}")
+
+
+def _is_in(state: JobState) -> str:
+    """``state`` after a job's id, as English: "has succeeded", "is pending"."""
+    if state in (JobState.SUCCEEDED, JobState.FAILED):
+        return f"has {state.value}"
+    if state is JobState.RETRYING:
+        return "is waiting to be retried"
+    return f"is {state.value}"
 
 
 # A stored job's fields in the order `job show` lists them: the jobs table's columns

@@ -455,3 +455,58 @@ def test_an_app_that_raises_at_import_shows_its_traceback_with_v() -> None:
     assert "Traceback (most recent call last)" in result.stderr
     assert 'raise RuntimeError("SMTP_HOST is not set")' in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: cannot import")
+
+
+async def test_a_duplicate_unique_key_push_says_it_printed_the_existing_job(
+    database_url: URL,
+) -> None:
+    options = ("--kwargs", '{"name": "x"}', "--unique-key", "k", "--dsn", dsn_of(database_url))
+    first = await invoke("push", "tests.support.tasks:greet", *options)
+    assert (first.exit_code, first.stderr) == (0, "")
+    again = await invoke("push", "tests.support.tasks:greet", *options)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == first.stdout.strip()
+    assert again.stderr.strip() == (
+        f"(existing job: job {first.stdout.strip()} holds unique key 'k'; nothing was pushed)"
+    )
+
+
+async def test_a_change_that_does_nothing_to_a_finished_job_reads_as_english(
+    database_url: URL,
+) -> None:
+    async with Chancy(database_url, queues=[Queue(name="default")]) as chancy:
+        ref = await chancy.push("default", Job.from_func(tasks.greet, kwargs={"name": "x"}))
+        async with Worker(chancy):
+            await chancy.wait_for_job(ref, timeout=10)
+    result = await invoke("job", "cancel", str(ref.id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 1
+    assert f"job {ref.id} has succeeded; nothing changed" in flat(result.output)
+
+
+async def test_migrate_sql_prints_nothing_to_apply_for_a_database_at_head(
+    database_url: URL,
+) -> None:
+    result = await invoke("migrate", "--sql", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert (
+        f"-- chancy's schema is at {migrations.head()} already: nothing to apply" in result.stdout
+    )
+    assert "CREATE" not in result.stdout
+
+
+async def test_migrate_sql_prints_only_what_the_database_lacks(empty_database_url: URL) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        await migrations.upgrade(engine, "chancy_0003")
+    finally:
+        await engine.dispose()
+    result = await invoke("migrate", "--sql", "--dsn", dsn_of(empty_database_url))
+    assert result.exit_code == 0, result.output
+    assert "CREATE TABLE chancy_jobs" not in result.stdout
+    assert "DROP INDEX ix_chancy_jobs_claim" in result.stdout  # chancy_0004's first step
+
+
+async def test_migrate_sql_from_base_prints_the_whole_ddl(database_url: URL) -> None:
+    result = await invoke("migrate", "--sql", "--from", "base", "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "CREATE TABLE chancy_jobs" in result.stdout
