@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import difflib
 import importlib
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -68,8 +69,11 @@ from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
 __all__ = ["app", "main"]
 
+HELP_WIDTH_MAX = 160
+"""Help fills the terminal up to this width (click's default stops at 80)."""
 _VERBOSE = "chancy.verbose"
 """The key of ``ctx.meta`` that says ``-v`` was given: an error's cause is printed whole."""
+_VERBOSE_FLAGS = ("-v", "--verbose")
 _DSN_GIVEN = "chancy.dsn_given"
 """The key of ``ctx.meta`` (shared by a command's nested contexts) under which the DSN
 given with ``--dsn`` is kept, for the hints of errors (not set for ``CHANCY_DSN``)."""
@@ -116,6 +120,14 @@ class _CommandLineGroup(TyperGroup):
     """The ``chancy`` command: a :class:`ChancyError` leaves it with its hints rewritten
     by :func:`for_the_command_line` (``main`` prints it; a test sees the error)."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Take ``-v`` anywhere before ``--``: it belongs to the ``chancy`` command, and
+        users put it after the subcommand (``chancy worker -v``)."""
+        end = args.index("--") if "--" in args else len(args)
+        verbose = [arg for arg in args[:end] if arg in _VERBOSE_FLAGS]
+        rest = [arg for arg in args[:end] if arg not in _VERBOSE_FLAGS] + args[end:]
+        return super().parse_args(ctx, verbose[:1] + rest)
+
     def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click privately)
         try:
             return super().invoke(ctx)
@@ -141,12 +153,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs reflow, values named by metavars
+    context_settings={"max_content_width": HELP_WIDTH_MAX},
 )
 
 DsnOption = Annotated[
     str | None,
     typer.Option(
         "--dsn",
+        metavar="DSN",
         envvar=DSN_ENV,
         show_envvar=True,
         help="PostgreSQL DSN; without one, the embedded PostgreSQL is used.",
@@ -156,10 +171,33 @@ DsnOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"chancy {importlib.metadata.version('chancy')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also show your jobs' logs and the libraries' (INFO and up; chancy's own "
+            "are always shown), and an error's traceback. Goes before or after the command.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print chancy's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
     ctx.meta[_VERBOSE] = verbose
     logging.basicConfig(
@@ -172,7 +210,7 @@ def _root(
 @app.command()
 def migrate(
     dsn: DsnOption = None,
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Option(metavar="REVISION", help="Target revision.")] = "head",
     sql: Annotated[
         bool,
         typer.Option(
@@ -220,10 +258,12 @@ def pending_ddl(dsn: str | None, revision: str, start: str | None) -> str:
 def grants(
     role: Annotated[
         str,
-        typer.Option("--role", help="The role that pushes and runs jobs.", show_default=False),
+        typer.Option(
+            "--role", metavar="NAME", help="The role that pushes and runs jobs.", show_default=False
+        ),
     ],
     schema: Annotated[
-        str, typer.Option(help="The schema of chancy's tables.")
+        str, typer.Option(metavar="SCHEMA", help="The schema of chancy's tables.")
     ] = GRANTS_SCHEMA_DEFAULT,
 ) -> None:
     """Print the GRANTs that let a role push and run jobs, and nothing more (no schema
@@ -238,6 +278,7 @@ AppOption = Annotated[
     str | None,
     typer.Option(
         "--app",
+        metavar="MODULE:ATTRIBUTE",
         help="Where your Chancy instance is, as module:attribute (imported from the "
         "current directory, as uvicorn and celery do). Default attribute: chancy.",
         show_default=False,
@@ -322,17 +363,28 @@ def worker(
         ),
     ] = None,
     lease_seconds: Annotated[
-        float, typer.Option(help="Seconds a job stays this worker's without a heartbeat.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds a job stays this worker's without a heartbeat."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.lease_seconds,
     shutdown_timeout: Annotated[
-        float, typer.Option(help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds running jobs get to finish on SIGTERM/SIGINT."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.shutdown_timeout,
     rescue_interval: Annotated[
-        float, typer.Option(help="Seconds between the leader's checks for expired leases.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between the leader's checks for expired leases."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.rescue_interval,
     leader_ttl: Annotated[
         float,
-        typer.Option(help="Seconds the leader's lease lasts: how soon another takes over."),
+        typer.Option(
+            metavar="SECONDS", help="Seconds the leader's lease lasts: how soon another takes over."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.leader_ttl,
     declare: Annotated[
         bool,
@@ -488,20 +540,29 @@ def push(
     ],
     app_path: AppOption = None,
     dsn: DsnOption = None,
-    queue: Annotated[str, typer.Option("--queue", "-q", help="The queue.")] = QUEUE_DEFAULT,
+    queue: Annotated[
+        str, typer.Option("--queue", "-q", metavar="NAME", help="The queue.")
+    ] = QUEUE_DEFAULT,
     kwargs: Annotated[
-        str, typer.Option(help="""Keyword arguments, a JSON object: '{"name": "x"}'.""")
+        str,
+        typer.Option(metavar="JSON", help="""Keyword arguments, a JSON object: '{"name": "x"}'."""),
     ] = "{}",
-    priority: Annotated[int, typer.Option(help="Lower values run first.")] = PRIORITY_DEFAULT,
+    priority: Annotated[
+        int, typer.Option(metavar="P", help="Lower values run first.")
+    ] = PRIORITY_DEFAULT,
     max_attempts: Annotated[
-        int, typer.Option(help="Runs allowed before the job fails.", min=1)
+        int, typer.Option(metavar="N", help="Runs allowed before the job fails.", min=1)
     ] = MAX_ATTEMPTS_DEFAULT,
     delay: Annotated[
-        float | None, typer.Option(help="Seconds to wait before it may run.", min=0)
+        float | None,
+        typer.Option(metavar="SECONDS", help="Seconds to wait before it may run.", min=0),
     ] = None,
     unique_key: Annotated[
         str | None,
-        typer.Option(help="At most one unfinished job per key: a second push prints the first."),
+        typer.Option(
+            metavar="KEY",
+            help="At most one unfinished job per key: a second push prints the first.",
+        ),
     ] = None,
     declare: Annotated[
         bool, typer.Option("--declare", help="Declare the queue if it is not declared yet.")
@@ -527,10 +588,14 @@ def push(
         )
 
 
-job_app = typer.Typer(name="job", help="Show, retry or cancel one job.", no_args_is_help=True)
+job_app = typer.Typer(
+    name="job", help="Show, retry or cancel one job.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(job_app)
 
-JobIdArgument = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+JobIdArgument = Annotated[
+    int, typer.Argument(metavar="ID", help="The job's id.", show_default=False)
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -560,16 +625,19 @@ def job_show(
 def job_retry(
     job_id: Annotated[
         int | None,
-        typer.Argument(help="The job's id; or give --state to retry many.", show_default=False),
+        typer.Argument(
+            metavar="[ID]", help="The job's id; or give --state to retry many.", show_default=False
+        ),
     ] = None,
     app_path: AppOption = None,
     dsn: DsnOption = None,
     state: Annotated[
         str | None,
-        typer.Option(help="Retry every job in this state: failed or cancelled."),
+        typer.Option(metavar="STATE", help="Retry every job in this state: failed or cancelled."),
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="With --state: only this queue.")
+        str | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="With --state: only this queue."),
     ] = None,
 ) -> None:
     """Put a failed or cancelled job (or, with --state, all of them) back in its queue,
@@ -729,9 +797,11 @@ def _is_runner(path: str) -> bool:
 
 @app.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="How many jobs to push.", min=1)] = DEMO_JOBS_DEFAULT,
+    jobs: Annotated[
+        int, typer.Option(metavar="N", help="How many jobs to push.", min=1)
+    ] = DEMO_JOBS_DEFAULT,
     concurrency: Annotated[
-        int, typer.Option(help="Jobs the worker runs at once.", min=1)
+        int, typer.Option(metavar="N", help="Jobs the worker runs at once.", min=1)
     ] = DEMO_CONCURRENCY_DEFAULT,
     dsn: DsnOption = None,
     *,
@@ -759,10 +829,15 @@ def demo(
 
 
 queue_app = typer.Typer(
-    name="queue", help="List, declare, pause, resume or delete queues.", no_args_is_help=True
+    name="queue",
+    help="List, declare, pause, resume or delete queues.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(queue_app)
-QueueArgument = Annotated[str, typer.Argument(help="The queue's name.", show_default=False)]
+QueueArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="The queue's name.", show_default=False)
+]
 
 
 @queue_app.command("list")

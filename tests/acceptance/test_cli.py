@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import json
 import os
 import signal
@@ -428,12 +429,13 @@ def test_a_traceback_section_without_a_frame_of_the_job_is_left_whole() -> None:
     ]
 
 
-def run_chancy(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m chancy ARGS`` in a process of its own (``main`` prints the errors)."""
+def run_chancy(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    """``python -m chancy ARGS`` in a process of its own (``main`` prints the errors), in
+    a terminal ``columns`` wide."""
     return subprocess.run(
         [sys.executable, "-m", "chancy", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -510,3 +512,49 @@ async def test_migrate_sql_from_base_prints_the_whole_ddl(database_url: URL) -> 
     result = await invoke("migrate", "--sql", "--from", "base", "--dsn", dsn_of(database_url))
     assert result.exit_code == 0, result.output
     assert "CREATE TABLE chancy_jobs" in result.stdout
+
+
+def test_chancy_version_prints_the_installed_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"chancy {importlib.metadata.version('chancy')}"
+
+
+def test_v_after_the_subcommand_shows_an_errors_traceback() -> None:
+    result = run_chancy("queue", "list", "-v", "--app", "tests.support.raising_app")
+    assert result.returncode == 2
+    assert 'raise RuntimeError("SMTP_HOST is not set")' in result.stderr
+
+
+def test_v_help_says_what_it_shows() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "your jobs' logs" in result.stdout
+
+
+COMMANDS = [
+    [],
+    *[[name] for name in ("migrate", "grants", "worker", "push", "demo", "job", "queue")],
+    *[["job", name] for name in ("show", "retry", "cancel")],
+    *[["queue", name] for name in ("list", "declare", "pause", "resume", "delete")],
+]
+
+
+def test_help_shows_no_python_types() -> None:
+    for command in COMMANDS:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.stdout, (command, result.stdout)
+        assert "<list[" not in result.stdout, (command, result.stdout)
+        options = [line for line in result.stdout.splitlines() if line.startswith("  -")]
+        for placeholder in ("<str>", "<int", "<float>"):  # options name their values
+            assert not any(placeholder in line for line in options), (command, options)
+
+
+def test_help_texts_have_no_line_breaks_mid_sentence() -> None:
+    listed = run_chancy("--help", columns=200).stdout  # CliRunner's help is 80 wide
+    assert any(
+        "Print the GRANTs" in line and "(no schema changes)" in line for line in listed.splitlines()
+    )
+    demo = run_chancy("demo", "--help", columns=200).stdout
+    (line,) = [line for line in demo.splitlines() if "The jobs (mixed priorities)" in line]
+    assert "stay there until the next run" in line  # the docstring breaks its line between
