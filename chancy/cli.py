@@ -50,7 +50,13 @@ from chancy import migrations
 from chancy.app import Chancy
 from chancy.callables import resolve
 from chancy.database.dsn import DSN_ENV
-from chancy.demo import DEMO_CONCURRENCY_DEFAULT, DEMO_JOBS_DEFAULT, report_table, run_demo
+from chancy.demo import (
+    DEMO_CONCURRENCY_DEFAULT,
+    DEMO_JOBS_DEFAULT,
+    REPORT_NOTES,
+    report_table,
+    run_demo,
+)
 from chancy.errors import (
     ChancyError,
     InvalidFunctionError,
@@ -814,18 +820,33 @@ def demo(
     Exit code 1 if any job did not succeed or the order proof fails.
     """
     console = Console()
-    report = with_chancy(
-        None,
-        dsn,
-        lambda chancy: run_demo(chancy, jobs=jobs, concurrency=concurrency, console=console),
-    )
+    try:
+        report = with_chancy(
+            None,
+            dsn,
+            lambda chancy: run_demo(chancy, jobs=jobs, concurrency=concurrency, console=console),
+        )
+    except KeyboardInterrupt:  # before the first job was pushed
+        typer.echo("interrupted: no job was pushed", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     console.print(report_table(report))
+    typer.echo("\n".join(REPORT_NOTES))
+    given = ctx.meta.get(_DSN_GIVEN)
+    where = f" --dsn {hint_dsn(given)}" if given else ""
     if report.first_job_id is not None:
-        given = ctx.meta.get(_DSN_GIVEN)
-        where = f" --dsn {hint_dsn(given)}" if given else ""
         typer.echo(f"the jobs are kept: e.g. chancy job show {report.first_job_id}{where}")
+    if report.interrupted:
+        typer.echo(
+            f"interrupted: {report.unfinished} jobs stay pending in queue {report.queue}; "
+            f"delete them with `chancy queue delete {report.queue} --force{where}`, or run "
+            f"them with `chancy worker -q {report.queue}{where}`"
+        )
+        raise typer.Exit(INTERRUPTED_EXIT_CODE)
     if not report.ok:
         raise typer.Exit(1)
+
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
 queue_app = typer.Typer(
