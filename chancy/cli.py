@@ -3,8 +3,9 @@
 ::
 
     chancy migrate                 # upgrade the schema (DSN: --dsn, CHANCY_DSN, or embedded)
-    chancy migrate --sql           # print the DDL instead, for a DBA
+    chancy migrate --sql [--from base]   # print the DDL the database lacks (or all of it)
     chancy worker --app myapp:chancy [--queue q ...] [--concurrency N] [--allow 'myapp.*']
+    chancy worker -q q --declare   # a queue that is not declared yet (else refused)
     chancy grants --role NAME      # print the GRANTs of a role that pushes and runs jobs
     chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
     chancy job show ID [--json]    # the job, its errors and their tracebacks
@@ -15,6 +16,7 @@
     chancy queue declare|pause|resume NAME
     chancy queue delete NAME [--force]   # an empty queue; --force: with its jobs
     chancy demo [--jobs N] [--concurrency N]   # push, run and measure demo jobs
+    chancy --version; chancy COMMAND -v   # -v: your jobs' logs, and an error's traceback
 """
 
 from __future__ import annotations
