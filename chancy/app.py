@@ -38,11 +38,12 @@ from chancy.errors import (
     ChancyError,
     ConfigurationError,
     InvalidQueueError,
+    QueueNotEmptyError,
     UniqueKeyHeldError,
     UnknownQueueError,
 )
 from chancy.events import Event, EventKind
-from chancy.jobs import Job, QueuedJob, Reference, many_jobs, one_job
+from chancy.jobs import QUEUE_DEFAULT, Job, QueuedJob, Reference, many_jobs, one_job
 from chancy.listener import Listener
 from chancy.queue import Queue, QueueInfo
 from chancy.repository import (
@@ -52,7 +53,7 @@ from chancy.repository import (
     QueueRepository,
 )
 from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
-from chancy.repository.runner import translated
+from chancy.repository.runner import HotExecutable, translated
 from chancy.states import FINISHED_STATES, JobState
 
 __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
@@ -355,10 +356,32 @@ class Chancy:
             raise InvalidQueueError("resume_at must be an aware datetime (with a time zone)")
         async with hot_connection(self.engine) as connection:
             if not await self._queues.pause(connection, name, paused=paused, resume_at=resume_at):
-                known = await self._queues.names(connection)
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise UnknownQueueError(f"queue {name!r} is not declared{hint}")
+                raise await self._unknown_queue(connection, name)
+
+    async def delete_queue(self, name: str, *, force: bool = False) -> int:
+        """Delete the declared queue ``name``; how many of its jobs were deleted with it.
+
+        A queue that still has jobs (finished ones too: they are its history) is kept,
+        with :class:`~chancy.errors.QueueNotEmptyError` counting them by state, unless
+        ``force``: then its jobs are deleted with it. Never while one of its jobs runs
+        (cancel it, or pause the queue and let it finish). Pushes to it wait for the
+        deletion, then fail with :class:`~chancy.errors.UnknownQueueError`. The queue
+        ``default`` is always declared, and is never deleted."""
+        if name == QUEUE_DEFAULT:
+            raise InvalidQueueError(f"the queue {QUEUE_DEFAULT!r} is always declared; it is kept")
+        async with self.engine.begin() as connection:
+            states = await self._queues.lock_for_delete(connection, name)
+            if states is None:
+                raise await self._unknown_queue(connection, name)
+            if states and (not force or states.get(JobState.RUNNING)):
+                raise _queue_not_empty(name, states, force=force)
+            return await self._queues.delete(connection, name)
+
+    async def _unknown_queue(self, connection: HotExecutable, name: str) -> UnknownQueueError:
+        known = await self._queues.names(connection)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return UnknownQueueError(f"queue {name!r} is not declared{hint}")
 
     async def get_job(self, reference: Reference | int) -> QueuedJob | None:
         """The job as stored now, or None if no job has that id. A row that is not a job
@@ -468,6 +491,21 @@ class Chancy:
             self._listener = Listener(self.engine)
             await self._listener.start()
         return self._listener
+
+
+def _queue_not_empty(name: str, states: Mapping[str, int], *, force: bool) -> QueueNotEmptyError:
+    total = sum(states.values())
+    counts = ", ".join(f"{count} {state}" for state, count in states.items())
+    have = f"queue {name!r} has {total} {'job' if total == 1 else 'jobs'} ({counts})"
+    if force:
+        return QueueNotEmptyError(
+            f"{have}: it is not deleted while a job of it runs; cancel the running jobs, or "
+            "pause the queue and let them finish, then delete it"
+        )
+    return QueueNotEmptyError(
+        f"{have}: delete them with the queue with force=True (`chancy queue delete "
+        f"{name} --force`), or let them finish and delete them first"
+    )
 
 
 def _byte_limit(value: int | None) -> int | None:

@@ -3,8 +3,9 @@
 ::
 
     chancy migrate                 # upgrade the schema (DSN: --dsn, CHANCY_DSN, or embedded)
-    chancy migrate --sql           # print the DDL instead, for a DBA
+    chancy migrate --sql [--from base]   # print the DDL the database lacks (or all of it)
     chancy worker --app myapp:chancy [--queue q ...] [--concurrency N] [--allow 'myapp.*']
+    chancy worker -q q --declare   # a queue that is not declared yet (else refused)
     chancy grants --role NAME      # print the GRANTs of a role that pushes and runs jobs
     chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
     chancy job show ID [--json]    # the job, its errors and their tracebacks
@@ -13,19 +14,27 @@
     chancy job cancel ID           # cancel an unfinished job
     chancy queue list              # declared queues, paused or not, and their limits
     chancy queue declare|pause|resume NAME
+    chancy queue delete NAME [--force]   # an empty queue; --force: with its jobs
     chancy demo [--jobs N] [--concurrency N]   # push, run and measure demo jobs
+    chancy --version; chancy COMMAND -v   # -v: your jobs' logs, and an error's traceback
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import importlib
+import importlib.metadata
 import itertools
 import json
 import logging
 import os
+import re
+import shlex
 import sys
+import sysconfig
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -35,51 +44,170 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from typer.core import TyperGroup
 
 from chancy import migrations
 from chancy.app import Chancy
 from chancy.callables import resolve
-from chancy.demo import DEMO_CONCURRENCY_DEFAULT, DEMO_JOBS_DEFAULT, report_table, run_demo
+from chancy.database.dsn import DSN_ENV
+from chancy.demo import (
+    DEMO_CONCURRENCY_DEFAULT,
+    DEMO_JOBS_DEFAULT,
+    REPORT_NOTES,
+    report_table,
+    run_demo,
+)
 from chancy.errors import (
     ChancyError,
     InvalidFunctionError,
     InvalidJobError,
     InvalidKwargsError,
     InvalidQueueError,
+    UnknownQueueError,
 )
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.models import JobRow
 from chancy.queue import Queue
+from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
 from chancy.worker.settings import WORKER_SETTINGS_DEFAULT
 
 __all__ = ["app", "main"]
 
+HELP_WIDTH_MAX = 160
+"""Help fills the terminal up to this width (click's default stops at 80)."""
+_VERBOSE = "chancy.verbose"
+"""The key of ``ctx.meta`` that says ``-v`` was given: an error's cause is printed whole."""
+_VERBOSE_FLAGS = ("-v", "--verbose")
+_DSN_GIVEN = "chancy.dsn_given"
+"""The key of ``ctx.meta`` (shared by a command's nested contexts) under which the DSN
+given with ``--dsn`` is kept, for the hints of errors (not set for ``CHANCY_DSN``)."""
+
+
+def hint_dsn(dsn: str | None) -> str | None:
+    """``dsn`` as a hint shows it, shell-quoted, with every password masked as ``***``;
+    ``<your DSN>`` if it does not parse (or might hide a password in its host)."""
+    if dsn is None:
+        return None
+    if dsn.count("@") > 1:
+        return "<your DSN>"
+    try:
+        url = make_url(dsn)
+    except (ArgumentError, ValueError):
+        return "<your DSN>"
+    query = {key: "***" if "password" in key.lower() else value for key, value in url.query.items()}
+    masked = url.set(password="***" if url.password else None, query=query)
+    return shlex.quote(masked.render_as_string(hide_password=False))
+
+
+def for_the_command_line(message: str, dsn: str | None) -> str:
+    """A library error's ``message`` with its hints in the command's terms: ``--dsn`` (with
+    the one given, password masked) and ``--declare`` instead of ``dsn=`` and
+    ``declare=True``, and the ``chancy`` command that fixes it instead of the call."""
+    migrate = f"`chancy migrate --dsn {hint_dsn(dsn)}`" if dsn else "`chancy migrate`"
+    for api, command in (
+        ("dsn=, engine= or CHANCY_DSN", "--dsn or CHANCY_DSN"),
+        ("pass dsn= or engine=, or set CHANCY_DSN", "pass --dsn or set CHANCY_DSN"),
+        ("`await chancy.migrate()` or `chancy migrate` (or `alembic upgrade head`)", migrate),
+        ("`await chancy.migrate()` or `chancy migrate`", migrate),
+        ("(`chancy migrate`, `await chancy.migrate()`)", f"({migrate})"),
+        ("or push with declare=True", "or push with --declare"),
+    ):
+        message = message.replace(api, command)
+    return re.sub(
+        r"call `await chancy\.declare\(Queue\(name='([^']*)'\)\)`",
+        r"run `chancy queue declare \1`",
+        message,
+    )
+
+
+class _CommandLineGroup(TyperGroup):
+    """The ``chancy`` command: a :class:`ChancyError` leaves it with its hints rewritten
+    by :func:`for_the_command_line` (``main`` prints it; a test sees the error)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Take ``-v`` anywhere before ``--``: it belongs to the ``chancy`` command, and
+        users put it after the subcommand (``chancy worker -v``)."""
+        end = args.index("--") if "--" in args else len(args)
+        verbose = [arg for arg in args[:end] if arg in _VERBOSE_FLAGS]
+        rest = [arg for arg in args[:end] if arg not in _VERBOSE_FLAGS] + args[end:]
+        return super().parse_args(ctx, verbose[:1] + rest)
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click privately)
+        try:
+            return super().invoke(ctx)
+        except ChancyError as exc:
+            exc.args = (for_the_command_line(str(exc), ctx.meta.get(_DSN_GIVEN)),)
+            if ctx.meta.get(_VERBOSE) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__)
+            raise
+
+
+def _remember_dsn(ctx: typer.Context, value: str | None) -> str | None:
+    """Keep a DSN given with ``--dsn`` for the hints (one from ``CHANCY_DSN`` needs no
+    ``--dsn`` in them: the variable is set)."""
+    if value is not None and value != os.environ.get(DSN_ENV):
+        ctx.meta[_DSN_GIVEN] = value
+    return value
+
+
 app = typer.Typer(
     name="chancy",
+    cls=_CommandLineGroup,
     help="chancy: a PostgreSQL job queue for Python.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs reflow, values named by metavars
+    context_settings={"max_content_width": HELP_WIDTH_MAX},
 )
 
 DsnOption = Annotated[
     str | None,
     typer.Option(
         "--dsn",
-        envvar="CHANCY_DSN",
+        metavar="DSN",
+        envvar=DSN_ENV,
         show_envvar=True,
         help="PostgreSQL DSN; without one, the embedded PostgreSQL is used.",
         show_default=False,
+        callback=_remember_dsn,
     ),
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"chancy {importlib.metadata.version('chancy')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also show your jobs' logs and the libraries' (INFO and up; chancy's own "
+            "are always shown), and an error's traceback. Goes before or after the command.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print chancy's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
+    ctx.meta[_VERBOSE] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,12 +218,29 @@ def _root(
 @app.command()
 def migrate(
     dsn: DsnOption = None,
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-    sql: Annotated[bool, typer.Option("--sql", help="Print the DDL and change nothing.")] = False,
+    revision: Annotated[str, typer.Option(metavar="REVISION", help="Target revision.")] = "head",
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the DDL the database still lacks, and change nothing (a database of "
+            "--dsn or CHANCY_DSN is read; without one, the whole DDL).",
+        ),
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="REVISION",
+            help="With --sql: print the DDL from this revision on, without reading the "
+            "database; base for the whole DDL.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upgrade chancy's schema (safe to run from many processes at once)."""
     if sql:
-        typer.echo(migrations.sql(revision))
+        typer.echo(pending_ddl(dsn, revision, start))
         return
 
     async def run() -> None:
@@ -106,14 +251,27 @@ def migrate(
     asyncio.run(run())
 
 
+def pending_ddl(dsn: str | None, revision: str, start: str | None) -> str:
+    """The DDL from ``start`` (default: the revision of the database at ``dsn``; without a
+    DSN, or at ``base``: from nothing) to ``revision``."""
+    if start is None and dsn is not None:
+        start = with_chancy(None, dsn, lambda chancy: migrations.current(chancy.engine))
+        target = migrations.head() if revision == "head" else revision
+        if start == target:
+            return f"-- chancy's schema is at {start} already: nothing to apply"
+    return migrations.sql(revision, start=None if start == "base" else start)
+
+
 @app.command()
 def grants(
     role: Annotated[
         str,
-        typer.Option("--role", help="The role that pushes and runs jobs.", show_default=False),
+        typer.Option(
+            "--role", metavar="NAME", help="The role that pushes and runs jobs.", show_default=False
+        ),
     ],
     schema: Annotated[
-        str, typer.Option(help="The schema of chancy's tables.")
+        str, typer.Option(metavar="SCHEMA", help="The schema of chancy's tables.")
     ] = GRANTS_SCHEMA_DEFAULT,
 ) -> None:
     """Print the GRANTs that let a role push and run jobs, and nothing more (no schema
@@ -128,6 +286,7 @@ AppOption = Annotated[
     str | None,
     typer.Option(
         "--app",
+        metavar="MODULE:ATTRIBUTE",
         help="Where your Chancy instance is, as module:attribute (imported from the "
         "current directory, as uvicorn and celery do). Default attribute: chancy.",
         show_default=False,
@@ -150,6 +309,11 @@ def load_app(path: str) -> Chancy:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ChancyError(f"cannot import {module_name!r} for --app ({exc})") from exc
+    except Exception as exc:  # the module's own code failed: say which, and how
+        raise ChancyError(
+            f"cannot import {module_name!r} for --app: {type(exc).__name__}: {exc} "
+            "(-v shows the traceback)"
+        ) from exc
     target = getattr(module, attribute or "chancy", None)
     if callable(target) and not isinstance(target, Chancy):
         target = target()
@@ -160,17 +324,27 @@ def load_app(path: str) -> Chancy:
     return target
 
 
+WORKER_CONCURRENCY_DEFAULT = 10
+"""Jobs at once per queue of ``chancy worker`` for a queue the app does not configure (and
+every queue without ``--app``); a queue of the app runs its ``Queue(concurrency=)``."""
+
+
 def select_queues(chancy: Chancy, names: list[str], concurrency: int | None) -> list[Queue]:
-    """The app's queues named in ``names`` (all of them if none), with ``concurrency``
-    applied; a name the app does not configure gets a queue with default settings that
-    states no limits (the worker leaves the stored ones as they are)."""
+    """The queues a worker runs: those named in ``names``, else all of the app's, else
+    ``default``. A queue the app configures keeps its settings; another gets default
+    settings that state no limits (the worker leaves the stored ones as they are) and
+    :data:`WORKER_CONCURRENCY_DEFAULT`. ``concurrency``, if given, applies to all."""
     configured = {queue.name: queue for queue in chancy.queues}
-    queues = [configured.get(name) or Queue.named(name) for name in names] or list(chancy.queues)
+    queues = [configured.get(name) or _unconfigured(name) for name in names] or list(chancy.queues)
     if not queues:
-        queues = [Queue.named("default")]
+        queues = [_unconfigured(QUEUE_DEFAULT)]
     if concurrency is not None:
         queues = [dataclasses.replace(queue, concurrency=concurrency) for queue in queues]
     return queues
+
+
+def _unconfigured(name: str) -> Queue:
+    return dataclasses.replace(Queue.named(name), concurrency=WORKER_CONCURRENCY_DEFAULT)
 
 
 @app.command()
@@ -179,24 +353,55 @@ def worker(
     dsn: DsnOption = None,
     queue: Annotated[
         list[str] | None,
-        typer.Option("--queue", "-q", help="Run this queue (repeatable); default: all."),
+        typer.Option(
+            "--queue",
+            "-q",
+            metavar="NAME",
+            help="Run this queue (repeatable). Default: the app's queues with --app, else "
+            "the queue default.",
+        ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Jobs at once per queue, overriding the app's.")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Jobs at once per queue, for every queue run. Default: the app's "
+            f"Queue(concurrency=) for its queues, else {WORKER_CONCURRENCY_DEFAULT}.",
+            show_default=False,
+        ),
     ] = None,
     lease_seconds: Annotated[
-        float, typer.Option(help="Seconds a job stays this worker's without a heartbeat.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds a job stays this worker's without a heartbeat."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.lease_seconds,
     shutdown_timeout: Annotated[
-        float, typer.Option(help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds running jobs get to finish on SIGTERM/SIGINT."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.shutdown_timeout,
     rescue_interval: Annotated[
-        float, typer.Option(help="Seconds between the leader's checks for expired leases.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between the leader's checks for expired leases."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.rescue_interval,
     leader_ttl: Annotated[
         float,
-        typer.Option(help="Seconds the leader's lease lasts: how soon another takes over."),
+        typer.Option(
+            metavar="SECONDS", help="Seconds the leader's lease lasts: how soon another takes over."
+        ),
     ] = WORKER_SETTINGS_DEFAULT.leader_ttl,
+    declare: Annotated[
+        bool,
+        typer.Option(
+            "--declare",
+            help="Declare the --queue queues that are not declared yet; without it, the "
+            "worker refuses to start on one (a typo would idle forever).",
+        ),
+    ] = False,
     allow: Annotated[
         list[str] | None,
         typer.Option(
@@ -222,12 +427,28 @@ def worker(
 
     async def run() -> None:
         async with chancy:
+            await check_declared(chancy, queues, declare=declare)
             worker = Worker(chancy, queues=queues, allowed=allow or None, settings=settings)
             await worker.run_until_signalled()
             if worker.running:
                 exit_now(worker)
 
     asyncio.run(run())
+
+
+async def check_declared(chancy: Chancy, queues: list[Queue], *, declare: bool) -> None:
+    """Raise :class:`UnknownQueueError`, naming the closest declared queue, for a queue of
+    ``queues`` that is neither declared nor configured in the app, unless ``declare``."""
+    if declare:
+        return
+    known = {info.name for info in await chancy.list_queues()} | {q.name for q in chancy.queues}
+    for name in [queue.name for queue in queues if queue.name not in known]:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? If not, " if close else ""
+        raise UnknownQueueError(
+            f"queue {name!r} is not declared; {hint}declare it with `chancy queue declare "
+            f"{name}`, or start the worker with --declare"
+        )
 
 
 def exit_now(worker: Worker) -> None:
@@ -327,20 +548,29 @@ def push(
     ],
     app_path: AppOption = None,
     dsn: DsnOption = None,
-    queue: Annotated[str, typer.Option("--queue", "-q", help="The queue.")] = QUEUE_DEFAULT,
+    queue: Annotated[
+        str, typer.Option("--queue", "-q", metavar="NAME", help="The queue.")
+    ] = QUEUE_DEFAULT,
     kwargs: Annotated[
-        str, typer.Option(help="""Keyword arguments, a JSON object: '{"name": "x"}'.""")
+        str,
+        typer.Option(metavar="JSON", help="""Keyword arguments, a JSON object: '{"name": "x"}'."""),
     ] = "{}",
-    priority: Annotated[int, typer.Option(help="Lower values run first.")] = PRIORITY_DEFAULT,
+    priority: Annotated[
+        int, typer.Option(metavar="P", help="Lower values run first.")
+    ] = PRIORITY_DEFAULT,
     max_attempts: Annotated[
-        int, typer.Option(help="Runs allowed before the job fails.", min=1)
+        int, typer.Option(metavar="N", help="Runs allowed before the job fails.", min=1)
     ] = MAX_ATTEMPTS_DEFAULT,
     delay: Annotated[
-        float | None, typer.Option(help="Seconds to wait before it may run.", min=0)
+        float | None,
+        typer.Option(metavar="SECONDS", help="Seconds to wait before it may run.", min=0),
     ] = None,
     unique_key: Annotated[
         str | None,
-        typer.Option(help="At most one unfinished job per key: a second push prints the first."),
+        typer.Option(
+            metavar="KEY",
+            help="At most one unfinished job per key: a second push prints the first.",
+        ),
     ] = None,
     declare: Annotated[
         bool, typer.Option("--declare", help="Declare the queue if it is not declared yet.")
@@ -358,12 +588,22 @@ def push(
     )
     reference = with_chancy(app_path, dsn, lambda chancy: chancy.push(job, declare=declare))
     typer.echo(reference.id)
+    if reference.existing:
+        typer.echo(
+            f"(existing job: job {reference.id} holds unique key {unique_key!r}; nothing was "
+            "pushed)",
+            err=True,
+        )
 
 
-job_app = typer.Typer(name="job", help="Show, retry or cancel one job.", no_args_is_help=True)
+job_app = typer.Typer(
+    name="job", help="Show, retry or cancel one job.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(job_app)
 
-JobIdArgument = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+JobIdArgument = Annotated[
+    int, typer.Argument(metavar="ID", help="The job's id.", show_default=False)
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -393,16 +633,19 @@ def job_show(
 def job_retry(
     job_id: Annotated[
         int | None,
-        typer.Argument(help="The job's id; or give --state to retry many.", show_default=False),
+        typer.Argument(
+            metavar="[ID]", help="The job's id; or give --state to retry many.", show_default=False
+        ),
     ] = None,
     app_path: AppOption = None,
     dsn: DsnOption = None,
     state: Annotated[
         str | None,
-        typer.Option(help="Retry every job in this state: failed or cancelled."),
+        typer.Option(metavar="STATE", help="Retry every job in this state: failed or cancelled."),
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="With --state: only this queue.")
+        str | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="With --state: only this queue."),
     ] = None,
 ) -> None:
     """Put a failed or cancelled job (or, with --state, all of them) back in its queue,
@@ -462,8 +705,17 @@ def change_state(
     if current is None:
         raise fail(f"no job {job_id}")
     if changed is None:
-        raise fail(f"job {job_id} is {current.state}; nothing changed: {why}")
+        raise fail(f"job {job_id} {_is_in(current.state)}; nothing changed: {why}")
     typer.echo(f"job {job_id} is now {changed.state}")
+
+
+def _is_in(state: JobState) -> str:
+    """``state`` after a job's id, as English: "has succeeded", "is pending"."""
+    if state in (JobState.SUCCEEDED, JobState.FAILED):
+        return f"has {state.value}"
+    if state is JobState.RETRYING:
+        return "is waiting to be retried"
+    return f"is {state.value}"
 
 
 # A stored job's fields in the order `job show` lists them: the jobs table's columns
@@ -505,42 +757,110 @@ def render_job(job: QueuedJob) -> RenderableType:
 def _render_error(error: Mapping[str, Any]) -> Panel:
     title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
     body = Text(str(error.get("message", "")), style="bold")
-    if traceback := error.get("traceback"):
-        body.append("\n\n" + str(traceback).rstrip(), style="default")
+    if stored := error.get("traceback"):
+        body.append("\n\n" + fold_runner_frames(str(stored)).rstrip(), style="default")
     return Panel(body, title=title, border_style="red")
+
+
+# Where the frames that run a job come from: chancy's package (as installed here) and
+# Python's library (concurrent.futures, asyncio, threading).
+_RUNNER_DIRS = tuple(
+    os.path.join(path, "")
+    for path in (os.path.dirname(os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"])
+)
+_RUNNER_PATH = re.compile(r"[/\\]site-packages[/\\]chancy[/\\]")
+_FRAME = re.compile(r'^  File "(?P<path>[^"]*)", line \d+')
+
+
+def fold_runner_frames(text: str) -> str:
+    """The traceback ``text`` with the frames that ran the job (chancy's and Python's library's,
+    before the job's first own frame) folded into one line, in each of its sections; a
+    section with no frame of the job's is left whole."""
+    shown: list[str] = []
+    held: list[str] | None = None  # the leading runner frames of a section, not shown yet
+    for line in text.splitlines():
+        frame = _FRAME.match(line)
+        if held is not None and frame is not None and _is_runner(frame["path"]):
+            held.append(line)
+            continue
+        if held is not None and frame is None and line.startswith("    "):
+            held.append(line)  # the source line (and carets) of a held frame
+            continue
+        if held:
+            frames = sum(1 for each in held if _FRAME.match(each))
+            own = frame is not None
+            folded = f"  ... {frames} {'frame' if frames == 1 else 'frames'} {_FOLDED}"
+            shown += [folded] if own else held
+        held = [] if line.startswith("Traceback (most recent call last):") else None
+        shown.append(line)
+    return "\n".join(shown + (held or []))
+
+
+_FOLDED = "of chancy and Python's library folded (--json shows them)"
+
+
+def _is_runner(path: str) -> bool:
+    return path.startswith(_RUNNER_DIRS) or _RUNNER_PATH.search(path) is not None
 
 
 @app.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="How many jobs to push.", min=1)] = DEMO_JOBS_DEFAULT,
+    jobs: Annotated[
+        int, typer.Option(metavar="N", help="How many jobs to push.", min=1)
+    ] = DEMO_JOBS_DEFAULT,
     concurrency: Annotated[
-        int, typer.Option(help="Jobs the worker runs at once.", min=1)
+        int, typer.Option(metavar="N", help="Jobs the worker runs at once.", min=1)
     ] = DEMO_CONCURRENCY_DEFAULT,
     dsn: DsnOption = None,
+    *,
+    ctx: typer.Context,
 ) -> None:
     """Run demo jobs, measure throughput, and prove they ran in priority order.
 
-    The jobs (mixed priorities) go into a fresh queue `demo-<hex>` and stay there
-    afterwards. Exit code 1 if any job did not succeed or the order proof fails.
+    The jobs (mixed priorities) go into a fresh queue `demo-<hex>` and stay there until
+    the next run, which deletes the queues of earlier runs whose jobs have all finished.
+    Exit code 1 if any job did not succeed or the order proof fails.
     """
     console = Console()
-    report = with_chancy(
-        None,
-        dsn,
-        lambda chancy: run_demo(chancy, jobs=jobs, concurrency=concurrency, console=console),
-    )
+    try:
+        report = with_chancy(
+            None,
+            dsn,
+            lambda chancy: run_demo(chancy, jobs=jobs, concurrency=concurrency, console=console),
+        )
+    except KeyboardInterrupt:  # before the first job was pushed
+        typer.echo("interrupted: no job was pushed", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     console.print(report_table(report))
+    typer.echo("\n".join(REPORT_NOTES))
+    given = ctx.meta.get(_DSN_GIVEN)
+    where = f" --dsn {hint_dsn(given)}" if given else ""
     if report.first_job_id is not None:
-        console.print(f"the jobs are kept: e.g. chancy job show {report.first_job_id}")
+        typer.echo(f"the jobs are kept: e.g. chancy job show {report.first_job_id}{where}")
+    if report.interrupted:
+        typer.echo(
+            f"interrupted: {report.unfinished} jobs stay pending in queue {report.queue}; "
+            f"delete them with `chancy queue delete {report.queue} --force{where}`, or run "
+            f"them with `chancy worker -q {report.queue}{where}`"
+        )
+        raise typer.Exit(INTERRUPTED_EXIT_CODE)
     if not report.ok:
         raise typer.Exit(1)
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
+
+
 queue_app = typer.Typer(
-    name="queue", help="List, declare, pause or resume queues.", no_args_is_help=True
+    name="queue",
+    help="List, declare, pause, resume or delete queues.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(queue_app)
-QueueArgument = Annotated[str, typer.Argument(help="The queue's name.", show_default=False)]
+QueueArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="The queue's name.", show_default=False)
+]
 
 
 @queue_app.command("list")
@@ -580,6 +900,26 @@ def queue_resume(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption
     """Let workers start this queue's jobs again."""
     with_chancy(app_path, dsn, lambda chancy: chancy.resume_queue(name))
     typer.echo(f"queue {name} is resumed")
+
+
+@queue_app.command("delete")
+def queue_delete(
+    name: QueueArgument,
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete the queue's jobs with it (pending, scheduled and finished ones).",
+        ),
+    ] = False,
+) -> None:
+    """Delete a queue that has no jobs; with --force, with its jobs. Never while a job of
+    it runs (cancel it, or pause the queue and let it finish); the queue default is kept."""
+    deleted = with_chancy(app_path, dsn, lambda chancy: chancy.delete_queue(name, force=force))
+    with_jobs = f", with its {deleted} {'job' if deleted == 1 else 'jobs'}" if deleted else ""
+    typer.echo(f"queue {name} is deleted{with_jobs}")
 
 
 def main() -> None:

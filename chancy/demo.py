@@ -3,7 +3,8 @@
 :func:`run_demo` pushes ``jobs`` calls of :func:`demo_job` with priorities drawn from
 :data:`DEMO_PRIORITIES` into a queue of its own (``demo-<random hex>``, so runs never mix),
 runs a :class:`~chancy.worker.Worker` over that queue until every job has finished, and
-returns a :class:`DemoReport` with the figures, read back from the database.
+returns a :class:`DemoReport` with the figures, read back from the database. A run first
+deletes the queues (and jobs) of earlier runs whose jobs have all finished.
 
 The order proof: all jobs are pending before the worker starts, and the queue has one
 producer, so each claim takes the next lowest ``(priority, id)`` jobs. A claim stamps
@@ -12,13 +13,15 @@ claim has an earlier ``started_at``. The proof checks, over the stored rows, tha
 started before a job of a lower priority (or, among equal priorities, of a lower id).
 Jobs of one claim share their ``started_at`` and are not compared with each other.
 
-The jobs stay in the database afterwards, for ``chancy job show``.
+The jobs stay in the database afterwards, for ``chancy job show``, until the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime as datetime_module
 import random
 import secrets
 import time
@@ -28,13 +31,22 @@ from itertools import groupby
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from chancy.app import Chancy
 from chancy.callables import name_of
 from chancy.database.dsn import describe
+from chancy.errors import InvalidQueueError
 from chancy.jobs import Job
 from chancy.queue import Queue
 from chancy.repository import JobRepository
@@ -45,6 +57,7 @@ __all__ = [
     "DEMO_CONCURRENCY_DEFAULT",
     "DEMO_JOBS_DEFAULT",
     "DEMO_PRIORITIES",
+    "REPORT_NOTES",
     "DemoReport",
     "OrderViolation",
     "StartedJob",
@@ -54,10 +67,12 @@ __all__ = [
     "run_demo",
 ]
 
+DEMO_QUEUE_PREFIX = "demo-"
 DEMO_JOBS_DEFAULT = 300
 DEMO_CONCURRENCY_DEFAULT = 10
 DEMO_PRIORITIES = (-10, 0, 10)
 DEMO_WORK_MS_MAX = 20
+DEMO_PUSH_BATCH = 100
 DEMO_POLL_INTERVAL_DEFAULT = 0.1
 DEMO_STALL_TIMEOUT_DEFAULT = 30.0
 
@@ -105,6 +120,7 @@ class DemoReport:
     this process. ``drain_seconds``: from the first claim to the last completion, by the
     database's clock. ``priority_violation`` / ``fifo_violation``: the first pair of jobs
     found out of priority order / out of push order within a priority, or None.
+    ``interrupted``: the run was stopped (Ctrl-C) before every job had finished.
     """
 
     database: str
@@ -118,6 +134,7 @@ class DemoReport:
     priority_violation: OrderViolation | None
     fifo_violation: OrderViolation | None
     first_job_id: int | None
+    interrupted: bool = False
 
     @property
     def succeeded(self) -> int:
@@ -127,6 +144,11 @@ class DemoReport:
     def throughput(self) -> float:
         """Succeeded jobs per second of drain time."""
         return self.succeeded / self.drain_seconds if self.drain_seconds > 0 else 0.0
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs of the run that had not finished when it ended."""
+        return sum(self.states.values()) - _finished(self.states)
 
     @property
     def in_order(self) -> bool:
@@ -155,17 +177,38 @@ async def run_demo(
     the jobs that did not finish.
     """
     console = console or Console(quiet=True)
-    queue = f"demo-{secrets.token_hex(4)}"
+    queue = f"{DEMO_QUEUE_PREFIX}{secrets.token_hex(4)}"
     database = describe(chancy.engine.url)
     await chancy.migrate()
+    await delete_earlier_runs(chancy)
     console.print(f"pushing {jobs} jobs into queue [bold]{queue}[/] on {escape(database)}")
-    await chancy.push_many(queue, demo_jobs(jobs), declare=True)
-    started = time.monotonic()
-    demo_queue = Queue(name=queue, concurrency=concurrency)
-    async with Worker(chancy, queues=[demo_queue], allowed=[name_of(demo_job)]):
-        await _follow(chancy, queue, jobs, console, poll_interval, stall_timeout)
-        wall_seconds = time.monotonic() - started
-    return await _report(chancy, queue, jobs, concurrency, database, wall_seconds)
+    started, wall_seconds, interrupted = time.monotonic(), 0.0, False
+    with Progress(*_COLUMNS, console=console) as progress:
+        try:
+            await _push(chancy, queue, jobs, progress)
+            started = time.monotonic()
+            demo_queue = Queue(name=queue, concurrency=concurrency)
+            async with Worker(chancy, queues=[demo_queue], allowed=[name_of(demo_job)]):
+                await _follow(chancy, queue, jobs, progress, poll_interval, stall_timeout)
+                wall_seconds = time.monotonic() - started
+        except asyncio.CancelledError:  # Ctrl-C: the worker has stopped; report what ran
+            if (task := asyncio.current_task()) is not None:
+                task.uncancel()
+            wall_seconds, interrupted = time.monotonic() - started, True
+    report = await _report(chancy, queue, jobs, concurrency, database, wall_seconds)
+    return dataclasses.replace(report, interrupted=interrupted)
+
+
+async def delete_earlier_runs(chancy: Chancy) -> None:
+    """Delete the queues of earlier demo runs whose jobs have all finished, with their
+    jobs: only the last run's stay, for ``chancy job show``. A run that was stopped
+    before its jobs finished leaves its queue (``chancy queue delete NAME --force``)."""
+    for info in await chancy.list_queues():
+        if info.name.startswith(DEMO_QUEUE_PREFIX):
+            states = await count_states(chancy, info.name)
+            if _finished(states) == sum(states.values()):
+                with contextlib.suppress(InvalidQueueError):  # another run's, meanwhile
+                    await chancy.delete_queue(info.name, force=True)
 
 
 def demo_jobs(count: int) -> list[Job]:
@@ -180,31 +223,55 @@ def demo_jobs(count: int) -> list[Job]:
     ]
 
 
+class _RateColumn(ProgressColumn):
+    """Jobs per second so far, and the time left at that rate."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        if not elapsed or not task.completed or task.total is None:
+            return Text("")
+        rate = task.completed / elapsed
+        left = datetime_module.timedelta(seconds=round((task.total - task.completed) / rate))
+        return Text(f"{rate:.0f} jobs/s, {left} left")
+
+
+_COLUMNS = (
+    TextColumn("{task.description:<7}"),
+    BarColumn(bar_width=20),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    _RateColumn(),
+)
+
+
+async def _push(chancy: Chancy, queue: str, jobs: int, progress: Progress) -> None:
+    """Push ``jobs`` demo jobs in batches of :data:`DEMO_PUSH_BATCH`, showing progress."""
+    task = progress.add_task("pushing", total=jobs)
+    pending = demo_jobs(jobs)
+    for start in range(0, jobs, DEMO_PUSH_BATCH):
+        batch = pending[start : start + DEMO_PUSH_BATCH]
+        await chancy.push_many(queue, batch, declare=start == 0)
+        progress.advance(task, len(batch))
+
+
 async def _follow(
     chancy: Chancy,
     queue: str,
     jobs: int,
-    console: Console,
+    progress: Progress,
     poll_interval: float,
     stall_timeout: float,
 ) -> None:
     """Show a progress bar until all ``jobs`` have finished, or none finished for
     ``stall_timeout`` seconds."""
-    columns = (
-        TextColumn("running"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("jobs", total=jobs)
-        finished, last_change = 0, time.monotonic()
-        while finished < jobs and time.monotonic() - last_change < stall_timeout:
-            await asyncio.sleep(poll_interval)
-            done = _finished(await count_states(chancy, queue))
-            if done != finished:
-                finished, last_change = done, time.monotonic()
-                progress.update(task, completed=finished)
+    task = progress.add_task("running", total=jobs)
+    finished, last_change = 0, time.monotonic()
+    while finished < jobs and time.monotonic() - last_change < stall_timeout:
+        await asyncio.sleep(poll_interval)
+        done = _finished(await count_states(chancy, queue))
+        if done != finished:
+            finished, last_change = done, time.monotonic()
+            progress.update(task, completed=finished)
 
 
 def _finished(states: Mapping[str, int]) -> int:
@@ -265,15 +332,12 @@ def find_order_violation(
 
 
 def report_table(report: DemoReport) -> Table:
-    """The report as a two-column table: what was measured, and the figure."""
-    table = Table(
-        title=f"chancy demo: {report.jobs} jobs",
-        caption="wall time: worker start to last job finished; drain time: first claim to "
-        "last completion, by the database's clock",
-    )
+    """The report as a two-column table: what was measured, and the figure. Each figure
+    fits 80 columns (the database is named above the table, as the run starts); an
+    order violation names its two jobs in full."""
+    table = Table(title=f"chancy demo: {report.jobs} jobs")
     table.add_column("measure", no_wrap=True)
     table.add_column("value", justify="right", overflow="fold")
-    table.add_row("database", Text(report.database))
     table.add_row("queue", Text(report.queue))
     table.add_row("concurrency", str(report.concurrency))
     for state in JobState:
@@ -282,10 +346,16 @@ def report_table(report: DemoReport) -> Table:
     table.add_row("wall time", f"{report.wall_seconds:.2f} s")
     table.add_row("drain time", f"{report.drain_seconds:.2f} s")
     table.add_row("throughput", f"{report.throughput:.0f} jobs/s")
-    table.add_row("claims", str(report.claims))
     table.add_row("priorities ran in order", _verdict(report.priority_violation))
     table.add_row("equal priorities in push order", _verdict(report.fifo_violation))
     return table
+
+
+REPORT_NOTES = (
+    "wall time: from the worker's start until the last job finished",
+    "drain time: from the first claim to the last completion (the database's clock)",
+)
+"""What the report's times measure, printed below its table."""
 
 
 def _verdict(violation: OrderViolation | None) -> Text:

@@ -7,7 +7,8 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      │    ├── InvalidFunctionError   fn is not importable by name (lambda, closure, method, ...)
      │    └── InvalidKwargsError     kwargs are not JSON, or do not fit fn's signature
      ├── InvalidQueueError          a queue name or Queue setting that is not allowed
-     │    └── UnknownQueueError      a push to a queue that was never declared
+     │    ├── UnknownQueueError      a push to a queue that was never declared
+     │    └── QueueNotEmptyError     a queue deletion refused: the queue still has jobs
      ├── ConfigurationError         chancy cannot find or use a database, or a setting is wrong
      │    ├── DatabaseUnavailableError   the server did not answer (names host and port only)
      │    └── PermissionDeniedError      the database role lacks a privilege chancy needs
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidQueueError",
     "LockTimeoutError",
     "PermissionDeniedError",
+    "QueueNotEmptyError",
     "SchemaError",
     "StatementTimeoutError",
     "UniqueKeyHeldError",
@@ -70,6 +72,12 @@ class InvalidQueueError(ChancyError, ValueError):
 class UnknownQueueError(InvalidQueueError):
     """A job's queue must be declared first: list it in Chancy(queues=[...]), call
     `await chancy.declare(Queue(name=...))`, or push with declare=True."""
+
+
+class QueueNotEmptyError(InvalidQueueError):
+    """A queue is deleted only once it has no jobs: let them finish and delete them, or
+    delete the queue with force=True (`chancy queue delete NAME --force`), which deletes
+    its jobs too; neither deletes a queue while one of its jobs runs."""
 
 
 class ConfigurationError(ChancyError):

@@ -46,9 +46,12 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reference:
-    """What :meth:`Chancy.push` returns: the id of the stored job."""
+    """What :meth:`Chancy.push` returns: the id of the stored job. ``existing``: the push
+    stored nothing, because an unfinished job (this one) already held the job's
+    ``unique_key``; it does not take part in comparisons."""
 
     id: int
+    existing: bool = dataclasses.field(default=False, compare=False)
 
     def __int__(self) -> int:
         return self.id

@@ -215,6 +215,7 @@ class _PushPlan:
             self._stand_in.append(len(self.batch))
             self.batch.append(job)
         self._ids: list[int | None] = []
+        self._inserted: set[int] = set()
 
     def statement(self) -> tuple[Statement, dict[str, Any]]:
         """The INSERT for the batch and its parameters: arrays, or scalars for one job;
@@ -230,6 +231,7 @@ class _PushPlan:
         """Record the inserted rows (in id order); returns the unique keys that were held
         by existing jobs, whose ids must be looked up."""
         keys = {row["unique_key"] for row in rows if row["unique_key"] is not None}
+        self._inserted = {row["id"] for row in rows}
         ids = iter(row["id"] for row in rows)
         self._ids = [
             next(ids) if job.unique_key is None or job.unique_key in keys else None
@@ -248,7 +250,16 @@ class _PushPlan:
         ]
 
     def references(self) -> list[Reference]:
-        return [Reference(cast(int, self._ids[k])) for k in self._stand_in]
+        """One reference per given job: ``existing`` for a job that was not inserted (a
+        job held its key: an earlier one, or the first of its key in the batch)."""
+        first = {k: given for given, k in reversed(list(enumerate(self._stand_in)))}
+        return [
+            Reference(
+                cast(int, self._ids[k]),
+                existing=first[k] != given or self._ids[k] not in self._inserted,
+            )
+            for given, k in enumerate(self._stand_in)
+        ]
 
 
 def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:

@@ -15,7 +15,7 @@ from chancy.queue import Queue, QueueInfo
 from chancy.repository.announce import notify, queue_changed
 from chancy.repository.base import Repository
 from chancy.repository.runner import HotExecutable, Statement, SyncExecutable
-from chancy.repository.tables import queues
+from chancy.repository.tables import jobs, queues
 
 __all__ = ["QueueRepository"]
 
@@ -104,6 +104,39 @@ _GET = Statement(
     sa.select(*_COLUMNS).where(queues.c.name == sa.bindparam("p_name")), what="reading the queue"
 )
 _NAMES = Statement(sa.select(queues.c.name), what="reading the queues")
+_LOCK = Statement(
+    sa.select(queues.c.name).where(queues.c.name == sa.bindparam("p_name")).with_for_update(),
+    what="deleting the queue",
+)
+
+
+def _locked_states_statement() -> sa.Executable:
+    """How many jobs of a queue are in each state, locking them: a claim skips locked
+    rows, so none of them starts running before the deletion commits."""
+    locked = (
+        sa.select(jobs.c.state)
+        .where(jobs.c.queue == sa.bindparam("p_name"))
+        .with_for_update()
+        .subquery("locked")
+    )
+    return sa.select(locked.c.state, sa.func.count().label("n")).group_by(locked.c.state)
+
+
+def _delete_jobs_statement() -> sa.Executable:
+    deleted = (
+        sa.delete(jobs)
+        .where(jobs.c.queue == sa.bindparam("p_name"))
+        .returning(jobs.c.id)
+        .cte("deleted")
+    )
+    return sa.select(sa.func.count().label("n")).select_from(deleted)
+
+
+_LOCKED_STATES = Statement(_locked_states_statement(), what="deleting the queue")
+_DELETE_JOBS = Statement(_delete_jobs_statement(), what="deleting the queue's jobs")
+_DELETE = Statement(
+    sa.delete(queues).where(queues.c.name == sa.bindparam("p_name")), what="deleting the queue"
+)
 
 
 class QueueRepository(Repository):
@@ -141,6 +174,22 @@ class QueueRepository(Repository):
         """Pause or resume ``name``; False if no such queue is declared."""
         parameters = {"p_name": name, "p_paused": paused, "p_resume_at": resume_at}
         return bool(await _PAUSE.rows(conn, parameters, timeouts=self.timeouts))
+
+    async def lock_for_delete(self, conn: HotExecutable, name: str) -> dict[str, int] | None:
+        """Lock the queue ``name`` and its jobs, in the caller's transaction: a push to it
+        waits (and then fails), a claim skips its jobs. How many of its jobs are in each
+        state (states with none are absent); None if no such queue is declared."""
+        if not await _LOCK.rows(conn, {"p_name": name}, timeouts=self.timeouts):
+            return None
+        rows = await _LOCKED_STATES.rows(conn, {"p_name": name}, timeouts=self.timeouts)
+        return {str(row["state"]): int(row["n"]) for row in rows}
+
+    async def delete(self, conn: HotExecutable, name: str) -> int:
+        """Delete the queue ``name`` and its jobs (lock them first: :meth:`lock_for_delete`);
+        how many jobs were deleted."""
+        (row,) = await _DELETE_JOBS.rows(conn, {"p_name": name}, timeouts=self.timeouts)
+        await _DELETE.rows(conn, {"p_name": name}, timeouts=self.timeouts)
+        return int(row["n"])
 
 
 def _declarations(queues: Sequence[Queue | str]) -> list[tuple[Statement, dict[str, list[Any]]]]:

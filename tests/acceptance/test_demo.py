@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import re
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from sqlalchemy.engine import URL
@@ -16,12 +22,15 @@ from chancy.demo import (
     DemoReport,
     OrderViolation,
     StartedJob,
+    count_states,
     find_order_violation,
     report_table,
     run_demo,
 )
+from tests.support.waiting import until_async
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_the_demo_runs_every_job_in_priority_order(database_url: URL) -> None:
@@ -111,3 +120,96 @@ def test_the_report_table_prints_the_offending_pair() -> None:
     assert "no: job 2 (priority 10) started at 2025-01-01T00:00:00+00:00, before job 3" in printed
     assert "4 jobs/s" in printed
     assert not report.ok
+
+
+async def test_a_demo_run_deletes_the_queues_of_earlier_runs(database_url: URL) -> None:
+    async with Chancy(database_url) as chancy:
+        first = await run_demo(chancy, jobs=3, concurrency=1)
+        second = await run_demo(chancy, jobs=3, concurrency=1)
+        demo_queues = [q.name for q in await chancy.list_queues() if q.name.startswith("demo-")]
+        assert await chancy.get_job(first.first_job_id or 0) is None
+        assert second.first_job_id is not None
+        assert await chancy.get_job(second.first_job_id) is not None
+    assert demo_queues == [second.queue]
+
+
+def chancy_demo(dsn: str, *options: str) -> list[str]:
+    """The command line of ``chancy demo`` in a process of its own."""
+    return [sys.executable, "-m", "chancy", "demo", "--dsn", dsn, *options]
+
+
+def no_terminal() -> dict[str, str]:
+    """The environment of a process with no terminal settings (no COLUMNS)."""
+    env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def test_chancy_demo_without_a_terminal_fits_80_columns_and_wraps_no_cell(
+    database_url: URL,
+) -> None:
+    dsn = database_url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        chancy_demo(dsn, "--jobs", "40"),
+        env=no_terminal(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = [line for line in lines if line.startswith(("│", "┃"))]
+    assert table, result.stdout
+    assert all(len(line) <= 80 for line in lines if not line.startswith("the jobs are kept"))
+    labels = [line.split("│")[1].strip() for line in table if line.startswith("│")]
+    assert "" not in labels  # a wrapped cell leaves its label empty on the next line
+    assert "claims" not in labels
+
+
+def test_chancy_demo_shows_push_progress_rate_and_eta(database_url: URL) -> None:
+    dsn = database_url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        chancy_demo(dsn, "--jobs", "40"),
+        env=no_terminal(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"pushing .* 40/40", result.stdout), result.stdout
+    assert re.search(r"running .* 40/40 .*jobs/s", result.stdout), result.stdout
+    assert "left" in result.stdout  # the ETA column
+
+
+async def test_chancy_demo_prints_its_summary_and_what_stays_pending_on_ctrl_c(
+    database_url: URL,
+) -> None:
+    dsn = database_url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        *chancy_demo(dsn, "--jobs", "3000", "--concurrency", "1"),
+        env=no_terminal(),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with Chancy(database_url) as chancy:
+
+            async def some_succeeded() -> bool:
+                demo = [q.name for q in await chancy.list_queues() if q.name.startswith("demo-")]
+                return bool(demo) and bool((await count_states(chancy, demo[0])).get("succeeded"))
+
+            await until_async(some_succeeded, timeout=60, what="the demo runs jobs")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = stdout.decode()
+    assert process.returncode == 130, stderr.decode()
+    assert "jobs succeeded" in output
+    assert re.search(r"interrupted: \d+ jobs stay pending in queue demo-\w+", output), output
+    assert "chancy queue delete demo-" in output
+    assert "Traceback" not in stderr.decode()

@@ -225,3 +225,11 @@ async def test_a_keyed_push_is_one_statement(database_url: URL) -> None:
     writes = [query for query in sent if "INSERT" in query or "UPDATE" in query]
     assert len(writes) == 1, writes  # the insert, with the keyed mark in it
     assert info.keyed
+
+
+async def test_a_reference_says_whether_the_push_found_an_existing_job(chancy: Chancy) -> None:
+    job = Job.from_func(tasks.greet, kwargs={"name": "x"}, unique_key="once")
+    first = await chancy.push("default", job)
+    again, beside = await chancy.push_many("default", [job, job.with_unique_key("other")])
+    assert (first.existing, again.existing, beside.existing) == (False, True, False)
+    assert again == first
