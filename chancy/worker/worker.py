@@ -26,6 +26,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -243,9 +244,15 @@ class Worker:
         def on_signal() -> None:
             nonlocal signals
             signals += 1
-            timeout = None if signals == 1 else 0.0
-            log.warning("signal received: stopping %s", "gracefully" if signals == 1 else "now")
-            self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(timeout)))
+            if signals == 1:
+                log.warning("signal received: stopping gracefully (a second Ctrl-C stops now)")
+                self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(None)))
+            elif signals == 2:
+                log.warning("second signal received: stopping now")
+                self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(0.0)))
+            else:
+                log.warning("signal received again: exiting at once")
+                self.stopped.set()
 
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, on_signal)
@@ -257,12 +264,32 @@ class Worker:
                 loop.remove_signal_handler(number)
 
     async def _stop_on_signal(self, timeout: float | None) -> None:
-        if timeout == 0.0:
-            self._interrupt_all("shutdown")
-            # Stopping hard must end the process even if cleanup is stuck (a dead database):
-            # jobs not given back by then are rescued once their leases expire.
-            asyncio.get_running_loop().call_later(HARD_STOP_GRACE, self.stopped.set)
-        await self.stop(timeout=timeout)
+        if timeout != 0.0:
+            await self.stop(timeout=timeout)
+            return
+        # Stopping hard must end the process even if cleanup is stuck (a dead database):
+        # jobs not given back by then are rescued once their leases expire.
+        asyncio.get_running_loop().call_later(HARD_STOP_GRACE, self.stopped.set)
+        in_threads = set(self._interrupt_all("shutdown"))
+        if not in_threads:
+            await self.stop(timeout=0.0)
+            return
+        # Jobs in threads cannot be interrupted and are not given back (they still run):
+        # write what the others left (their releases), then return without waiting for
+        # the threads; `chancy worker` exits the process, which ends them.
+        others = [
+            task
+            for p in self._producers.values()
+            for job_id, (_j, task) in p.running.items()
+            if job_id not in in_threads
+        ]
+        if others:
+            await asyncio.wait(others, timeout=HARD_STOP_GRACE)
+        if self._completer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(HARD_STOP_GRACE):
+                    await self._completer.stop()
+        self.stopped.set()
 
     async def _check_schema(self) -> None:
         with translated("checking chancy's schema", None):
@@ -394,11 +421,34 @@ class Worker:
             await producer.stop_claiming()
         tasks = [task for p in self._producers.values() for _job, task in p.running.values()]
         if tasks:
-            log.info("waiting up to %.0f s for %d running jobs", timeout, len(tasks))
+            log.info(
+                "waiting up to %g s for %s to finish: %s",
+                timeout,
+                _jobs(len(tasks), "running job"),
+                self.describe_running(),
+            )
             _done, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
                 self._give_back_unfinished(len(pending))
                 await asyncio.wait(pending)
+
+    def describe_running(self, ids: Iterable[int] | None = None) -> str:
+        """``job 12 (myapp.tasks.send, running 3 s), ...``: the jobs running now (or those
+        of ``ids``), for a log line."""
+        now = datetime.now(UTC)
+        running = self.running
+        shown = []
+        for job_id in sorted(running if ids is None else ids):
+            job = running.get(job_id)
+            if job is None:
+                continue
+            since = (
+                ""
+                if job.started_at is None
+                else f", running {(now - job.started_at).total_seconds():.0f} s"
+            )
+            shown.append(f"job {job_id} ({job.func}{since})")
+        return ", ".join(shown)
 
     def _give_back_unfinished(self, unfinished: int) -> None:
         """Interrupt the jobs still running and give them back; a job whose plain function
@@ -406,13 +456,17 @@ class Worker:
         never given back while it runs: another worker would run it a second time."""
         left = self._interrupt_all("shutdown")
         if unfinished > len(left):
-            log.warning("giving %d unfinished jobs back to their queues", unfinished - len(left))
+            log.warning(
+                "giving %s back to their queues", _jobs(unfinished - len(left), "unfinished job")
+            )
         if left:
             log.warning(
-                "waiting for %d jobs whose functions run in threads, which cannot be "
-                "interrupted: %s (the worker keeps their leases; a second signal exits at once)",
-                len(left),
-                sorted(left),
+                "waiting for jobs whose functions run in threads, which cannot be "
+                "interrupted: %s; the worker keeps their leases until they end; a second "
+                "Ctrl-C exits now and leaves them to their leases: in at most %g s they "
+                "run again if they have attempts left, else they fail",
+                self.describe_running(left),
+                self.settings.lease_seconds,
             )
 
     async def _shut_down_services(self) -> None:
@@ -437,6 +491,10 @@ class Worker:
                 log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
         for producer in self._producers.values():
             await producer.executor.stop()
+
+
+def _jobs(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 def default_worker_id() -> str:
