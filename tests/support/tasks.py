@@ -153,3 +153,9 @@ def wait_for_gate(label: str) -> str:
     if not gate.wait(timeout=60):
         raise TimeoutError(f"the test never opened the gate {label!r}")
     return label
+
+
+def import_missing_h13() -> None:
+    """Raises ModuleNotFoundError when called: an error of the job's own code, not of its
+    deployment (its module imports fine)."""
+    import no_such_dependency_h13  # type: ignore[import-not-found]  # noqa: F401
