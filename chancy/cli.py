@@ -525,7 +525,10 @@ def render_job(job: QueuedJob) -> RenderableType:
 
 
 def _render_error(error: Mapping[str, Any]) -> Panel:
-    title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
+    if error.get("deferred") is True:
+        title = f"deferred, not an attempt: {error.get('type', 'error')}"
+    else:
+        title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
     body = Text(str(error.get("message", "")), style="bold")
     if traceback := error.get("traceback"):
         body.append("\n\n" + str(traceback).rstrip(), style="default")

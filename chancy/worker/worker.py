@@ -36,12 +36,13 @@ from chancy.database.engine import hot_connection
 from chancy.errors import ChancyError, SchemaError
 from chancy.events import Event, EventKind
 from chancy.executor import executor_for
-from chancy.executor.base import Executor
+from chancy.executor.base import Executor, RemoteJobError
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue
 from chancy.repository import Attempt, ClaimRepository, Outcome, QueueRepository
 from chancy.repository.runner import translated
 from chancy.services import CronService, LeaderService, Leadership, Promoter, Pruner, Rescuer
+from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
 from chancy.worker.heartbeat import Heartbeat
@@ -102,6 +103,7 @@ class Worker:
         self._completer: Completer | None = None
         self._leadership: Leadership | None = None
         self._stopping = False
+        self._not_importable: set[str] = set()
         self.stopped = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -342,13 +344,40 @@ class Worker:
             self._completer.add(self._outcome(job, exc))
             return
         except Exception as exc:
+            outcome = self._outcome(job, exc)
             if outcomes.is_refusal(exc):
                 log.warning("job %d refused, and failed: %s", job.id, exc)
+            elif outcomes.is_not_importable(exc):
+                self._log_not_importable(job, exc, outcome)
             else:
                 log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
-            self._completer.add(self._outcome(job, exc))
+            self._completer.add(outcome)
             return
         self._completer.add(self._outcome(job, result, succeeded=True))
+
+    def _log_not_importable(self, job: QueuedJob, exc: Exception, outcome: Outcome) -> None:
+        """An ERROR, with the fix, the first time this worker cannot import a function;
+        INFO for the jobs of that function it defers after it; an ERROR for each job that
+        fails because it was deferred too often."""
+        if outcome.state is not JobState.SCHEDULED:
+            error = outcome.error or {}
+            log.error("job %d (%s) failed: %s", job.id, job.func, error.get("message", exc))
+            return
+        if job.func in self._not_importable:
+            log.info(
+                "job %d (%s) deferred: this worker cannot import its function", job.id, job.func
+            )
+            return
+        self._not_importable.add(job.func)
+        message = exc.message if isinstance(exc, RemoteJobError) else str(exc)
+        log.error(
+            "job %d deferred, its attempt not used, for a worker that can import it "
+            "(at most %d times, then it fails): %s (this worker runs in %s)",
+            job.id,
+            outcomes.DEFERRALS_MAX,
+            message,
+            _working_directory(),
+        )
 
     def _outcome(self, job: QueuedJob, ended: Any, *, succeeded: bool = False) -> Outcome:
         """The outcome of ``job``'s run, which returned ``ended`` or raised it: always one,
@@ -500,3 +529,10 @@ def _jobs(count: int, what: str) -> str:
 def default_worker_id() -> str:
     """``host:pid:random``: unique per worker, and says where it ran."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _working_directory() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return "a directory that no longer exists"

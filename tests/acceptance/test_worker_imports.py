@@ -46,9 +46,6 @@ def stop(worker: subprocess.Popen[str]) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="issue 13 item 2: deferring unimportable jobs is not implemented yet"
-)
 async def test_a_worker_that_cannot_import_a_job_leaves_it_for_one_that_can(
     database_url: URL, tmp_path: Path
 ) -> None:

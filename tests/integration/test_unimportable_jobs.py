@@ -20,10 +20,7 @@ from tests.support.rows import insert_job_row
 from tests.support.waiting import until_async
 
 WAIT = 20.0
-DEFERRALS_MAX = 20  # the bound the design below chooses (not implemented yet)
-NOT_YET = pytest.mark.xfail(
-    strict=True, reason="issue 13 item 2: deferring unimportable jobs is not implemented yet"
-)
+DEFERRALS_MAX = 20  # the bound chancy documents (chancy.worker.outcomes.DEFERRALS_MAX)
 
 
 @pytest.fixture
@@ -58,7 +55,6 @@ async def run_until_deferred(app: Chancy, func: str, **values: object) -> Queued
     return job
 
 
-@NOT_YET
 async def test_a_function_missing_from_its_module_is_deferred_without_using_an_attempt(
     app: Chancy,
 ) -> None:
@@ -69,14 +65,12 @@ async def test_a_function_missing_from_its_module_is_deferred_without_using_an_a
     assert entry["deferred"] is True
 
 
-@NOT_YET
 async def test_a_module_that_raises_at_import_is_deferred(app: Chancy, broken_module: str) -> None:
     job = await run_until_deferred(app, broken_module)
     assert job.attempts == 0
     assert "SETTING is not set" in job.errors[-1]["message"]
 
 
-@NOT_YET
 async def test_a_job_deferred_too_many_times_fails_saying_so(app: Chancy) -> None:
     entry = {"type": "FunctionNotImportableError", "message": "earlier", "deferred": True}
     job_id = await insert_job_row(
