@@ -32,8 +32,10 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 import sysconfig
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -430,10 +432,24 @@ def worker(
             await check_declared(chancy, queues, declare=declare)
             worker = Worker(chancy, queues=queues, allowed=allow or None, settings=settings)
             await worker.run_until_signalled()
+            # Stopped: a further signal ends the process at once, with no traceback.
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, lambda _number, _frame: os._exit(1))
             if worker.running:
                 exit_now(worker)
 
     asyncio.run(run())
+    abandoned = [
+        t for t in threading.enumerate() if t.name.startswith("chancy-job") and t.is_alive()
+    ]
+    if abandoned:
+        # Calls of jobs that timed out or were cancelled go on in their threads, and
+        # Python would wait for them at exit: their outcomes are written, so end them.
+        logging.getLogger("chancy").info(
+            "not waiting for %d abandoned threads of jobs that timed out or were cancelled",
+            len(abandoned),
+        )
+        _exit(0)
 
 
 async def check_declared(chancy: Chancy, queues: list[Queue], *, declare: bool) -> None:
@@ -454,17 +470,23 @@ async def check_declared(chancy: Chancy, queues: list[Queue], *, declare: bool) 
 def exit_now(worker: Worker) -> None:
     """End the process at once, after a second signal left jobs running in threads: Python
     cannot stop a thread, and would wait for them at exit while nobody renews their
-    leases. Exiting ends them; their jobs run again once their leases expire."""
+    leases. Exiting ends them; their leases expire, then the rescuer makes them ready
+    again if they have attempts left, else fails them (``LeaseExpired``)."""
     logging.getLogger("chancy").error(
-        "exiting with jobs %s still running in threads: they run again once their leases "
-        "expire (in at most %.0f s)",
-        sorted(worker.running),
+        "exiting now with %s still running in threads: the exit ends them; once their "
+        "leases expire (in at most %g s) they run again if they have attempts left, "
+        "else they fail",
+        worker.describe_running(),
         worker.settings.lease_seconds,
     )
+    _exit(1)
+
+
+def _exit(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(1)
+    os._exit(code)
 
 
 T = TypeVar("T")
@@ -755,7 +777,10 @@ def render_job(job: QueuedJob) -> RenderableType:
 
 
 def _render_error(error: Mapping[str, Any]) -> Panel:
-    title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
+    if error.get("deferred") is True:
+        title = f"deferred, not an attempt: {error.get('type', 'error')}"
+    else:
+        title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
     body = Text(str(error.get("message", "")), style="bold")
     if stored := error.get("traceback"):
         body.append("\n\n" + fold_runner_frames(str(stored)).rstrip(), style="default")

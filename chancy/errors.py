@@ -17,6 +17,7 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      │    ├── LockTimeoutError       it waited longer than lock_timeout for another's lock
      │    └── StatementTimeoutError  it ran longer than statement_timeout
      ├── FunctionNotAllowedError    a worker refused a job whose function allowed= does not allow
+     ├── FunctionNotImportableError a worker cannot import a job's function (its deployment)
      ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
      └── CorruptJobError            a stored row is not a job chancy could have written
 
@@ -32,6 +33,7 @@ __all__ = [
     "DatabaseTimeoutError",
     "DatabaseUnavailableError",
     "FunctionNotAllowedError",
+    "FunctionNotImportableError",
     "InvalidFunctionError",
     "InvalidJobError",
     "InvalidKwargsError",
@@ -119,6 +121,13 @@ class FunctionNotAllowedError(ChancyError):
     """A worker refused a job whose function its allowed= patterns do not allow; the
     function was not imported. If it is yours to run, add a pattern that matches it to
     Chancy(allowed=[...]) or `chancy worker --allow PATTERN`."""
+
+
+class FunctionNotImportableError(ChancyError):
+    """A worker cannot import a job's function: its module is not found, lacks the
+    function, or raises when imported. The job is left for a worker that can import it;
+    start the worker where the module is importable (the app's directory, or with
+    PYTHONPATH set), or pass `chancy worker --app module:chancy`."""
 
 
 class UniqueKeyHeldError(ChancyError):

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
 from chancy.callables import resolve
+from chancy.errors import FunctionNotImportableError, InvalidFunctionError
 from chancy.jobs import QueuedJob, queued_job_parameter
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RemoteJobError",
     "call_arguments",
     "describe_exception",
+    "not_importable_message",
     "resolve_allowed",
     "resolve_function",
     "timeout_message",
@@ -135,13 +137,33 @@ def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
     finds must be a function ``Job.from_func`` would accept
     (:func:`~chancy.allowed.check_function`), else
     :class:`~chancy.errors.CorruptJobError`: a row naming a class or a callable instance
-    never gets it called."""
+    never gets it called. Anything raised while importing it (no such module, no such
+    function in it, a module that raises when imported) is raised as
+    :class:`~chancy.errors.FunctionNotImportableError`, caused by the original: a problem
+    of where the worker runs, not of the job."""
     if not allowed.unrestricted:
         allowed.check(name)
-    fn = resolve_function(name)
+    try:
+        fn = resolve_function(name)
+    except Exception as exc:
+        raise FunctionNotImportableError(not_importable_message(name, exc)) from exc
     check_function(name, fn)
     allowed.check_definition(name, fn)
     return fn
+
+
+def not_importable_message(name: str, exc: BaseException) -> str:
+    """What :class:`~chancy.errors.FunctionNotImportableError` says of ``name``, which
+    could not be imported because of ``exc``: the problem, and the fix."""
+    if isinstance(exc, InvalidFunctionError):
+        why = "no module of that name has that function"
+    else:
+        why = f"{type(exc).__qualname__}: {_or_why_not(lambda: str(exc), 'message')}"
+    return (
+        f"this worker cannot import the job function {name!r} ({why}); start the worker "
+        "where its module is importable (in the app's directory, or with PYTHONPATH set), "
+        "or pass `chancy worker --app module:chancy`"
+    )
 
 
 def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:

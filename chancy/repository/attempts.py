@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
 from chancy.repository.runner import HotExecutable, Statement
-from chancy.repository.tables import PENDING, RETRYING, RUNNING, SECOND, jobs
+from chancy.repository.tables import PENDING, RETRYING, RUNNING, SCHEDULED, SECOND, jobs
 from chancy.states import JobState
 
 __all__ = ["Attempt", "AttemptRepository", "Outcome"]
@@ -29,7 +29,8 @@ class Outcome:
     """How one attempt ended, as the worker reports it.
 
     ``state`` is ``succeeded`` (with ``result``, any JSON value), ``retrying`` (with
-    ``error`` and ``retry_in`` seconds) or ``failed``/``cancelled`` (with ``error``).
+    ``error`` and ``retry_in`` seconds), ``scheduled`` (a deferral: as ``retrying``, but
+    the attempt is given back, not used) or ``failed``/``cancelled`` (with ``error``).
     ``error`` is the JSON object appended to the job's ``errors``. ``result_json``, when
     given, is ``result`` already serialised (so it is written without encoding it again).
     """
@@ -65,7 +66,10 @@ def _complete_statement() -> sa.Executable:
         .table_valued("id", "attempt", "state", "result", "error", "retry_in")
         .render_derived("outcome")
     )
-    retrying = outcome.c.state == RETRYING
+    deferred = outcome.c.state == SCHEDULED
+    # A deferral gives its attempt back: no one claims the job before its delay, and this
+    # fenced write is the attempt's only outcome, so the token is not reused meanwhile.
+    retrying = sa.or_(outcome.c.state == RETRYING, deferred)
     error_entry = sa.func.jsonb_build_object("at", sa.func.now()).op("||")(
         sa.cast(outcome.c.error, JSONB)
     )
@@ -78,6 +82,7 @@ def _complete_statement() -> sa.Executable:
         )
         .values(
             state=outcome.c.state,
+            attempts=sa.case((deferred, jobs.c.attempts - 1), else_=jobs.c.attempts),
             result=sa.cast(outcome.c.result, JSONB),
             errors=sa.case(
                 (outcome.c.error.is_(None), jobs.c.errors),

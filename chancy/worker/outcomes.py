@@ -8,6 +8,14 @@ A job the worker refused to run (its function is not allowed, or its row is corr
 at once, whatever attempts it has left: running it again would be refused again; so does a
 job that tried to exit the worker (:class:`~chancy.executor.base.JobExitError`).
 
+A job whose function the worker cannot import
+(:class:`~chancy.errors.FunctionNotImportableError`: a worker started in the wrong
+directory, a module not deployed yet) is deferred, not failed: it goes back to
+``scheduled`` without using an attempt, for a worker that can import it, with an error
+marked ``"deferred": true``. It comes back after 10 s, doubled per deferral, at most 5
+minutes (±25 %); after :data:`DEFERRALS_MAX` deferrals (about 80 minutes) it fails, so
+that a function no worker has can never keep a job going round forever.
+
 Every outcome made here can be stored: PostgreSQL's ``jsonb`` refuses a NUL character and
 a lone surrogate (``os.fsdecode(b"\\xff")``), so a result holding one fails its job
 saying so, and an error's texts are stored with them escaped (``\\x00``, ``\\udcff``).
@@ -23,17 +31,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from chancy.errors import CorruptJobError, FunctionNotAllowedError
+from chancy.errors import CorruptJobError, FunctionNotAllowedError, FunctionNotImportableError
 from chancy.executor.base import JobExitError, RemoteJobError, describe_exception
 from chancy.jobs import QueuedJob, json_text
 from chancy.repository import Outcome
 from chancy.states import JobState
 
 __all__ = [
+    "DEFERRALS_MAX",
+    "DEFERRAL_DELAY_FIRST",
+    "DEFERRAL_DELAY_MAX",
     "RETRY_BACKOFF_DEFAULT",
     "RETRY_BACKOFF_MAX",
+    "deferrals",
     "failure",
     "is_final",
+    "is_not_importable",
     "is_refusal",
     "retry_delay",
     "storable_text",
@@ -44,6 +57,10 @@ __all__ = [
 RETRY_BACKOFF_DEFAULT = 1.0
 RETRY_BACKOFF_MAX = 3600.0
 RETRY_JITTER = 0.25
+DEFERRAL_DELAY_FIRST = 10.0
+DEFERRAL_DELAY_MAX = 300.0
+DEFERRALS_MAX = 20
+"""How many times a job is deferred (its function not importable) before it fails."""
 REFUSALS = (FunctionNotAllowedError, CorruptJobError)
 """Errors of jobs a worker refused to run; never retried."""
 _REFUSAL_NAMES = frozenset(error.__qualname__ for error in REFUSALS)
@@ -132,16 +149,48 @@ def storable_text(text: str) -> str:
 
 def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:
     """The outcome of a run that raised ``exc``: a retry if attempts remain, else failed;
-    failed at once if the job must not run again (:func:`is_final`)."""
+    failed at once if the job must not run again (:func:`is_final`); deferred, without
+    using the attempt, if the worker could not import its function
+    (:func:`is_not_importable`)."""
     error: dict[str, Any] = {"attempt": job.attempts, **describe_exception(exc)}
     if worker_id is not None:
         error["worker"] = worker_id
+    if is_not_importable(exc):
+        return _deferral(job, error)
     error = {key: _storable(value) for key, value in error.items()}
     if job.attempts < job.max_attempts and not is_final(exc):
         return Outcome(
             job.id, job.attempts, JobState.RETRYING, error=error, retry_in=retry_delay(job)
         )
     return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+
+
+def _deferral(job: QueuedJob, error: dict[str, Any]) -> Outcome:
+    """``job`` back to ``scheduled`` without using its attempt, for a worker that can
+    import its function; failed once it was deferred :data:`DEFERRALS_MAX` times."""
+    count = deferrals(job)
+    if count >= DEFERRALS_MAX:
+        error["message"] = (
+            f"no worker could import the job's function after it was deferred {count} times; "
+            f"{error.get('message', '')}"
+        )
+        error = {key: _storable(value) for key, value in error.items()}
+        return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+    error["deferred"] = True
+    error = {key: _storable(value) for key, value in error.items()}
+    delay = min(DEFERRAL_DELAY_FIRST * 2.0 ** min(count, _BACKOFF_EXPONENT_MAX), DEFERRAL_DELAY_MAX)
+    retry_in = float(delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))
+    return Outcome(job.id, job.attempts, JobState.SCHEDULED, error=error, retry_in=retry_in)
+
+
+def deferrals(job: QueuedJob) -> int:
+    """How many times ``job`` was deferred: its errors marked ``"deferred": true``."""
+    errors: object = job.errors
+    if not isinstance(errors, tuple | list):
+        return 0
+    return sum(
+        1 for error in errors if isinstance(error, Mapping) and error.get("deferred") is True
+    )
 
 
 def unrecorded(job: QueuedJob, exc: BaseException) -> Outcome:
@@ -169,6 +218,14 @@ def is_refusal(exc: BaseException) -> bool:
     if isinstance(exc, RemoteJobError):
         return exc.type_name in _REFUSAL_NAMES
     return isinstance(exc, REFUSALS)
+
+
+def is_not_importable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the worker could not import the job's function (a problem of
+    the worker's deployment, not of the job), also from a child process."""
+    if isinstance(exc, RemoteJobError):
+        return exc.type_name == FunctionNotImportableError.__qualname__
+    return isinstance(exc, FunctionNotImportableError)
 
 
 def is_final(exc: BaseException) -> bool:

@@ -28,6 +28,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -37,12 +38,13 @@ from chancy.database.engine import hot_connection, retry_once
 from chancy.errors import ChancyError, SchemaError
 from chancy.events import Event, EventKind
 from chancy.executor import executor_for
-from chancy.executor.base import Executor
+from chancy.executor.base import Executor, RemoteJobError
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue
 from chancy.repository import Attempt, ClaimRepository, Outcome, QueueRepository
 from chancy.repository.runner import translated
 from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescuer
+from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
 from chancy.worker.lease_keeper import LeaseKeeper
@@ -103,6 +105,7 @@ class Worker:
         self._completer: Completer | None = None
         self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
+        self._not_importable: set[str] = set()
         self.stopped = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -255,9 +258,15 @@ class Worker:
         def on_signal() -> None:
             nonlocal signals
             signals += 1
-            timeout = None if signals == 1 else 0.0
-            log.warning("signal received: stopping %s", "gracefully" if signals == 1 else "now")
-            self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(timeout)))
+            if signals == 1:
+                log.warning("signal received: stopping gracefully (a second Ctrl-C stops now)")
+                self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(None)))
+            elif signals == 2:
+                log.warning("second signal received: stopping now")
+                self._signal_tasks.append(asyncio.ensure_future(self._stop_on_signal(0.0)))
+            else:
+                log.warning("signal received again: exiting at once")
+                self.stopped.set()
 
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, on_signal)
@@ -269,20 +278,40 @@ class Worker:
                 loop.remove_signal_handler(number)
 
     async def _stop_on_signal(self, timeout: float | None) -> None:
-        if timeout == 0.0:
-            self._interrupt_all("shutdown")
-            # Stopping hard must end the process even if cleanup is stuck (a dead database):
-            # jobs not given back by then are rescued once their leases expire.
-            asyncio.get_running_loop().call_later(HARD_STOP_GRACE, self.stopped.set)
-        await self.stop(timeout=timeout)
+        if timeout != 0.0:
+            await self.stop(timeout=timeout)
+            return
+        # Stopping hard must end the process even if cleanup is stuck (a dead database):
+        # jobs not given back by then are rescued once their leases expire.
+        asyncio.get_running_loop().call_later(HARD_STOP_GRACE, self.stopped.set)
+        in_threads = set(self._interrupt_all("shutdown"))
+        if not in_threads:
+            await self.stop(timeout=0.0)
+            return
+        # Jobs in threads cannot be interrupted and are not given back (they still run):
+        # write what the others left (their releases), then return without waiting for
+        # the threads; `chancy worker` exits the process, which ends them.
+        others = [
+            task
+            for p in self._producers.values()
+            for job_id, (_j, task) in p.running.items()
+            if job_id not in in_threads
+        ]
+        if others:
+            await asyncio.wait(others, timeout=HARD_STOP_GRACE)
+        if self._completer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(HARD_STOP_GRACE):
+                    await self._completer.stop()
+        self.stopped.set()
 
     async def _check_schema(self) -> None:
         with translated("checking chancy's schema", None):
             current = await migrations.current(self.chancy.engine)
         if current != migrations.head():
             raise SchemaError(
-                f"the database schema is at {current or 'nothing'}, this chancy needs "
-                f"{migrations.head()}: run `await chancy.migrate()` or `chancy migrate`"
+                f"{_schema_state(current)}, this chancy needs {migrations.head()}: run "
+                "`await chancy.migrate()` or `chancy migrate`"
             )
 
     async def _claim(self, queue: str, limit: int) -> list[QueuedJob]:
@@ -327,13 +356,40 @@ class Worker:
             self._completer.add(self._outcome(job, exc))
             return
         except Exception as exc:
+            outcome = self._outcome(job, exc)
             if outcomes.is_refusal(exc):
                 log.warning("job %d refused, and failed: %s", job.id, exc)
+            elif outcomes.is_not_importable(exc):
+                self._log_not_importable(job, exc, outcome)
             else:
                 log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
-            self._completer.add(self._outcome(job, exc))
+            self._completer.add(outcome)
             return
         self._completer.add(self._outcome(job, result, succeeded=True))
+
+    def _log_not_importable(self, job: QueuedJob, exc: Exception, outcome: Outcome) -> None:
+        """An ERROR, with the fix, the first time this worker cannot import a function;
+        INFO for the jobs of that function it defers after it; an ERROR for each job that
+        fails because it was deferred too often."""
+        if outcome.state is not JobState.SCHEDULED:
+            error = outcome.error or {}
+            log.error("job %d (%s) failed: %s", job.id, job.func, error.get("message", exc))
+            return
+        if job.func in self._not_importable:
+            log.info(
+                "job %d (%s) deferred: this worker cannot import its function", job.id, job.func
+            )
+            return
+        self._not_importable.add(job.func)
+        message = exc.message if isinstance(exc, RemoteJobError) else str(exc)
+        log.error(
+            "job %d deferred, its attempt not used, for a worker that can import it "
+            "(at most %d times, then it fails): %s (this worker runs in %s)",
+            job.id,
+            outcomes.DEFERRALS_MAX,
+            message,
+            _working_directory(),
+        )
 
     def _outcome(self, job: QueuedJob, ended: Any, *, succeeded: bool = False) -> Outcome:
         """The outcome of ``job``'s run, which returned ``ended`` or raised it: always one,
@@ -406,11 +462,34 @@ class Worker:
             await producer.stop_claiming()
         tasks = [task for p in self._producers.values() for _job, task in p.running.values()]
         if tasks:
-            log.info("waiting up to %.0f s for %d running jobs", timeout, len(tasks))
+            log.info(
+                "waiting up to %g s for %s to finish: %s",
+                timeout,
+                _jobs(len(tasks), "running job"),
+                self.describe_running(),
+            )
             _done, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
                 self._give_back_unfinished(len(pending))
                 await asyncio.wait(pending)
+
+    def describe_running(self, ids: Iterable[int] | None = None) -> str:
+        """``job 12 (myapp.tasks.send, running 3 s), ...``: the jobs running now (or those
+        of ``ids``), for a log line."""
+        now = datetime.now(UTC)
+        running = self.running
+        shown = []
+        for job_id in sorted(running if ids is None else ids):
+            job = running.get(job_id)
+            if job is None:
+                continue
+            since = (
+                ""
+                if job.started_at is None
+                else f", running {(now - job.started_at).total_seconds():.0f} s"
+            )
+            shown.append(f"job {job_id} ({job.func}{since})")
+        return ", ".join(shown)
 
     def _give_back_unfinished(self, unfinished: int) -> None:
         """Interrupt the jobs still running and give them back; a job whose plain function
@@ -418,13 +497,17 @@ class Worker:
         never given back while it runs: another worker would run it a second time."""
         left = self._interrupt_all("shutdown")
         if unfinished > len(left):
-            log.warning("giving %d unfinished jobs back to their queues", unfinished - len(left))
+            log.warning(
+                "giving %s back to their queues", _jobs(unfinished - len(left), "unfinished job")
+            )
         if left:
             log.warning(
-                "waiting for %d jobs whose functions run in threads, which cannot be "
-                "interrupted: %s (the worker keeps their leases; a second signal exits at once)",
-                len(left),
-                sorted(left),
+                "waiting for jobs whose functions run in threads, which cannot be "
+                "interrupted: %s; the worker keeps their leases until they end; a second "
+                "Ctrl-C exits now and leaves them to their leases: in at most %g s they "
+                "run again if they have attempts left, else they fail",
+                self.describe_running(left),
+                self.settings.lease_seconds,
             )
 
     async def _shut_down_services(self) -> None:
@@ -455,6 +538,23 @@ class Worker:
             await producer.executor.stop()
 
 
+def _jobs(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _schema_state(current: str | None) -> str:
+    if current is None:
+        return "the database has no chancy schema yet"
+    return f"the database's chancy schema is at {current}"
+
+
 def default_worker_id() -> str:
     """``host:pid:random``: unique per worker, and says where it ran."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _working_directory() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return "a directory that no longer exists"

@@ -33,6 +33,7 @@ from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
 from tests.support import tasks
+from tests.support.rows import insert_job_row
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +168,17 @@ async def test_job_show_prints_each_error_with_its_traceback(database_url: URL) 
     assert "attempt 1: ValueError" in result.stdout
     assert "Traceback (most recent call last)" in result.stdout
     assert "boom" in result.stdout
+
+
+async def test_job_show_marks_a_deferral_as_not_an_attempt(database_url: URL) -> None:
+    entry = {"attempt": 1, "type": "FunctionNotImportableError", "message": "m", "deferred": True}
+    async with Chancy(database_url) as chancy:
+        job_id = await insert_job_row(
+            chancy.engine, func="no_such_module_h13.task", state="scheduled", errors=[entry]
+        )
+    result = await invoke("job", "show", str(job_id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "deferred, not an attempt: FunctionNotImportableError" in result.stdout
 
 
 async def test_job_retry_with_state_brings_back_every_cancelled_job_of_a_queue(

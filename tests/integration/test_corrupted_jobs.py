@@ -16,6 +16,7 @@ from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
 from tests.support import tasks
+from tests.support.waiting import until_async
 
 WAIT = 20.0
 
@@ -49,14 +50,42 @@ def last_error(job: QueuedJob) -> str:
     return f"{error.get('type')}: {error.get('message')}"
 
 
-async def test_a_job_naming_a_module_that_does_not_exist_fails_saying_so(app: Chancy) -> None:
-    bad, _good = await run_corrupted(app, "func = 'no.such.module.fn'")
-    assert bad.state is JobState.FAILED
+async def run_with_missing_module(app: Chancy) -> tuple[QueuedJob, QueuedJob]:
+    """Push a job whose row names a module no worker has, then a good job after it; run a
+    worker until the good job finished and the bad one was deferred; returns both."""
+    bad = await app.push("default", Job.from_func(tasks.greet, kwargs={"name": "bad"}))
+    async with app.engine.begin() as connection:
+        await connection.execute(
+            sa.text("UPDATE chancy_jobs SET func = 'no.such.module.fn' WHERE id = :id"),
+            {"id": bad.id},
+        )
+    good = await app.push("default", Job.from_func(tasks.greet, kwargs={"name": "good"}))
+
+    async def deferred() -> bool:
+        job = await app.get_job(bad)
+        return job is not None and any(error.get("deferred") for error in job.errors)
+
+    async with Worker(app, settings=WorkerSettings(lease_seconds=2, rescue_interval=0.2)) as worker:
+        finished_good = await app.wait_for_job(good, timeout=WAIT)
+        await until_async(deferred, timeout=WAIT, what="the bad job to be deferred")
+        assert not worker.stopped.is_set()
+    stored_bad = await app.get_job(bad)
+    assert stored_bad is not None
+    return stored_bad, finished_good
+
+
+# A module no worker can import is a deployment problem, not the job's: the job is
+# deferred without using an attempt, for a worker that can (it used to fail at once).
+async def test_a_job_naming_a_module_that_does_not_exist_is_deferred_saying_so(
+    app: Chancy,
+) -> None:
+    bad, _good = await run_with_missing_module(app)
+    assert (bad.state, bad.attempts) == (JobState.SCHEDULED, 0)
     assert "no.such.module.fn" in last_error(bad)
 
 
 async def test_a_worker_runs_the_next_job_after_one_naming_a_missing_module(app: Chancy) -> None:
-    _bad, good = await run_corrupted(app, "func = 'no.such.module.fn'")
+    _bad, good = await run_with_missing_module(app)
     assert (good.state, good.result) == (JobState.SUCCEEDED, "Hello, good!")
 
 

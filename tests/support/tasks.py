@@ -166,3 +166,9 @@ async def block_loop(seconds: float, label: str) -> str:
     started[label] = True
     time.sleep(seconds)  # noqa: ASYNC251 (blocking the loop is the point)
     return label
+
+
+def import_missing_h13() -> None:
+    """Raises ModuleNotFoundError when called: an error of the job's own code, not of its
+    deployment (its module imports fine)."""
+    import no_such_dependency_h13  # type: ignore[import-not-found]  # noqa: F401

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime
 from typing import Any
 
+from chancy.errors import FunctionNotImportableError
 from chancy.executor.base import JobExitError, RemoteJobError
 from chancy.jobs import QueuedJob
 from chancy.states import JobState
@@ -113,3 +115,33 @@ def test_a_job_that_tried_to_exit_fails_without_a_retry() -> None:
 def test_a_job_that_tried_to_exit_its_child_process_fails_without_a_retry() -> None:
     exc = RemoteJobError("JobExitError", "the job tried to exit the worker (SystemExit(3))", "")
     assert outcomes.failure(queued(max_attempts=5), exc).state is JobState.FAILED
+
+
+def test_a_function_a_child_process_could_not_import_defers_its_job() -> None:
+    exc = RemoteJobError("FunctionNotImportableError", "cannot import", "traceback")
+    outcome = outcomes.failure(queued(attempts=1, max_attempts=1), exc)
+    assert outcome.state is JobState.SCHEDULED
+    assert outcome.error is not None
+    assert outcome.error["deferred"] is True
+
+
+def test_the_delay_of_a_deferral_doubles_up_to_five_minutes() -> None:
+    exc = FunctionNotImportableError("cannot import")
+    deferred = [{"type": "FunctionNotImportableError", "deferred": True}] * (
+        outcomes.DEFERRALS_MAX - 1
+    )
+    delays = []
+    for count in (0, 1, outcomes.DEFERRALS_MAX - 1):
+        job = dataclasses.replace(queued(), errors=tuple(deferred[:count]))
+        outcome = outcomes.failure(job, exc)
+        assert outcome.retry_in is not None
+        delays.append(outcome.retry_in)
+    assert 7.5 <= delays[0] <= 12.5
+    assert 15 <= delays[1] <= 25
+    assert 225 <= delays[2] <= 375
+
+
+def test_failed_attempts_do_not_count_as_deferrals() -> None:
+    failed = {"type": "ValueError", "message": "no"}
+    job = dataclasses.replace(queued(), errors=(failed,) * outcomes.DEFERRALS_MAX)
+    assert outcomes.deferrals(job) == 0

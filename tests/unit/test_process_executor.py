@@ -18,6 +18,7 @@ from chancy.executor.base import JobCrashedError, JobTimeoutError, RemoteJobErro
 from chancy.executor.processes import ProcessExecutor
 from chancy.jobs import QueuedJob
 from chancy.states import JobState
+from chancy.worker import outcomes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -238,3 +239,12 @@ async def test_run_after_stop_starts_a_new_child(executor: ProcessExecutor) -> N
     first = await executor.run(queued("pid"))
     await executor.stop()
     assert await executor.run(queued("pid")) != first
+
+
+async def test_a_function_the_child_cannot_import_comes_back_as_not_importable(
+    executor: ProcessExecutor,
+) -> None:
+    with pytest.raises(RemoteJobError) as caught:
+        await executor.run(queued("no_such_function_h13"))
+    assert caught.value.type_name == "FunctionNotImportableError"
+    assert outcomes.is_not_importable(caught.value)
