@@ -128,12 +128,19 @@ def _extend_leases_statement() -> sa.Executable:
 
 def _release_statement() -> sa.Executable:
     """Give running attempts back (a worker stopping): the jobs are ready again at once,
-    keeping their attempt count."""
+    keeping their attempt count (the fencing token of the next attempt must be new), with
+    one more attempt allowed: an attempt given back never ran to an end, so it does not
+    use up what the job was allowed (``job show`` then reads "2 of 2", not "2 of 1")."""
     held = _held()
     released = (
         sa.update(jobs)
         .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
-        .values(state=PENDING, lease_expires_at=None, worker_id=None)
+        .values(
+            state=PENDING,
+            lease_expires_at=None,
+            worker_id=None,
+            max_attempts=jobs.c.max_attempts + 1,
+        )
         .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
         .cte("released")
     )

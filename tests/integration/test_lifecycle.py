@@ -233,3 +233,14 @@ async def test_cancel_stops_any_unfinished_job(chancy: Chancy, state: str) -> No
         cancelled = await jobs.cancel(connection, ref.id)
     assert cancelled is not None
     assert cancelled.state is JobState.CANCELLED
+
+
+async def test_a_released_attempt_does_not_use_up_the_jobs_allowed_attempts(
+    chancy: Chancy,
+) -> None:
+    claimed = await push_and_claim(chancy)  # max_attempts 1
+    async with chancy.engine.begin() as connection:
+        await attempts.release_many_if_running(connection, [Attempt(claimed.id, claimed.attempts)])
+        (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
+    # The attempt given back at a stop never ran to an end: the job may still run once.
+    assert (again.attempts, again.max_attempts) == (2, 2)
