@@ -156,7 +156,7 @@ def not_importable_message(name: str, exc: BaseException) -> str:
     """What :class:`~chancy.errors.FunctionNotImportableError` says of ``name``, which
     could not be imported because of ``exc``: the problem, and the fix."""
     if isinstance(exc, InvalidFunctionError):
-        why = "no module of that name has that function"
+        why = str(exc)  # chancy's own words: no such function, or an unguarded entry point
     else:
         why = f"{type(exc).__qualname__}: {_or_why_not(lambda: str(exc), 'message')}"
     return (
