@@ -48,7 +48,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from chancy import migrations
 from chancy.app import Chancy
@@ -148,6 +148,45 @@ class _CommandLineGroup(TyperGroup):
             raise
 
 
+class _Command(TyperCommand):
+    """A ``chancy`` subcommand whose help names an argument as its usage line does
+    (``ID``, ``[ID]``), without the Python type typer appends (``ID <int>``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                pieces.append(_argument_name(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                arguments.append((_argument_name(param), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _argument_name(argument: TyperArgument) -> str:
+    """``NAME``, ``[NAME]`` when optional, with ``...`` when it takes many; a metavar
+    already in brackets is kept as it is."""
+    name = argument.metavar or (argument.name or "").upper()
+    if not argument.required and not name.startswith("["):
+        name = f"[{name}]"
+    return f"{name}..." if argument.nargs != 1 else name
+
+
 def _remember_dsn(ctx: typer.Context, value: str | None) -> str | None:
     """Keep a DSN given with ``--dsn`` for the hints (one from ``CHANCY_DSN`` needs no
     ``--dsn`` in them: the variable is set)."""
@@ -217,7 +256,7 @@ def _root(
     logging.getLogger("chancy").setLevel(logging.INFO)
 
 
-@app.command()
+@app.command(cls=_Command)
 def migrate(
     dsn: DsnOption = None,
     revision: Annotated[str, typer.Option(metavar="REVISION", help="Target revision.")] = "head",
@@ -264,7 +303,7 @@ def pending_ddl(dsn: str | None, revision: str, start: str | None) -> str:
     return migrations.sql(revision, start=None if start == "base" else start)
 
 
-@app.command()
+@app.command(cls=_Command)
 def grants(
     role: Annotated[
         str,
@@ -349,7 +388,7 @@ def _unconfigured(name: str) -> Queue:
     return dataclasses.replace(Queue.named(name), concurrency=WORKER_CONCURRENCY_DEFAULT)
 
 
-@app.command()
+@app.command(cls=_Command)
 def worker(
     app_path: AppOption = None,
     dsn: DsnOption = None,
@@ -558,7 +597,7 @@ def build_job(function: str, kwargs: str, **options: Any) -> Job:
         raise typer.BadParameter(str(exc)) from exc
 
 
-@app.command()
+@app.command(cls=_Command)
 def push(
     function: Annotated[
         str,
@@ -634,7 +673,7 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-@job_app.command("show")
+@job_app.command("show", cls=_Command)
 def job_show(
     job_id: JobIdArgument,
     app_path: AppOption = None,
@@ -651,7 +690,7 @@ def job_show(
         Console().print(render_job(job))
 
 
-@job_app.command("retry")
+@job_app.command("retry", cls=_Command)
 def job_retry(
     job_id: Annotated[
         int | None,
@@ -704,7 +743,7 @@ def skipped_report(state: str, skipped: Mapping[int, int]) -> str:
     )
 
 
-@job_app.command("cancel")
+@job_app.command("cancel", cls=_Command)
 def job_cancel(job_id: JobIdArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Cancel a job that has not finished (a running one is interrupted)."""
     change_state(app_path, dsn, job_id, Chancy.cancel_job, "only unfinished jobs can be cancelled")
@@ -828,7 +867,7 @@ def _is_runner(path: str) -> bool:
     return path.startswith(_RUNNER_DIRS) or _RUNNER_PATH.search(path) is not None
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     jobs: Annotated[
         int, typer.Option(metavar="N", help="How many jobs to push.", min=1)
@@ -888,7 +927,7 @@ QueueArgument = Annotated[
 ]
 
 
-@queue_app.command("list")
+@queue_app.command("list", cls=_Command)
 def queue_list(app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Show every declared queue: paused or not, and its cluster-wide limits."""
     queues = with_chancy(app_path, dsn, Chancy.list_queues)
@@ -905,7 +944,7 @@ def queue_list(app_path: AppOption = None, dsn: DsnOption = None) -> None:
     Console().print(table)
 
 
-@queue_app.command("declare")
+@queue_app.command("declare", cls=_Command)
 def queue_declare(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Declare a queue by name: a new one has no limits, a declared one keeps its limits
     (set limits with Queue(...) in your app)."""
@@ -913,21 +952,21 @@ def queue_declare(name: QueueArgument, app_path: AppOption = None, dsn: DsnOptio
     typer.echo(f"queue {name} is declared")
 
 
-@queue_app.command("pause")
+@queue_app.command("pause", cls=_Command)
 def queue_pause(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Stop workers from starting this queue's jobs (running ones go on)."""
     with_chancy(app_path, dsn, lambda chancy: chancy.pause_queue(name))
     typer.echo(f"queue {name} is paused")
 
 
-@queue_app.command("resume")
+@queue_app.command("resume", cls=_Command)
 def queue_resume(name: QueueArgument, app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Let workers start this queue's jobs again."""
     with_chancy(app_path, dsn, lambda chancy: chancy.resume_queue(name))
     typer.echo(f"queue {name} is resumed")
 
 
-@queue_app.command("delete")
+@queue_app.command("delete", cls=_Command)
 def queue_delete(
     name: QueueArgument,
     app_path: AppOption = None,

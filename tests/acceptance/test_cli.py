@@ -557,9 +557,19 @@ def test_help_shows_no_python_types() -> None:
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.stdout, (command, result.stdout)
         assert "<list[" not in result.stdout, (command, result.stdout)
-        options = [line for line in result.stdout.splitlines() if line.startswith("  -")]
-        for placeholder in ("<str>", "<int", "<float>"):  # options name their values
-            assert not any(placeholder in line for line in options), (command, options)
+        for placeholder in ("<str>", "<int", "<float>"):  # options and arguments name values
+            assert placeholder not in result.stdout, (command, result.stdout)
+
+
+def test_help_names_arguments_as_their_usage_does() -> None:
+    show = runner.invoke(app, ["job", "show", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "Usage: chancy job show [OPTIONS] ID\n" in show
+    assert "  ID  The job's id." in show
+    retry = runner.invoke(app, ["job", "retry", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "Usage: chancy job retry [OPTIONS] [ID]\n" in retry
+    assert "  [ID]  The job's id; or give --state to retry many." in retry
+    pause = runner.invoke(app, ["queue", "pause", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "Usage: chancy queue pause [OPTIONS] NAME\n" in pause
 
 
 def test_help_texts_have_no_line_breaks_mid_sentence() -> None:
