@@ -148,9 +148,32 @@ def _release_statement() -> sa.Executable:
     return sa.select(released.c.id).select_from(released.join(woken, sa.true()))
 
 
+def _unclaim_statement() -> sa.Executable:
+    """Undo claims whose jobs never started (:func:`chancy.testing.drain` holding back
+    jobs pushed during a drain that is not recursive): ready again, as before the claim,
+    the attempt not counted."""
+    held = _held()
+    unclaimed = (
+        sa.update(jobs)
+        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .values(
+            state=PENDING,
+            attempts=jobs.c.attempts - 1,
+            started_at=sa.case((jobs.c.attempts == 1, None), else_=jobs.c.started_at),
+            lease_expires_at=None,
+            worker_id=None,
+        )
+        .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
+        .cte("unclaimed")
+    )
+    woken = wake_queues(unclaimed)
+    return sa.select(unclaimed.c.id).select_from(unclaimed.join(woken, sa.true()))
+
+
 _COMPLETE = Statement(_complete_statement(), what="writing the outcomes of jobs")
 _EXTEND_LEASES = Statement(_extend_leases_statement(), what="renewing the leases of jobs")
 _RELEASE = Statement(_release_statement(), what="giving jobs back")
+_UNCLAIM = Statement(_unclaim_statement(), what="giving jobs back")
 
 
 class AttemptRepository(Repository):
@@ -195,6 +218,16 @@ class AttemptRepository(Repository):
         if not attempts:
             return set()
         rows = await _RELEASE.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
+        return {row["id"] for row in rows}
+
+    async def unclaim_many_if_running(
+        self, conn: HotExecutable, attempts: Sequence[Attempt]
+    ) -> set[int]:
+        """Make the jobs of ``attempts``, claimed but never started, ready again as they
+        were before the claim (the attempt not counted); returns the ids given back."""
+        if not attempts:
+            return set()
+        rows = await _UNCLAIM.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
         return {row["id"] for row in rows}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 
 from chancy.errors import UniqueKeyHeldError
 from chancy.jobs import QueuedJob
@@ -13,7 +15,7 @@ from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
 from chancy.repository.maintenance import key_holder, key_taken_meanwhile, retried_values
-from chancy.repository.runner import HotExecutable, Statement
+from chancy.repository.runner import HotExecutable, Statement, SyncExecutable
 from chancy.repository.tables import CANCELLED, jobs
 from chancy.states import UNFINISHED_STATES, JobState
 
@@ -85,6 +87,20 @@ _COUNT_BY_STATE = Statement(
     .group_by(jobs.c.state),
     what="counting jobs",
 )
+_NEWEST = Statement(
+    sa.select(*jobs.c).order_by(jobs.c.id.desc()).limit(sa.bindparam("p_limit")),
+    what="reading jobs",
+)
+_READY_HEADS = Statement(
+    sa.select(jobs.c.queue, jobs.c.priority, jobs.c.id)
+    .ext(distinct_on(jobs.c.queue))
+    .where(
+        jobs.c.state == sa.literal_column("'pending'"),
+        jobs.c.queue == sa.func.any(sa.bindparam("p_queues", type_=ARRAY(sa.Text))),
+    )
+    .order_by(jobs.c.queue, jobs.c.priority, jobs.c.id),
+    what="reading jobs",
+)
 _TIMELINE = Statement(
     sa.select(jobs.c.id, jobs.c.priority, jobs.c.started_at, jobs.c.completed_at).where(
         jobs.c.queue == sa.bindparam("p_queue")
@@ -121,6 +137,23 @@ class JobRepository(Repository):
                 holder_id=holder,
             )
         return _one(rows)
+
+    async def newest(self, conn: HotExecutable, limit: int) -> list[QueuedJob]:
+        """The ``limit`` newest jobs, newest first (on the caller's connection or session,
+        so jobs pushed in its uncommitted transaction are among them)."""
+        rows = await _NEWEST.rows(conn, {"p_limit": limit}, timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    def newest_sync(self, conn: SyncExecutable, limit: int) -> list[QueuedJob]:
+        """:meth:`newest` on a synchronous ``Connection`` or ``Session``."""
+        rows = _NEWEST.rows_sync(conn, {"p_limit": limit}, timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    async def queues_by_next_job(self, conn: HotExecutable, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` with a ready job, in the order their first ready jobs run
+        (lowest priority value, then oldest)."""
+        rows = await _READY_HEADS.rows(conn, {"p_queues": list(queues)}, timeouts=self.timeouts)
+        return [row["queue"] for row in sorted(rows, key=lambda r: (r["priority"], r["id"]))]
 
     async def count_by_state(self, conn: HotExecutable, queue: str) -> dict[str, int]:
         """How many jobs of ``queue`` are in each state (states with none are absent)."""
