@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import itertools
 import os
+import queue
 import secrets
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from chancy.errors import ConfigurationError
 
 __all__ = [
     "TEST_DSN_ENV",
+    "DatabasePool",
     "asyncpg_dsn",
     "create_database",
     "drop_database",
@@ -127,3 +130,89 @@ async def migrated_template(server: URL, prefix: str = "chancy_template") -> str
     finally:
         await engine.dispose()
     return name
+
+
+class DatabasePool:
+    """Fresh copies of a migrated template, made ahead of the tests that take them.
+
+    A thread of its own (with its own event loop) keeps ``spare`` copies ready and drops
+    the ones tests gave back, so a test waits for a copy only when tests come faster than
+    copies are made. :meth:`close` drops every database it made, the template included.
+    """
+
+    def __init__(self, server: URL, *, spare: int = 2) -> None:
+        self.server = server
+        self.spare = spare
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._work: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._template: str | None = None
+        self._out: set[str] = set()  # taken and not given back yet
+        self._thread = threading.Thread(target=self._serve, name="chancy-test-databases")
+        self._thread.daemon = True
+        self._thread.start()
+        for _ in range(spare):
+            self._work.put(("make", ""))
+
+    def take(self) -> URL:
+        """A fresh database at chancy's newest schema, for one test."""
+        self._work.put(("make", ""))
+        made = self._ready.get()
+        if isinstance(made, BaseException):
+            raise made
+        self._out.add(made)
+        return self.server.set(database=made)
+
+    def give_back(self, url: URL) -> None:
+        """The test is over: its database is dropped in the background."""
+        if url.database in self._out:
+            self._out.discard(url.database)
+            self._work.put(("drop", url.database))
+
+    def close(self) -> None:
+        """Drop the spare copies, those taken (given back or not) and the template; stop
+        the thread."""
+        for name in sorted(self._out):
+            self._work.put(("drop", name))
+        self._out.clear()
+        self._work.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        failure: BaseException | None = None
+        try:
+            self._template = await migrated_template(self.server)
+        except Exception as exc:  # every take() says why
+            failure = exc
+        while True:
+            work = await asyncio.to_thread(self._work.get)
+            if work is None:
+                break
+            action, name = work
+            try:
+                if action == "drop":
+                    await drop_database(self.server, name)
+                elif failure is not None:
+                    self._ready.put(failure)
+                else:
+                    assert self._template is not None
+                    name = unique_database_name("chancy_test")
+                    await create_database(self.server, name, template=self._template)
+                    self._ready.put(name)
+            except Exception as exc:
+                if action == "make":
+                    self._ready.put(exc)
+        await self._drop_left()
+
+    async def _drop_left(self) -> None:
+        while True:
+            try:
+                left = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(left, str):
+                await drop_database(self.server, left)
+        if self._template is not None:
+            await drop_database(self.server, self._template)

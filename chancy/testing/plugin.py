@@ -2,9 +2,10 @@
 installed (entry point ``pytest11``).
 
 - ``chancy_dsn``: the DSN of a fresh database at chancy's newest schema, for one test,
-  dropped afterwards. It is a copy of a template migrated once per test process, on the
-  server ``CHANCY_TEST_DSN`` names (its maintenance database) or else a private embedded
-  PostgreSQL started for the test run (see :mod:`chancy.testing.databases`). Use it with
+  dropped afterwards. It is a copy of a template migrated once per test process, made
+  ahead of time in the background (:class:`~chancy.testing.databases.DatabasePool`), on
+  the server ``CHANCY_TEST_DSN`` names (its maintenance database) or else a private
+  embedded PostgreSQL started for the test run (see :mod:`chancy.testing.databases`). Use it with
   your app's own configuration: ``Chancy(chancy_dsn, queues=..., allowed=...)``.
 - ``chancy``: a :class:`~chancy.Chancy` on ``chancy_dsn`` (no queues but ``default``).
   In an ``async def`` test (pytest-asyncio) it is open, on the test's event loop, and
@@ -23,17 +24,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
-from chancy.testing._loop import run_sync
-from chancy.testing.databases import (
-    asyncpg_dsn,
-    create_database,
-    drop_database,
-    migrated_template,
-    test_server,
-    unique_database_name,
-)
+from chancy.testing.databases import DatabasePool, asyncpg_dsn, test_server
 
-__all__ = ["chancy", "chancy_dsn", "chancy_template", "chancy_test_server"]
+__all__ = ["chancy", "chancy_databases", "chancy_dsn", "chancy_test_server"]
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +37,19 @@ def chancy_test_server() -> Iterator[URL]:
 
 
 @pytest.fixture(scope="session")
-def chancy_template(chancy_test_server: URL) -> Iterator[str]:
-    """A database migrated once per test process, copied for each test."""
-    name = run_sync(lambda: migrated_template(chancy_test_server))
-    yield name
-    run_sync(lambda: drop_database(chancy_test_server, name))
+def chancy_databases(chancy_test_server: URL) -> Iterator[DatabasePool]:
+    """Fresh migrated databases, made ahead of the tests (one pool per test process)."""
+    pool = DatabasePool(chancy_test_server)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
-def chancy_dsn(chancy_test_server: URL, chancy_template: str) -> Iterator[str]:
+def chancy_dsn(chancy_databases: DatabasePool) -> Iterator[str]:
     """The DSN of a fresh database at chancy's newest schema, dropped after the test."""
-    name = unique_database_name("chancy_test")
-    url = run_sync(lambda: create_database(chancy_test_server, name, template=chancy_template))
+    url = chancy_databases.take()
     yield asyncpg_dsn(url)
-    run_sync(lambda: drop_database(chancy_test_server, name))
+    chancy_databases.give_back(url)
 
 
 @pytest.fixture

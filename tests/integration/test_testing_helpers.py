@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,8 @@ from chancy.queue import Queue
 from chancy.sync import push as sync_push
 from chancy.testing import assert_pushed, drain, pushed_jobs, refute_pushed, run_job
 from chancy.testing import sync as testing_sync
+from chancy.testing._loop import run_sync
+from chancy.testing.databases import DatabasePool, asyncpg_dsn
 from tests.support import drained
 from tests.support.drained import RAN, echo, fail, push_child, record, record_sync
 from tests.support.waiting import until_async
@@ -283,3 +286,50 @@ def test_sync_twins_see_the_open_transaction_and_drain_from_plain_code(
         assert testing_sync.run_job(record, name="t") == "t"
     finally:
         engine.dispose()
+
+
+# the plugin's databases ----------------------------------------------------------------
+
+
+def test_database_pool_gives_fresh_migrated_copies_and_drops_them(server_url: URL) -> None:
+    pool = DatabasePool(server_url, spare=1)
+    try:
+        first, second = pool.take(), pool.take()
+        assert first.database != second.database
+
+        async def tables(url: URL) -> set[str]:
+            connection = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                rows = await connection.fetch("SELECT tablename FROM pg_tables")
+            finally:
+                await connection.close()
+            return {row["tablename"] for row in rows}
+
+        assert "chancy_jobs" in run_sync(lambda: tables(first))
+        pool.give_back(first)
+    finally:
+        pool.close()
+
+    async def databases() -> set[str]:
+        connection = await asyncpg.connect(asyncpg_dsn(server_url))
+        try:
+            return {
+                row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")
+            }
+        finally:
+            await connection.close()
+
+    left = run_sync(databases)
+    assert first.database not in left
+    assert second.database not in left  # taken, never given back: dropped at close
+
+
+def test_database_pool_on_a_server_that_does_not_answer_raises(unused_tcp_port: int) -> None:
+    pool = DatabasePool(make_url(f"postgresql://nobody@127.0.0.1:{unused_tcp_port}/x"))
+    try:
+        with pytest.raises(OSError, match=r"Connect call failed|refused"):
+            pool.take()
+        with pytest.raises(OSError, match=r"Connect call failed|refused"):
+            pool.take()
+    finally:
+        pool.close()
