@@ -27,7 +27,9 @@ from tests.support.servers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["pytester"]  # tests/acceptance/test_pytest_plugin.py runs a suite of its own
+# pytester: tests/acceptance/test_pytest_plugin.py runs a suite of its own;
+# tests.support.drained: the fixture of the chancy.testing tests (fresh_records).
+pytest_plugins = ["pytester", "tests.support.drained"]
 
 
 @pytest.fixture(scope="session")

@@ -7,19 +7,20 @@ Shared by the async helpers (:mod:`chancy.testing`) and their sync twins
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chancy.callables import name_of
-from chancy.errors import ChancyError
-from chancy.jobs import QueuedJob
+from chancy.errors import ChancyError, InvalidKwargsError
+from chancy.jobs import QueuedJob, frozen_json_object, json_text
+from chancy.repository import JobFilters
 from chancy.states import JobState
 
-__all__ = ["JOBS_READ_MAX", "Filters", "missing_message", "select", "unexpected_message"]
+__all__ = ["JOBS_READ_MAX", "Filters", "missing_message", "unexpected_message"]
 
 JOBS_READ_MAX = 10_000
-"""The newest jobs a helper reads: a test database holds far fewer."""
+"""The newest jobs a failed assertion ranks for its message (the matching itself reads
+every job, in SQL)."""
 _SHOWN_JOBS = 10
 _VALUE_SHOWN_MAX = 120
 
@@ -50,13 +51,11 @@ class Filters:
         if kwargs is not None:
             if not isinstance(kwargs, Mapping):
                 raise ChancyError(f"kwargs= takes a mapping of the keys to compare, not {kwargs!r}")
-            try:
-                kwargs = json.loads(json.dumps(dict(kwargs)))
-            except (TypeError, ValueError) as exc:
-                raise ChancyError(
-                    f"kwargs= must be JSON, as a job's kwargs are ({exc}); compare the values "
-                    "the job stores"
-                ) from exc
+            kwargs = dict(frozen_json_object(kwargs, "kwargs=", InvalidKwargsError))
+        if queue is not None and not isinstance(queue, str):
+            raise ChancyError(f"queue= takes a queue's name, not {queue!r}")
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise ChancyError(f"priority= takes a job's priority (an int), not {priority!r}")
         if state is not None:
             try:
                 state = JobState(state).value
@@ -64,6 +63,11 @@ class Filters:
                 known = ", ".join(s.value for s in JobState)
                 raise ChancyError(f"state={state!r} is not a job state; one of {known}") from None
         return cls(func=name, kwargs=kwargs, queue=queue, priority=priority, state=state)
+
+    def query(self) -> JobFilters:
+        """The filters as the statement that reads the matching jobs takes them."""
+        kwargs = None if self.kwargs is None else json_text(self.kwargs)
+        return JobFilters(self.func, self.queue, self.priority, self.state, kwargs)
 
     def differences(self, job: QueuedJob) -> dict[str, tuple[Any, Any]]:
         """What differs between the filters and ``job``: field (``kwargs.<key>`` for a
@@ -76,7 +80,7 @@ class Filters:
                 found[name] = (wanted, value)
         for key, wanted in (self.kwargs or {}).items():
             value = job.kwargs.get(key, _MISSING)
-            if value is _MISSING or value != wanted:
+            if value is _MISSING or not same_json(value, wanted):
                 found[f"kwargs.{key}"] = (wanted, value)
         return found
 
@@ -96,6 +100,20 @@ class Filters:
         return ", ".join(f"{name}={_shown(value)}" for name, value in given.items())
 
 
+def same_json(first: Any, second: Any) -> bool:
+    """Whether two decoded JSON values are equal as PostgreSQL's jsonb compares them:
+    numbers by value (1 equals 1.0), but a boolean is no number (true is not 1)."""
+    if isinstance(first, bool) or isinstance(second, bool):
+        return type(first) is type(second) and first == second
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(
+            same_json(item, second[key]) for key, item in first.items()
+        )
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(map(same_json, first, second))
+    return bool(first == second)
+
+
 class _Missing:
     def __repr__(self) -> str:
         return "(missing)"
@@ -104,16 +122,12 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-def select(jobs: Sequence[QueuedJob], filters: Filters) -> list[QueuedJob]:
-    """The jobs that match, oldest first (the order they were pushed in)."""
-    return [job for job in reversed(jobs) if filters.matches(job)]
-
-
 def missing_message(
-    jobs: Sequence[QueuedJob], filters: Filters, matched: int, count: int | None
+    jobs: Sequence[QueuedJob], total: int, filters: Filters, matched: int, count: int | None
 ) -> str:
-    """Why ``assert_pushed`` failed: what was asked, then what was pushed, the closest
-    candidates first, each with the keys that differ."""
+    """Why ``assert_pushed`` failed: what was asked, then what was pushed (``jobs``: the
+    newest of the ``total``), the closest candidates first, each with the keys that
+    differ."""
     if count is not None and matched:
         head = f"expected {_jobs(count)} matching {filters.describe()}, found {matched}"
     else:
@@ -121,7 +135,8 @@ def missing_message(
     if not jobs:
         return f"{head}; no job was pushed at all (in this transaction, or committed)"
     ranked = sorted(jobs, key=lambda job: (len(filters.differences(job)), -job.id))
-    lines = [f"{head}; pushed ({_jobs(len(jobs))}, closest first):"]
+    among = "" if total <= len(jobs) else f" of the newest {len(jobs)}"
+    lines = [f"{head}; pushed ({_jobs(total)}, closest{among} first):"]
     for job in ranked[:_SHOWN_JOBS]:
         lines.append(f"  {_describe_job(job)}")
         differences = filters.differences(job)
@@ -133,8 +148,8 @@ def missing_message(
                     for name, (wanted, got) in differences.items()
                 )
             )
-    if len(jobs) > _SHOWN_JOBS:
-        lines.append(f"  ... and {len(jobs) - _SHOWN_JOBS} more")
+    if total > _SHOWN_JOBS:
+        lines.append(f"  ... and {total - _SHOWN_JOBS} more")
     return "\n".join(lines)
 
 

@@ -3,21 +3,23 @@ caller's connection sees it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chancy.database.engine import hot_connection
 from chancy.errors import ChancyError
 from chancy.jobs import QueuedJob
-from chancy.repository import JobRepository
+from chancy.repository import HotExecutable, JobRepository
+from chancy.repository.runner import sqlstate_of
 from chancy.states import JobState
 from chancy.testing._match import (
     JOBS_READ_MAX,
     Filters,
     missing_message,
-    select,
     unexpected_message,
 )
 
@@ -27,20 +29,68 @@ if TYPE_CHECKING:
 __all__ = ["assert_pushed", "pushed_jobs", "refute_pushed"]
 
 _jobs = JobRepository()
+_ABORTED = "25P02"  # in_failed_sql_transaction
 
 
-async def _read(where: Chancy | AsyncSession | AsyncConnection) -> list[QueuedJob]:
-    """The newest jobs, newest first, as ``where`` sees them."""
-    if isinstance(where, AsyncConnection):
-        if where.closed:
-            raise ChancyError(
-                "assert_pushed got a closed AsyncConnection: it reads through the connection "
-                "the jobs were pushed in, so pass it while it is open (inside its `async "
-                "with engine.connect()` block)"
-            )
-        return await _jobs.newest(where, JOBS_READ_MAX)
-    if isinstance(where, AsyncSession):
-        return await _jobs.newest(where, JOBS_READ_MAX)
+@contextlib.asynccontextmanager
+async def _reading(where: Chancy | AsyncSession | AsyncConnection) -> AsyncIterator[HotExecutable]:
+    """Where to read the jobs ``where`` sees: its own open transaction, if it has one
+    (the jobs pushed in it are there, uncommitted); else a transaction of the helper's
+    own, ended afterwards, so that ``where`` is left as it was (a session or connection
+    the test goes on to ``begin()`` must not find a transaction begun)."""
+    with aborted_transaction_explained():
+        if isinstance(where, AsyncConnection):
+            async with _connection_reading(where) as connection:
+                yield connection
+        elif isinstance(where, AsyncSession):
+            async with _session_reading(where) as connection:
+                yield connection
+        else:
+            async with hot_connection(_chancy_of(where).engine) as connection:
+                yield connection
+
+
+@contextlib.asynccontextmanager
+async def _connection_reading(connection: AsyncConnection) -> AsyncIterator[HotExecutable]:
+    if connection.closed:
+        raise ChancyError(
+            "assert_pushed got a closed AsyncConnection: it reads through the connection "
+            "the jobs were pushed in, so pass it while it is open (inside its `async "
+            "with engine.connect()` block)"
+        )
+    if connection.in_transaction():
+        yield connection
+        return
+    transaction = await connection.begin()
+    try:
+        yield connection
+    finally:
+        await transaction.rollback()
+
+
+@contextlib.asynccontextmanager
+async def _session_reading(session: AsyncSession) -> AsyncIterator[HotExecutable]:
+    if session.in_transaction():
+        yield session
+        return
+    # No transaction: nothing uncommitted to see. Reading through the session would
+    # begin one (and hold a connection) that the test never asked for.
+    bind = session.bind
+    if isinstance(bind, AsyncConnection):
+        async with _connection_reading(bind) as connection:
+            yield connection
+    elif isinstance(bind, AsyncEngine):
+        async with bind.connect() as connection:
+            yield connection
+    else:
+        raise ChancyError(
+            "assert_pushed got an AsyncSession with no transaction open and no engine of "
+            "its own to read through; pass it while its transaction is open (after the "
+            "push, before the commit), or pass the Chancy to see committed jobs"
+        )
+
+
+def _chancy_of(where: object) -> Chancy:
     from chancy.app import Chancy
 
     if not isinstance(where, Chancy):
@@ -49,8 +99,24 @@ async def _read(where: Chancy | AsyncSession | AsyncConnection) -> list[QueuedJo
             f"AsyncConnection, not {type(where).__name__}; for a sync Session use "
             "chancy.testing.sync"
         )
-    async with hot_connection(where.engine) as connection:
-        return await _jobs.newest(connection, JOBS_READ_MAX)
+    return where
+
+
+@contextlib.contextmanager
+def aborted_transaction_explained() -> Iterator[None]:
+    """Say what to do when the caller's transaction was aborted by a failed statement:
+    PostgreSQL refuses every statement in it until it is rolled back."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if sqlstate_of(exc) != _ABORTED:
+            raise
+        raise ChancyError(
+            "assert_pushed cannot read through this transaction: an earlier statement in it "
+            "failed, and PostgreSQL ignores every statement until it is rolled back (its "
+            "pushes are lost with it). Check the jobs before the statement that fails, or "
+            "roll back and check that nothing was pushed"
+        ) from exc
 
 
 async def pushed_jobs(
@@ -68,7 +134,8 @@ async def pushed_jobs(
     ``kwargs`` matches as a subset (only the keys given are compared, after a JSON round
     trip as the job stores them); the other filters match exactly."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    return select(await _read(where), filters)
+    async with _reading(where) as connection:
+        return await _jobs.matching(connection, filters.query())
 
 
 async def assert_pushed(
@@ -85,8 +152,14 @@ async def assert_pushed(
     or, with ``count``, when not exactly ``count`` do. The message lists what was pushed,
     the closest candidates first, each with the keys that differ."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    jobs = await _read(where)
-    return check_pushed(jobs, filters, count)
+    check_count(count)
+    async with _reading(where) as connection:
+        matched = await _jobs.matching(connection, filters.query())
+        if not missed(matched, count):
+            return matched
+        candidates = await _jobs.newest(connection, JOBS_READ_MAX)
+        total = await _jobs.count_all(connection)
+    raise AssertionError(missing_message(candidates, total, filters, len(matched), count))
 
 
 async def refute_pushed(
@@ -100,22 +173,18 @@ async def refute_pushed(
 ) -> None:
     """``AssertionError`` if a job matches (see :func:`pushed_jobs`), listing them."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    check_not_pushed(await _read(where), filters)
-
-
-def check_pushed(jobs: list[QueuedJob], filters: Filters, count: int | None) -> list[QueuedJob]:
-    """The matches among ``jobs`` (newest first), or the ``AssertionError`` of
-    :func:`assert_pushed`."""
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-        raise ChancyError(f"count= takes a number of jobs (0 or more), not {count!r}")
-    matched = select(jobs, filters)
-    if (count is None and not matched) or (count is not None and len(matched) != count):
-        raise AssertionError(missing_message(jobs, filters, len(matched), count))
-    return matched
-
-
-def check_not_pushed(jobs: list[QueuedJob], filters: Filters) -> None:
-    """The ``AssertionError`` of :func:`refute_pushed`, if a job of ``jobs`` matches."""
-    matched = select(jobs, filters)
+    async with _reading(where) as connection:
+        matched = await _jobs.matching(connection, filters.query())
     if matched:
         raise AssertionError(unexpected_message(matched, filters))
+
+
+def check_count(count: int | None) -> None:
+    """Refuse a ``count=`` that is no number of jobs."""
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ChancyError(f"count= takes a number of jobs (0 or more), not {count!r}")
+
+
+def missed(matched: list[QueuedJob], count: int | None) -> bool:
+    """Whether ``assert_pushed`` fails with these matches."""
+    return not matched if count is None else len(matched) != count

@@ -10,21 +10,22 @@ and connects as it does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from chancy.errors import ChancyError
 from chancy.jobs import Job, QueuedJob
-from chancy.repository import JobRepository
+from chancy.repository import JobRepository, SyncExecutable
 from chancy.states import JobState
 from chancy.testing import _drain, _run
 from chancy.testing._drain import DrainResult
 from chancy.testing._loop import run_sync
-from chancy.testing._match import JOBS_READ_MAX, Filters, select
-from chancy.testing._pushed import check_not_pushed, check_pushed
+from chancy.testing._match import JOBS_READ_MAX, Filters, missing_message, unexpected_message
+from chancy.testing._pushed import aborted_transaction_explained, check_count, missed
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -34,21 +35,61 @@ __all__ = ["DrainResult", "assert_pushed", "drain", "pushed_jobs", "refute_pushe
 _jobs = JobRepository()
 
 
-def _read(where: Session | Connection) -> list[QueuedJob]:
-    if isinstance(where, Connection):
-        if where.closed:
+@contextlib.contextmanager
+def _reading(where: Session | Connection) -> Iterator[SyncExecutable]:
+    """Where to read the jobs ``where`` sees: its open transaction, else one of the
+    helper's own, ended afterwards (``where`` is left as it was)."""
+    with aborted_transaction_explained():
+        if isinstance(where, Connection):
+            with _connection_reading(where) as connection:
+                yield connection
+        elif isinstance(where, Session):
+            with _session_reading(where) as connection:
+                yield connection
+        else:
             raise ChancyError(
-                "assert_pushed got a closed Connection: it reads through the connection the "
-                "jobs were pushed in, so pass it while it is open (inside its `with "
-                "engine.connect()` block)"
+                f"chancy.testing.sync reads jobs through a sync Session or Connection, not "
+                f"{type(where).__name__}; for a Chancy, an AsyncSession or an AsyncConnection "
+                "use chancy.testing"
             )
-    elif not isinstance(where, Session):
+
+
+@contextlib.contextmanager
+def _connection_reading(connection: Connection) -> Iterator[SyncExecutable]:
+    if connection.closed:
         raise ChancyError(
-            f"chancy.testing.sync reads jobs through a sync Session or Connection, not "
-            f"{type(where).__name__}; for a Chancy, an AsyncSession or an AsyncConnection "
-            "use chancy.testing"
+            "assert_pushed got a closed Connection: it reads through the connection the "
+            "jobs were pushed in, so pass it while it is open (inside its `with "
+            "engine.connect()` block)"
         )
-    return _jobs.newest_sync(where, JOBS_READ_MAX)
+    if connection.in_transaction():
+        yield connection
+        return
+    transaction = connection.begin()
+    try:
+        yield connection
+    finally:
+        transaction.rollback()
+
+
+@contextlib.contextmanager
+def _session_reading(session: Session) -> Iterator[SyncExecutable]:
+    if session.in_transaction():
+        yield session
+        return
+    bind = session.bind
+    if isinstance(bind, Connection):
+        with _connection_reading(bind) as connection:
+            yield connection
+    elif isinstance(bind, Engine):
+        with bind.connect() as connection:
+            yield connection
+    else:
+        raise ChancyError(
+            "assert_pushed got a Session with no transaction open and no engine of its own "
+            "to read through; pass it while its transaction is open (after the push, before "
+            "the commit)"
+        )
 
 
 def pushed_jobs(
@@ -62,7 +103,8 @@ def pushed_jobs(
 ) -> list[QueuedJob]:
     """:func:`chancy.testing.pushed_jobs` on a sync ``Session`` or ``Connection``."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    return select(_read(where), filters)
+    with _reading(where) as connection:
+        return _jobs.matching_sync(connection, filters.query())
 
 
 def assert_pushed(
@@ -77,7 +119,14 @@ def assert_pushed(
 ) -> list[QueuedJob]:
     """:func:`chancy.testing.assert_pushed` on a sync ``Session`` or ``Connection``."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    return check_pushed(_read(where), filters, count)
+    check_count(count)
+    with _reading(where) as connection:
+        matched = _jobs.matching_sync(connection, filters.query())
+        if not missed(matched, count):
+            return matched
+        candidates = _jobs.newest_sync(connection, JOBS_READ_MAX)
+        total = _jobs.count_all_sync(connection)
+    raise AssertionError(missing_message(candidates, total, filters, len(matched), count))
 
 
 def refute_pushed(
@@ -91,7 +140,10 @@ def refute_pushed(
 ) -> None:
     """:func:`chancy.testing.refute_pushed` on a sync ``Session`` or ``Connection``."""
     filters = Filters.of(func=func, kwargs=kwargs, queue=queue, priority=priority, state=state)
-    check_not_pushed(_read(where), filters)
+    with _reading(where) as connection:
+        matched = _jobs.matching_sync(connection, filters.query())
+    if matched:
+        raise AssertionError(unexpected_message(matched, filters))
 
 
 def drain(

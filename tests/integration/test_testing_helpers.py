@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -32,13 +31,7 @@ from tests.support import drained
 from tests.support.drained import RAN, echo, fail, push_child, record, record_sync
 from tests.support.waiting import until_async
 
-
-@pytest.fixture(autouse=True)
-def _fresh_records() -> Iterator[None]:
-    drained.reset()
-    yield
-    drained.reset()
-    drained.PUSHER = None
+pytestmark = pytest.mark.usefixtures("fresh_records")
 
 
 def job(name: str, **changes: object) -> Job:

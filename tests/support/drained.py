@@ -1,9 +1,15 @@
-"""Job functions for the tests of chancy.testing: they record their runs in this module."""
+"""Job functions for the tests of chancy.testing: they record their runs in this module.
+
+A plugin of the test suite (``tests/conftest.py``): its fixture ``fresh_records`` empties
+the record around a test."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from chancy.jobs import Job, QueuedJob
 
@@ -13,6 +19,16 @@ PUSHER: Any = None  # the Chancy a job pushes with (set by the test)
 
 def reset() -> None:
     RAN.clear()
+
+
+@pytest.fixture
+def fresh_records() -> Iterator[None]:
+    """An empty record before and after the test, and no pusher left set."""
+    global PUSHER
+    reset()
+    yield
+    reset()
+    PUSHER = None
 
 
 async def record(name: str) -> str:
