@@ -149,13 +149,13 @@ def _release_statement() -> sa.Executable:
 
 
 def _unclaim_statement() -> sa.Executable:
-    """Undo claims whose jobs never started (:func:`chancy.testing.drain` holding back
-    jobs pushed during a drain that is not recursive): ready again, as before the claim,
-    the attempt not counted."""
-    held = _held()
+    """Undo the claims of one claimer whose jobs never started (:func:`chancy.testing.drain`
+    at its end: the jobs it held back, and one whose claim it never saw because it was
+    cancelled meanwhile): ready again, as before the claim, the attempt not counted."""
     unclaimed = (
         sa.update(jobs)
-        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .where(jobs.c.worker_id == sa.bindparam("p_worker_id", type_=sa.Text))
+        .where(jobs.c.state == RUNNING)
         .values(
             state=PENDING,
             attempts=jobs.c.attempts - 1,
@@ -220,14 +220,11 @@ class AttemptRepository(Repository):
         rows = await _RELEASE.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
         return {row["id"] for row in rows}
 
-    async def unclaim_many_if_running(
-        self, conn: HotExecutable, attempts: Sequence[Attempt]
-    ) -> set[int]:
-        """Make the jobs of ``attempts``, claimed but never started, ready again as they
-        were before the claim (the attempt not counted); returns the ids given back."""
-        if not attempts:
-            return set()
-        rows = await _UNCLAIM.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
+    async def unclaim_all_of(self, conn: HotExecutable, worker_id: str) -> set[int]:
+        """Make the running jobs ``worker_id`` claimed, none of which it started (it
+        must know that), ready again as they were before the claim (the attempt not
+        counted); returns the ids given back."""
+        rows = await _UNCLAIM.rows(conn, {"p_worker_id": worker_id}, timeouts=self.timeouts)
         return {row["id"] for row in rows}
 
 

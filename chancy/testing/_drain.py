@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -29,10 +30,21 @@ from chancy.worker import outcomes
 if TYPE_CHECKING:
     from chancy.app import Chancy
 
-__all__ = ["DrainResult", "drain"]
+__all__ = ["RECURSIVE_RUNS_MAX", "DrainResult", "drain"]
 
 # A drain runs one job at a time; its lease only matters if the test process dies.
 _LEASE_SECONDS = 300.0
+
+RECURSIVE_RUNS_MAX = 10_000
+"""The jobs pushed during a drain (by the jobs it ran) that a recursive drain without
+``limit`` runs before it takes them for an endless chain and raises."""
+
+_ENDLESS = (
+    f"drain ran {RECURSIVE_RUNS_MAX} jobs that the drained jobs pushed, and they push "
+    "still more: a job that pushes a job each time it runs keeps a recursive drain going "
+    "forever. Pass limit= to run at most that many attempts (any number), or "
+    "recursive=False to leave the jobs they push ready"
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,7 +87,10 @@ async def drain(
     ``with_scheduled``: also run scheduled and retrying jobs now, whatever their time
     (so a retried job runs again at once, until it succeeds or has no attempts left).
     ``raise_errors``: stop at the first job that raises, after writing its outcome, and
-    raise its exception. ``limit``: run at most that many attempts.
+    raise its exception. ``limit``: run at most that many attempts; without it, a
+    recursive drain that has run :data:`RECURSIVE_RUNS_MAX` jobs pushed during it raises
+    :class:`~chancy.errors.ChancyError` (jobs that push jobs forever would never let it
+    end).
 
     A job is never left ``running``: if the drain is interrupted (the test is cancelled,
     a job raises ``KeyboardInterrupt``), the job it was running is given back, ready.
@@ -119,26 +134,31 @@ class _Drain:
         self._attempts = AttemptRepository()
         self._jobs = JobRepository()
         self._maintenance = MaintenanceRepository()
-        self._held_back: list[Attempt] = []
         self._last: dict[int, QueuedJob] = {}
+        self._claiming: asyncio.Future[QueuedJob | None] | None = None
 
     async def run(self, *, raise_errors: bool, limit: int | None) -> DrainResult:
-        newest = None if self.recursive else await self._newest_id()
+        newest = await self._newest_id()
+        pushed_meanwhile = 0
         executor = AsyncioExecutor(1, allowed=self.chancy.allowed)
         await executor.start()
         try:
             while limit is None or self.result.ran < limit:
-                job = await self._claim_next()
+                job = await self._claim_to_the_end()
                 if job is None:
                     break
-                if newest is not None and job.id > newest:
-                    self._held_back.append(Attempt(job.id, job.attempts))
-                    continue
+                if job.id > newest:
+                    if not self.recursive:
+                        continue  # held back: its claim is undone at the end
+                    pushed_meanwhile += 1
+                    if limit is None and pushed_meanwhile > RECURSIVE_RUNS_MAX:
+                        raise ChancyError(_ENDLESS)
                 error = await self._run_one(job, executor)
                 if error is not None and raise_errors:
                     raise error
         finally:
-            await self._give_back_held()
+            # Also a claim whose answer a cancellation cut off: never left running.
+            await asyncio.shield(self._unclaim_all())
             await executor.stop()
         self.result.jobs = list(self._last.values())
         return self.result
@@ -147,6 +167,12 @@ class _Drain:
         async with hot_connection(self.chancy.engine) as connection:
             newest = await self._jobs.newest(connection, 1)
         return newest[0].id if newest else 0
+
+    async def _claim_to_the_end(self) -> QueuedJob | None:
+        """:meth:`_claim_next`, which a cancellation does not cut short: cut off, the claim
+        may still commit on the server after the drain has undone its claims."""
+        self._claiming = asyncio.ensure_future(self._claim_next())
+        return await asyncio.shield(self._claiming)
 
     async def _claim_next(self) -> QueuedJob | None:
         """Claim the job a worker would run next: from the queue whose first ready job
@@ -206,16 +232,14 @@ class _Drain:
                 connection, [Attempt(job.id, job.attempts)]
             )
 
-    async def _give_back_held(self) -> None:
-        """Undo the claims of the jobs held back (a drain that is not recursive), even
-        when the drain is being cancelled."""
-        if self._held_back:
-            held, self._held_back = self._held_back, []
-            await asyncio.shield(self._unclaim(held))
-
-    async def _unclaim(self, held: list[Attempt]) -> None:
+    async def _unclaim_all(self) -> None:
+        """Undo the claims of the jobs this drain claimed and never started: those held
+        back (a drain that is not recursive), and one whose claim was cut off."""
+        if self._claiming is not None:
+            with contextlib.suppress(Exception):  # raised to the drain already
+                await self._claiming
         async with hot_connection(self.chancy.engine) as connection:
-            await self._attempts.unclaim_many_if_running(connection, held)
+            await self._attempts.unclaim_all_of(connection, self.worker_id)
 
     async def _record(self, job: QueuedJob, outcome: Outcome) -> None:
         async with hot_connection(self.chancy.engine) as connection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ async def run_job(
             )
         job = job_or_func
     else:
+        _check_no_allowed_parameter(job_or_func, allowed)
         job = Job.from_func(job_or_func, kwargs=kwargs)
     running = queued(job)
     permitted = AllowedFunctions.of(allowed)
@@ -81,3 +83,19 @@ async def run_job(
         message = (outcome.error or {}).get("message", "the job's result cannot be stored")
         raise ResultNotStorableError(message)
     return outcome.result
+
+
+def _check_no_allowed_parameter(fn: Callable[..., Any], allowed: Iterable[str] | None) -> None:
+    """``run_job(fn, allowed=...)`` names run_job's patterns, never ``fn``'s argument:
+    refuse the call when ``fn`` takes an ``allowed`` too, rather than run it without."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return  # no signature to read: Job.from_func says what is wrong with fn
+    if allowed is not None and "allowed" in parameters:
+        raise ChancyError(
+            f"run_job(fn, allowed=...) gives run_job its allowed-function patterns, but "
+            f"{getattr(fn, '__name__', fn)!r} takes a parameter 'allowed' too; pass its "
+            "argument in a Job: run_job(Job.from_func(fn, kwargs={'allowed': ...}), "
+            "allowed=[...])"
+        )

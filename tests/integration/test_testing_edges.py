@@ -1,8 +1,12 @@
 """chancy.testing used the way an unlucky test suite uses it: sessions with no transaction
 or an aborted one, databases with more jobs than a helper reads at once, filters no job
-could match, drains cancelled anywhere or fed forever."""
+could match, drains cancelled mid-claim or fed forever, run_job of a function that takes
+``allowed``."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine as create_sync_engine
@@ -15,9 +19,12 @@ from sqlalchemy.orm import Session
 from chancy import Job
 from chancy.app import Chancy
 from chancy.errors import ChancyError, InvalidKwargsError
+from chancy.repository import ClaimRepository
 from chancy.sync import push as sync_push
-from chancy.testing import assert_pushed, pushed_jobs, refute_pushed
+from chancy.testing import _drain as chancy_testing_drain
+from chancy.testing import assert_pushed, drain, pushed_jobs, refute_pushed, run_job
 from chancy.testing import sync as testing_sync
+from tests.support import drained
 from tests.support.drained import echo, record
 
 pytestmark = pytest.mark.usefixtures("fresh_records")
@@ -143,3 +150,55 @@ async def test_filters_no_job_could_match_are_refused(chancy: Chancy) -> None:
         await refute_pushed(chancy, priority=True)
     with pytest.raises(ChancyError, match="queue= takes a queue's name"):
         await pushed_jobs(chancy, queue=5)  # type: ignore[arg-type]
+
+
+# drain and run_job ------------------------------------------------------------------------
+
+
+async def test_a_drain_cancelled_once_its_claim_is_made_leaves_no_job_running(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claimed, answered = asyncio.Event(), asyncio.Event()
+    claim = ClaimRepository.claim_available
+
+    async def claim_then_wait(self: ClaimRepository, *args: Any, **kwargs: Any) -> Any:
+        jobs = await claim(self, *args, **kwargs)
+        if jobs:  # committed: the drain is cancelled before the answer reaches it
+            claimed.set()
+            await answered.wait()
+        return jobs
+
+    monkeypatch.setattr(ClaimRepository, "claim_available", claim_then_wait)
+    reference = await chancy.push(job("a"))
+    draining = asyncio.create_task(drain(chancy))
+    await claimed.wait()
+    draining.cancel()
+    answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await draining
+    stored = await chancy.get_job(reference)
+    assert stored is not None
+    assert (stored.state, stored.attempts, stored.worker_id) == ("pending", 0, None)
+    assert drained.RAN == []
+
+
+async def test_a_recursive_drain_of_jobs_that_push_themselves_stops_with_an_error(
+    chancy: Chancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chancy_testing_drain, "RECURSIVE_RUNS_MAX", 5)
+    drained.PUSHER = chancy
+    await chancy.push(Job.from_func(drained.push_itself, kwargs={"name": "again"}))
+    with pytest.raises(ChancyError, match=r"push still more.*Pass limit="):
+        await drain(chancy)
+    assert len(drained.RAN) == 6  # the first job, then the five it pushed in turn
+    await refute_pushed(chancy, state="running")
+    (left,) = await assert_pushed(chancy, state="pending")
+    assert left.attempts == 0
+    assert (await drain(chancy, limit=20)).succeeded == 20  # limit= runs on, as asked
+
+
+async def test_run_job_of_a_function_taking_allowed_says_to_use_a_job() -> None:
+    with pytest.raises(ChancyError, match="takes a parameter 'allowed' too; pass its argument"):
+        await run_job(drained.takes_allowed, allowed=["tests.*"])
+    job_with_allowed = Job.from_func(drained.takes_allowed, kwargs={"allowed": ["x"]})
+    assert await run_job(job_with_allowed, allowed=["tests.*"]) == ["x"]

@@ -76,3 +76,12 @@ def unstorable() -> object:
 async def record_kw(name: str, n: int = 0) -> str:
     RAN.append(name)
     return name
+
+
+async def push_itself(name: str) -> None:
+    RAN.append(name)
+    await PUSHER.push(Job.from_func(push_itself, kwargs={"name": name}))
+
+
+def takes_allowed(allowed: list[str]) -> list[str]:
+    return allowed
