@@ -1,5 +1,5 @@
-"""Sessions that people and CI both use: `nox -s lint tests` (the default) is what CI
-(`bash .ci/run`) runs; and, on demand, `nox -s example`, `nox -s benchmarks`,
+"""Sessions that people and CI both use: `nox -s lint tests testing_app` (the default)
+is what CI (`bash .ci/run`) runs; and, on demand, `nox -s example`, `nox -s benchmarks`,
 `nox -s chaos`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import socket
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "testing_app"]
 nox.options.default_venv_backend = "venv"
 
 MACHINE_POSTGRES = ("127.0.0.1", 5432)
@@ -33,6 +33,28 @@ def tests(session: nox.Session) -> None:
         session.run("python", "-m", "pytest", *session.posargs, env={"CHANCY_TEST_DSN": dsn})
     else:
         session.log("no PostgreSQL at 127.0.0.1:5432 and no CHANCY_TEST_DSN: second run skipped")
+
+
+@nox.session
+def testing_app(session: nox.Session) -> None:
+    """examples/testing_app's own suite (chancy.testing and its pytest plugin, as an app
+    uses them): 20 rounds in two processes side by side (pytest-xdist), on the embedded
+    PostgreSQL, so that databases per process never collide."""
+    session.install("-e", ".[test]")
+    session.chdir("examples/testing_app")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--count",
+        "20",
+        env={"CHANCY_TEST_DSN": ""},
+    )
 
 
 @nox.session

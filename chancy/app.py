@@ -27,7 +27,13 @@ from chancy import migrations
 from chancy.allowed import AllowedFunctions
 from chancy.cron import Cron
 from chancy.database.dsn import describe, resolve_url, secrets_of
-from chancy.database.engine import check_reachable, create_engine, hot_connection, retry_once
+from chancy.database.engine import (
+    check_reachable,
+    create_engine,
+    hot_connection,
+    retry_once,
+    twin_engine,
+)
 from chancy.database.timeouts import (
     LOCK_TIMEOUT_DEFAULT,
     STATEMENT_TIMEOUT_DEFAULT,
@@ -205,6 +211,28 @@ class Chancy:
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+
+    def replica(self) -> Chancy:
+        """A Chancy configured as this one (its database, queues, schedules, allowed
+        functions, limits and timeouts) with connections of its own, for another event
+        loop: asyncio connections belong to the loop that opened them. An engine the
+        application gave is twinned (:func:`~chancy.database.engine.twin_engine`), and
+        the replica disposes of its twin when closed; this Chancy is left as it is."""
+        engine = twin_engine(self._engine) if not self._owns_engine and self._engine else None
+        replica = Chancy(
+            None if engine is not None else self._dsn,
+            engine=engine,
+            queues=self.queues,
+            schedules=self.schedules,
+            prune_schedules=self.prune_schedules,
+            engine_options=self._engine_options,
+            allowed=self.allowed.patterns,
+            max_kwargs_bytes=self.max_kwargs_bytes,
+            lock_timeout=self.timeouts.lock,
+            statement_timeout=self.timeouts.statement,
+        )
+        replica._owns_engine = True
+        return replica
 
     @property
     def engine(self) -> AsyncEngine:

@@ -41,6 +41,7 @@ __all__ = [
     "LockTimeoutError",
     "PermissionDeniedError",
     "QueueNotEmptyError",
+    "ResultNotStorableError",
     "SchemaError",
     "StatementTimeoutError",
     "UniqueKeyHeldError",
@@ -128,6 +129,12 @@ class FunctionNotImportableError(ChancyError):
     function, or raises when imported. The job is left for a worker that can import it;
     start the worker where the module is importable (the app's directory, or with
     PYTHONPATH set), or pass `chancy worker --app module:chancy`."""
+
+
+class ResultNotStorableError(ChancyError):
+    """A job returned a value chancy cannot store as its result (not JSON, or holding what
+    PostgreSQL's jsonb refuses); in a worker the job fails, without a retry. Return str,
+    int, float, bool, None, or lists and dicts of them."""
 
 
 class UniqueKeyHeldError(ChancyError):

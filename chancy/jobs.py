@@ -33,6 +33,8 @@ __all__ = [
     "Job",
     "QueuedJob",
     "Reference",
+    "frozen_json_object",
+    "json_text",
     "many_jobs",
     "one_job",
 ]
@@ -93,8 +95,8 @@ class Job:
         if not isinstance(self.func, str) or not self.func:
             raise InvalidJobError("func must be a dotted name; create jobs with Job.from_func(fn)")
         set_ = object.__setattr__
-        set_(self, "kwargs", _frozen_json_object(self.kwargs, "kwargs", InvalidKwargsError))
-        set_(self, "meta", _frozen_json_object(self.meta, "meta", InvalidJobError))
+        set_(self, "kwargs", frozen_json_object(self.kwargs, "kwargs", InvalidKwargsError))
+        set_(self, "meta", frozen_json_object(self.meta, "meta", InvalidJobError))
         validate_queue_name(self.queue)
         _check_int(self.priority, "priority", _INT32)
         _check_int(self.max_attempts, "max_attempts", range(1, 2**31))
@@ -460,10 +462,11 @@ def _check_key_limit(key: str | None, limit: int | None, what: str) -> None:
     _check_int(limit, f"the {what} limit", range(1, 2**31))
 
 
-def _frozen_json_object(
+def frozen_json_object(
     value: Mapping[str, Any], what: str, error: type[InvalidJobError]
 ) -> Mapping[str, Any]:
-    """A read-only copy of ``value`` exactly as it will come back from the database."""
+    """A read-only copy of ``value`` exactly as it will come back from the database;
+    ``error`` names what PostgreSQL could not store (``what`` and the key at fault)."""
     if value is _EMPTY:
         return value
     _check_str_keys(value, what, error)
@@ -471,7 +474,7 @@ def _frozen_json_object(
         _check_text(key, f"{what} key {key!r}", error)
         try:
             json.dumps(item, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise error(
                 f"{what}[{key!r}] cannot be stored as JSON ({exc}); pass str, int, float, bool, "
                 "None, or lists and dicts of them"

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
-from chancy import migrations
 from chancy.app import Chancy
-from chancy.database import create_engine, resolve_url
+from chancy.database import resolve_url
 from chancy.queue import Queue
+from chancy.testing.databases import migrated_template
 from tests.support.servers import (
     create_database,
     drop_database,
@@ -28,6 +27,9 @@ from tests.support.servers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytester: tests/acceptance/test_pytest_plugin.py runs a suite of its own;
+# tests.support.drained: the fixture of the chancy.testing tests (fresh_records).
+pytest_plugins = ["pytester", "tests.support.drained"]
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +40,7 @@ def server_url() -> Iterator[URL]:
 
 @pytest.fixture(scope="session")
 def template_database(server_url: URL) -> Iterator[str]:
-    name = unique_database_name("chancy_template")
-
-    async def build() -> None:
-        url = await create_database(server_url, name)
-        engine = create_engine(resolve_url(url), poolclass=NullPool)
-        try:
-            await migrations.upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(build())
+    name = asyncio.run(migrated_template(server_url))
     yield name
     asyncio.run(drop_database(server_url, name))
 

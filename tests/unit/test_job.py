@@ -154,6 +154,14 @@ def test_nan_is_not_json() -> None:
         Job.from_func(tasks.anything, kwargs={"ratio": math.nan})
 
 
+def test_kwargs_nested_deeper_than_json_can_encode_name_the_key() -> None:
+    deep: object = 0
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(InvalidKwargsError, match=r"kwargs\['tree'\] cannot be stored as JSON"):
+        Job.from_func(tasks.anything, kwargs={"tree": deep})
+
+
 def test_non_string_keys_are_rejected() -> None:
     with pytest.raises(InvalidKwargsError, match="JSON keys must be str"):
         Job.from_func(tasks.anything, kwargs={1: "x"})  # type: ignore[dict-item]
