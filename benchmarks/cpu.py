@@ -92,22 +92,25 @@ class CpuUsage:
     machine: float
     cpus: int
 
-    def describe(self) -> str:
-        """``workers 96 %, 94 % of a CPU; server 160 %; machine 198 % of 200 % (2 CPUs)``."""
-        workers = ", ".join(f"{value:.0f} %" for value in self.workers)
+    def describe(self, processes: str = "worker(s)") -> str:
+        """``CPU over 6.0 s: worker(s) 96 %, 94 % of a CPU; server 160 %; machine 198 % of
+        200 % (2 CPUs)``; ``processes`` names the measured processes."""
+        measured = ", ".join(f"{value:.0f} %" for value in self.workers)
+        measured = f"{processes} {measured} of a CPU; " if self.workers else ""
         server = "not measured" if self.server is None else f"{self.server:.0f} %"
         return (
-            f"CPU over {self.seconds:.1f} s: worker(s) {workers} of a CPU; server {server}; "
+            f"CPU over {self.seconds:.1f} s: {measured}server {server}; "
             f"machine {self.machine:.0f} % of {100 * self.cpus} % ({self.cpus} CPUs)"
         )
 
-    def as_extra(self) -> dict[str, object]:
-        """The figures for a result's JSON line."""
+    def as_extra(self, prefix: str = "cpu", processes: str = "workers") -> dict[str, object]:
+        """The figures for a result's JSON line, their keys starting with ``prefix``;
+        ``processes`` names the measured processes."""
         return {
-            "cpu_window_s": self.seconds,
-            "cpu_workers_pct": [round(value, 1) for value in self.workers],
-            "cpu_server_pct": self.server,
-            "cpu_machine_pct": self.machine,
+            f"{prefix}_window_s": self.seconds,
+            f"{prefix}_{processes}_pct": [round(value, 1) for value in self.workers],
+            f"{prefix}_server_pct": self.server,
+            f"{prefix}_machine_pct": self.machine,
             "cpus": self.cpus,
         }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks import ceilings, tasks
 from benchmarks.context import NOOP, PENDING_COUNT, Context, expect_count
-from benchmarks.cpu import find_postmaster
+from benchmarks.cpu import CpuMeter, CpuUsage, find_postmaster
 from benchmarks.pgbench import find_pgbench, insert_ceiling, pgbench_version
 from benchmarks.report import PeerFigure, Result, fmt_rate
 from benchmarks.server import Database
@@ -90,25 +91,55 @@ async def warm_up(push: Push, producers: int) -> None:
     await asyncio.gather(*(producer() for _ in range(producers)))
 
 
-async def produce(push: Push, producers: int, jobs_per_producer: int) -> tuple[float, float]:
-    """``producers`` tasks each pushing ``jobs_per_producer`` jobs, one per call; returns
-    the wall-clock start and end."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """One run of producers: its wall-clock start and end (``time.time()``, one clock for
+    every process of the machine) and the CPU seconds its process used meanwhile."""
+
+    started: float
+    finished: float
+    cpu: float
+
+
+async def produce(push: Push, producers: int, jobs_per_producer: int) -> Span:
+    """``producers`` tasks each pushing ``jobs_per_producer`` jobs, one per call."""
 
     async def producer() -> None:
         for _ in range(jobs_per_producer):
             await push(tasks.QUEUE)
 
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     await asyncio.gather(*(producer() for _ in range(producers)))
-    return started, time.time()
+    return Span(started=started, finished=time.time(), cpu=time.process_time() - cpu)
 
 
-async def produce_in_one_process(library: str, dsn: str, jobs_per_producer: int) -> float:
-    """(a): :data:`PRODUCERS` tasks in this process; jobs/s."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Way:
+    """One way of pushing in S7 ((a) or (b)): jobs/s, and the CPU the producer processes
+    (each), the server and the machine used while they pushed."""
+
+    rate: float
+    cpu: CpuUsage
+
+    @classmethod
+    def of(cls, jobs: int, spans: Sequence[Span], usage: CpuUsage) -> Way:
+        """From the spans of the producer processes (jobs/s from the first start to the
+        last end) and the server's and machine's usage over the same time."""
+        seconds = max(span.finished for span in spans) - min(span.started for span in spans)
+        producers = tuple(100 * span.cpu / seconds for span in spans)
+        return cls(rate=jobs / seconds, cpu=dataclasses.replace(usage, workers=producers))
+
+
+async def produce_in_one_process(
+    library: str, dsn: str, jobs_per_producer: int, meter: CpuMeter
+) -> Way:
+    """(a): :data:`PRODUCERS` tasks in this process."""
     async with pusher(library, dsn, PRODUCERS) as push:
         await warm_up(push, PRODUCERS)
-        started, finished = await produce(push, PRODUCERS, jobs_per_producer)
-    return PRODUCERS * jobs_per_producer / (finished - started)
+        before = meter.sample()
+        span = await produce(push, PRODUCERS, jobs_per_producer)
+        usage = CpuMeter.usage(before, meter.sample())
+    return Way.of(PRODUCERS * jobs_per_producer, [span], usage)
 
 
 class ErrorRecords(logging.Handler):
@@ -146,9 +177,11 @@ def errors_logged() -> Iterator[ErrorRecords]:
         root.removeHandler(handler)
 
 
-async def produce_in_processes(library: str, dsn: str, jobs_per_producer: int) -> float:
+async def produce_in_processes(
+    library: str, dsn: str, jobs_per_producer: int, meter: CpuMeter
+) -> Way:
     """(b): :data:`PROCESSES` producer processes of ``PRODUCERS / PROCESSES`` tasks each,
-    started together once all are ready; jobs/s from the first start to the last end."""
+    started together once all are ready."""
     per_process = PRODUCERS // PROCESSES
     command = [
         sys.executable,
@@ -179,36 +212,42 @@ async def produce_in_processes(library: str, dsn: str, jobs_per_producer: int) -
             for log in logs
         ]
         try:
+            await wait_ready(processes, logs)
+            before = meter.sample()
             spans = await run_processes(processes, logs)
+            usage = CpuMeter.usage(before, meter.sample())
         finally:
             for process in processes:
                 if process.returncode is None:
                     process.kill()
                     await process.wait()
-    started = min(span[0] for span in spans)
-    finished = max(span[1] for span in spans)
-    return PRODUCERS * jobs_per_producer / (finished - started)
+    return Way.of(PRODUCERS * jobs_per_producer, spans, usage)
 
 
-async def run_processes(
+async def wait_ready(
     processes: Sequence[asyncio.subprocess.Process], logs: Sequence[IO[bytes]]
-) -> list[tuple[float, float]]:
-    """Wait until every producer is ready, start them all, collect their spans."""
+) -> None:
+    """Wait until every producer process has connected and warmed up."""
     for process, log in zip(processes, logs, strict=True):
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), READY_TIMEOUT)
         if line.strip() != b"ready":
             await process.wait()
             raise RuntimeError(f"a producer process did not start:\n{log_tail(log)}")
+
+
+async def run_processes(
+    processes: Sequence[asyncio.subprocess.Process], logs: Sequence[IO[bytes]]
+) -> list[Span]:
+    """Start the ready producers all at once; their spans when they are done."""
     outputs = await asyncio.gather(*(process.communicate(b"go\n") for process in processes))
-    spans: list[tuple[float, float]] = []
+    spans: list[Span] = []
     for process, log, (output, _) in zip(processes, logs, outputs, strict=True):
         if process.returncode != 0:
             raise RuntimeError(
                 f"a producer process exited with {process.returncode}:\n{log_tail(log)}"
             )
-        span = json.loads(output)
-        spans.append((float(span["started"]), float(span["finished"])))
+        spans.append(Span(**json.loads(output)))
     return spans
 
 
@@ -224,8 +263,8 @@ async def producer_process(library: str, tasks_here: int, jobs_per_producer: int
         await warm_up(push, tasks_here)
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        started, finished = await produce(push, tasks_here, jobs_per_producer)
-    print(json.dumps({"started": started, "finished": finished}), flush=True)
+        span = await produce(push, tasks_here, jobs_per_producer)
+    print(json.dumps(dataclasses.asdict(span)), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -246,29 +285,42 @@ async def both_ways(
     *,
     counted: str,
     notes: list[str],
-) -> tuple[float, float]:
+) -> tuple[Way, Way]:
     """(a) then (b) for ``library``; ``counted`` counts its pushed jobs (the queue or
-    entrypoint as its parameter), checked after each. Returns both jobs/s; errors logged
-    during (a) go into ``notes``."""
+    entrypoint as its parameter), checked after each. The CPU each way used, and errors
+    logged during (a), go into ``notes``."""
     count = PRODUCERS * jobs_per_producer
+    meter = CpuMeter([], await find_postmaster(database.dsn))
     connection = await database.connect()
     try:
         context.say(f"S7: {library}, {PRODUCERS} producer tasks in one process")
         with errors_logged() as errors:
-            one = await produce_in_one_process(library, database.dsn, jobs_per_producer)
+            one = await produce_in_one_process(library, database.dsn, jobs_per_producer, meter)
         notes.extend(errors.describe("a"))
         await expect_count(connection, f"{library} jobs", counted, tasks.QUEUE, expected=count)
         context.say(f"S7: {library}, {PROCESSES} processes x {PRODUCERS // PROCESSES} tasks")
-        several = await produce_in_processes(library, database.dsn, jobs_per_producer)
+        several = await produce_in_processes(library, database.dsn, jobs_per_producer, meter)
         await expect_count(connection, f"{library} jobs", counted, tasks.QUEUE, expected=2 * count)
     finally:
         await connection.close()
+    notes.append(f"a: {one.cpu.describe('producer process')}")
+    notes.append(f"b: {several.cpu.describe('producer processes')}")
     return one, several
 
 
-def both_text(one: float, several: float) -> str:
-    """The cell of both figures."""
-    return f"a {fmt_rate(one)} · b {fmt_rate(several)}"
+def fill_both(figure: Result | PeerFigure, one: Way, several: Way) -> None:
+    """The figure (the lower of both ways), its cell, and each way's figures for the
+    JSON line."""
+    figure.figure = min(one.rate, several.rate)
+    figure.figure_text = f"a {fmt_rate(one.rate)} · b {fmt_rate(several.rate)}"
+    figure.extra.update(
+        {
+            "a_jobs_per_s": one.rate,
+            "b_jobs_per_s": several.rate,
+            **one.cpu.as_extra("a_cpu", "producers"),
+            **several.cpu.as_extra("b_cpu", "producers"),
+        }
+    )
 
 
 async def sixteen_producers(context: Context, result: Result) -> None:
@@ -286,19 +338,15 @@ async def sixteen_producers(context: Context, result: Result) -> None:
             notes=result.notes,
         )
         await pgbench_ceiling(context, result, database)
-    result.figure, result.unit = min(one, several), "jobs/s"
-    result.figure_text = both_text(one, several)
-    result.extra.update(
-        jobs_per_way=count,
-        producers=PRODUCERS,
-        processes=PROCESSES,
-        a_jobs_per_s=one,
-        b_jobs_per_s=several,
-    )
-    if result.ceiling is not None:
+    result.unit = "jobs/s"
+    fill_both(result, one, several)
+    result.extra.update(jobs_per_way=count, producers=PRODUCERS, processes=PROCESSES)
+    if result.ceiling is not None and result.figure is not None:
         result.ratio = result.figure / result.ceiling
         result.met = result.ratio >= MINIMUM_RATIO
-        result.extra.update(a_ratio=one / result.ceiling, b_ratio=several / result.ceiling)
+        result.extra.update(
+            a_ratio=one.rate / result.ceiling, b_ratio=several.rate / result.ceiling
+        )
     result.notes.append(
         f"a: {PRODUCERS} asyncio tasks on one Chancy (its engine's default pool); b: "
         f"{PROCESSES} processes x {PRODUCERS // PROCESSES} tasks, one Chancy each; "
@@ -318,8 +366,7 @@ async def sixteen_producers(context: Context, result: Result) -> None:
                     counted=pgqueuer.QUEUED_COUNT,
                     notes=figure.notes,
                 )
-            figure.figure, figure.figure_text = min(a, b), both_text(a, b)
-            figure.extra.update(a_jobs_per_s=a, b_jobs_per_s=b)
+            fill_both(figure, a, b)
             figure.notes.append(
                 f"Queries.enqueue, one job per call, on an asyncpg pool of {PRODUCERS} "
                 f"connections (a) or {PRODUCERS // PROCESSES} per process (b)"
@@ -333,7 +380,8 @@ async def pgbench_ceiling(context: Context, result: Result, database: Database) 
     few seconds (5 at scale 1, at least 2); fills in the result's ceiling, or says why
     there is none."""
     seconds = context.scaled(PGBENCH_SECONDS, 2)
-    pgbench = find_pgbench(await find_postmaster(database.dsn))
+    postmaster = await find_postmaster(database.dsn)
+    pgbench = find_pgbench(postmaster)
     if pgbench is None:
         result.ceiling_text = "pgbench not found"
         result.notes.append(
@@ -345,6 +393,8 @@ async def pgbench_ceiling(context: Context, result: Result, database: Database) 
     try:
         await ceilings.create_plain_table(connection)
         context.say(f"S7: ceiling (pgbench, {PRODUCERS} clients)")
+        meter = CpuMeter([], postmaster)
+        before = meter.sample()
         run = await insert_ceiling(
             pgbench,
             database.url,
@@ -352,6 +402,7 @@ async def pgbench_ceiling(context: Context, result: Result, database: Database) 
             threads=PGBENCH_THREADS,
             seconds=seconds,
         )
+        usage = CpuMeter.usage(before, meter.sample())
         await expect_count(
             connection,
             "plain rows (pgbench's transactions)",
@@ -368,6 +419,7 @@ async def pgbench_ceiling(context: Context, result: Result, database: Database) 
         f"-T {seconds}: {run.transactions:,} transactions of one one-row INSERT ... RETURNING "
         "id each"
     )
+    result.notes.append(f"ceiling: {usage.describe()}")
 
 
 if __name__ == "__main__":

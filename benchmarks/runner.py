@@ -118,6 +118,8 @@ def header(server: Server, server_version: str, scale: float, with_peers: bool) 
         "postgresql": server_version,
         "server": server.describe(),
         "cpus": os.cpu_count(),
+        # Other work on the machine slows every figure: its load when the run began.
+        "load_average": round(os.getloadavg()[0], 2),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "scale": scale,
@@ -133,7 +135,8 @@ def header_line(info: dict[str, Any]) -> str:
     beside = "".join(f" · {name} {info[name]}" for name in peers.PEER_PACKAGES if name in info)
     return (
         f"chancy {info['chancy']}{changed}{beside} · PostgreSQL {info['postgresql']} "
-        f"({info['server']}) · {info['cpus']} CPUs · {info['platform']} · "
+        f"({info['server']}) · {info['cpus']} CPUs (load {info['load_average']:g} at start) · "
+        f"{info['platform']} · "
         f"Python {info['python']} · scale {info['scale']:g}"
     )
 
