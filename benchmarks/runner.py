@@ -1,7 +1,8 @@
 """``python -m benchmarks``: parse the options, run the scenarios, print the figures.
 
-The exit status is 0 when every selected scenario ran to the end and its counts verified
-(a missed target is a figure, not a failure), 1 otherwise, 2 for bad options.
+The exit status is 0 when every selected scenario (and, with ``--peers``, every peer's run
+of it) ran to the end and its counts verified (a missed target is a figure, not a
+failure), 1 otherwise, 2 for bad options (``--peers`` without the peers installed too).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.report import Result, json_line, print_table
-from benchmarks.scenarios import SCENARIOS, Context, Scenario
+from benchmarks import peers
+from benchmarks.context import Context, Scenario
+from benchmarks.report import Result, json_line, markdown_table, print_table
+from benchmarks.scenarios import SCENARIOS
 from benchmarks.server import Server, start_server
 from benchmarks.workers import ROOT
 
@@ -56,12 +59,29 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="multiply the job counts (e.g. 0.1 for a quick smoke run)",
     )
     parser.add_argument("--json", action="store_true", help="print only JSON lines")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run S1-S4 and S7 on peer libraries (pgqueuer), on the same server in the "
+        "same run, and compare",
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also print the results as a markdown table (the README's benchmark table)",
+    )
     arguments = parser.parse_args(argv)
     unknown = sorted(set(arguments.only or ()) - set(known))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if not arguments.scale > 0:
         parser.error("--scale must be positive")
+    absent = peers.missing() if arguments.peers else []
+    if absent:
+        parser.error(
+            f"--peers needs {', '.join(absent)}, which is not installed; install the "
+            f"benchmarks' extra: {peers.INSTALL_HINT}"
+        )
     return arguments
 
 
@@ -85,17 +105,25 @@ def chancy_revision() -> str:
     return f"{version} ({commit}{dirty})"
 
 
-def header(server: Server, server_version: str, scale: float) -> dict[str, Any]:
-    """What was measured on what: server, machine, chancy."""
+def header(server: Server, server_version: str, scale: float, with_peers: bool) -> dict[str, Any]:
+    """What was measured on what: server, machine, chancy (and the peers' versions)."""
+    versions = (
+        {name: importlib.metadata.version(name) for name in peers.PEER_PACKAGES}
+        if with_peers
+        else {}
+    )
     return {
         "id": "header",
         "chancy": chancy_revision(),
         "postgresql": server_version,
         "server": server.describe(),
         "cpus": os.cpu_count(),
+        # Other work on the machine slows every figure: its load when the run began.
+        "load_average": round(os.getloadavg()[0], 2),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "scale": scale,
+        **versions,
     }
 
 
@@ -104,9 +132,11 @@ def header_line(info: dict[str, Any]) -> str:
     changed = (
         f" [changed during the run, now {info['chancy_at_end']}]" if "chancy_at_end" in info else ""
     )
+    beside = "".join(f" · {name} {info[name]}" for name in peers.PEER_PACKAGES if name in info)
     return (
-        f"chancy {info['chancy']}{changed} · PostgreSQL {info['postgresql']} "
-        f"({info['server']}) · {info['cpus']} CPUs · {info['platform']} · "
+        f"chancy {info['chancy']}{changed}{beside} · PostgreSQL {info['postgresql']} "
+        f"({info['server']}) · {info['cpus']} CPUs (load {info['load_average']:g} at start) · "
+        f"{info['platform']} · "
         f"Python {info['python']} · scale {info['scale']:g}"
     )
 
@@ -128,15 +158,24 @@ async def run_scenario(scenario: Scenario, context: Context) -> Result:
         context.say(
             f"[red]{scenario.id} failed after {result.seconds:.1f} s:[/] {escape(result.error)}"
         )
+    for peer in result.peers:
+        outcome = peer.figure_text if peer.error is None else f"[red]{escape(peer.error)}[/]"
+        context.say(f"  {scenario.id} {escape(peer.peer)} ({peer.seconds:.1f} s): {outcome}")
     return result
 
 
 async def run_all(
-    server: Server, selected: Sequence[Scenario], scale: float, console: Console
+    server: Server,
+    selected: Sequence[Scenario],
+    scale: float,
+    console: Console,
+    *,
+    with_peers: bool = False,
 ) -> tuple[dict[str, Any], list[Result]]:
-    """The header, then every selected scenario in order."""
-    info = header(server, await server.version(), scale)
-    context = Context(server=server, scale=scale, console=console)
+    """The header, then every selected scenario in order (with the peers' runs of it, if
+    ``with_peers``)."""
+    info = header(server, await server.version(), scale, with_peers)
+    context = Context(server=server, scale=scale, console=console, peers=with_peers)
     for scenario in selected:
         context.results[scenario.id] = await run_scenario(scenario, context)
     return info, list(context.results.values())
@@ -153,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with start_server(arguments.dsn) as server:
         progress.log(f"PostgreSQL: {server.describe()}", highlight=False)
-        info, results = asyncio.run(run_all(server, selected, arguments.scale, progress))
+        info, results = asyncio.run(
+            run_all(server, selected, arguments.scale, progress, with_peers=arguments.peers)
+        )
     elapsed = time.monotonic() - started
     at_end = chancy_revision()
     if at_end != info["chancy"]:
@@ -163,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         output.print(header_line(info), soft_wrap=True, markup=False)
         print_table(output, f"chancy benchmarks ({elapsed:.0f} s)", results)
+    if arguments.markdown:
+        print(f"\n{header_line(info)}\n\n{markdown_table(results)}\n")
     for result in results:
         print(json_line(result.as_json()))
     sys.stdout.flush()
-    return 0 if all(result.error is None for result in results) else 1
+    return 1 if any(result.failed for result in results) else 0

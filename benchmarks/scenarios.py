@@ -13,118 +13,62 @@ S3     one worker process (concurrency 10) drains 20,000 no-op jobs          ≥
 S4     idle worker; 200 pushes 20 ms apart; push-to-start latency             p50 ≤ 3 ms,
                                                                               p99 ≤ 15 ms
 S5     claim of 10 among 10,000 ready jobs, then beside 2,000,000 others      ≤ 1.5
-S6     four worker processes drain 50,000 jobs                                ≥ 1.6x S3
+S6     four worker processes drain 50,000 jobs (CPU of workers and server)    ≥ 1.6x S3
+S7     16 producers push single jobs: 16 tasks in one process, then 4         ≥ 0.60 of
+       processes x 4 (:mod:`benchmarks.producers`), against pgbench           pgbench
 M1     one worker drains 1,000,000 jobs; its RSS at start, half-way, end      ≤ 20 MiB or
                                                                               ≤ 10 %
 =====  =====================================================================  ==========
 
 ``--scale`` multiplies the job counts (each has a floor, so a small scale still measures
 something); the number of S5 claims is not scaled.
+
+With ``--peers``, S1 to S4 and S7 also run on the peer libraries of
+:mod:`benchmarks.peers`, each scenario's peer run right after chancy's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import psutil
-from rich.console import Console
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks import ceilings, tasks
+from benchmarks.context import (
+    NOOP,
+    PENDING_COUNT,
+    PUSH_CHUNK,
+    WARM_UP_PUSHES,
+    WORKER_CONCURRENCY,
+    Context,
+    Latencies,
+    Scenario,
+    drain_timeout,
+    expect_count,
+    fill_throughput,
+    measure_latency,
+    percentile,
+    prepush,
+)
+from benchmarks.cpu import CpuMeter, find_postmaster
+from benchmarks.producers import sixteen_producers
 from benchmarks.report import Result, fmt_rate
-from benchmarks.server import Database, Server
 from benchmarks.workers import (
     VerificationError,
-    WorkerProcess,
     drain_timings,
     wait_drained,
     worker_processes,
 )
-from chancy import Job
 from chancy.repository import ClaimRepository
 
-__all__ = ["SCENARIOS", "Context", "Scenario"]
+__all__ = ["SCENARIOS"]
 
-WORKER_CONCURRENCY = 10
-PUSH_CHUNK = 1_000
-WARM_UP_PUSHES = 20
 MIB = 1024 * 1024
-
-NOOP = Job.from_func(tasks.noop)
-
-
-@dataclasses.dataclass(slots=True)
-class Context:
-    """What every scenario gets: the server, the scale, a console for progress (stderr)
-    and the results of the scenarios already run (S6 compares itself with S3)."""
-
-    server: Server
-    scale: float
-    console: Console
-    results: dict[str, Result] = dataclasses.field(default_factory=dict)
-
-    def scaled(self, count: int, minimum: int) -> int:
-        """``count`` times the scale, at least ``minimum``."""
-        return max(minimum, round(count * self.scale))
-
-    def say(self, message: str) -> None:
-        """A progress line on stderr."""
-        self.console.log(message, highlight=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Scenario:
-    """A scenario: its id, its one-line name, and the coroutine filling its result."""
-
-    id: str
-    name: str
-    run: Callable[[Context, Result], Awaitable[None]]
-
-
-async def expect_count(
-    connection: asyncpg.Connection, what: str, query: str, *args: Any, expected: int
-) -> None:
-    """Raise :class:`VerificationError` unless ``query`` counts ``expected`` rows."""
-    found = int(await connection.fetchval(query, *args))
-    if found != expected:
-        raise VerificationError(f"{what}: expected {expected}, found {found}")
-
-
-PENDING_COUNT = "SELECT count(*) FROM chancy_jobs WHERE queue = $1 AND state = 'pending'"
-
-
-async def prepush(
-    database: Database, count: int, *, chunk: int = PUSH_CHUNK, context: Context | None = None
-) -> int:
-    """Push ``count`` no-op jobs with ``push_many`` in chunks; returns the first job's id."""
-    first_id: int | None = None
-    report_every = max(chunk, count // 5)
-    next_report = report_every
-    async with database.chancy() as chancy:
-        for start in range(0, count, chunk):
-            references = await chancy.push_many(tasks.QUEUE, [NOOP] * min(chunk, count - start))
-            if first_id is None:
-                first_id = references[0].id
-            done = min(start + chunk, count)
-            if context is not None and next_report <= done < count:
-                context.say(f"  pushed {done:,} of {count:,}")
-                next_report += report_every
-    assert first_id is not None
-    return first_id
-
-
-def drain_timeout(count: int) -> float:
-    """A generous bound on a drain (a stuck worker fails the scenario, not the run)."""
-    return 120.0 + count / 100.0
-
 
 # S1 ------------------------------------------------------------------------------------
 
@@ -159,14 +103,15 @@ async def push_one_at_a_time(context: Context, result: Result) -> None:
             await connection.close()
     fill_throughput(result, ours, ceiling, minimum_ratio=0.80)
     result.extra["jobs"] = count
+    if context.peers:
+        from benchmarks.peers import compare, pgqueuer
 
-
-def fill_throughput(result: Result, ours: float, ceiling: float, *, minimum_ratio: float) -> None:
-    """A jobs/s figure against a jobs/s ceiling."""
-    result.figure, result.unit, result.ceiling = ours, "jobs/s", ceiling
-    result.ratio = ours / ceiling
-    result.met = result.ratio >= minimum_ratio
-    result.figure_text, result.ceiling_text = fmt_rate(ours), fmt_rate(ceiling)
+        await compare(
+            result,
+            pgqueuer.label(),
+            lambda figure: pgqueuer.push_one_at_a_time(context, figure, count),
+            minimum_factor=1.5,
+        )
 
 
 # S2 ------------------------------------------------------------------------------------
@@ -210,6 +155,15 @@ async def push_in_batches(context: Context, result: Result) -> None:
         f"commits every {CEILING_BATCH} rows, so it pays {PUSH_CHUNK // CEILING_BATCH}x "
         "the commits"
     )
+    if context.peers:
+        from benchmarks.peers import compare, pgqueuer
+
+        await compare(
+            result,
+            pgqueuer.label(),
+            lambda figure: pgqueuer.push_in_batches(context, figure, count),
+            minimum_factor=2.0,
+        )
 
 
 # S3 and S6 -----------------------------------------------------------------------------
@@ -219,17 +173,28 @@ async def drain_with_workers(
     context: Context, result: Result, *, count: int, workers: int, label: str
 ) -> tuple[float, float]:
     """Pre-push ``count`` jobs, start ``workers`` worker processes, wait until the queue
-    is empty; returns (jobs/s by the database's clock, wall seconds from process start)."""
+    is empty; returns (jobs/s by the database's clock, wall seconds from process start).
+
+    The CPU time the workers, the server and the machine used while the jobs ran (from
+    the first job seen done to the empty queue) goes into the result's notes and JSON."""
     async with context.server.fresh_database(label) as database:
         context.say(f"{label}: pushing {count:,} jobs")
         first_id = await prepush(database, count, context=context)
         connection = await database.connect()
+        postmaster = await find_postmaster(database.dsn)
         try:
             context.say(f"{label}: {workers} worker process(es) draining")
             started = time.monotonic()
             with worker_processes(
                 database.dsn, workers, concurrency=WORKER_CONCURRENCY
             ) as processes:
+                meter = CpuMeter([psutil.Process(process.pid) for process in processes], postmaster)
+                samples = [meter.sample()]
+
+                def on_progress(done: int) -> None:
+                    if done > 0 and len(samples) == 1:
+                        samples.append(meter.sample())
+
                 finished = await wait_drained(
                     connection,
                     processes,
@@ -237,7 +202,9 @@ async def drain_with_workers(
                     count=count,
                     timeout=drain_timeout(count),
                     poll=0.05,
+                    on_progress=on_progress,
                 )
+                usage = CpuMeter.usage(samples[-1], meter.sample())
                 for process in processes:
                     result.notes.extend(process.log_problems())
             timings = await drain_timings(connection, count)
@@ -250,7 +217,13 @@ async def drain_with_workers(
         concurrency=WORKER_CONCURRENCY,
         drain_s=timings.seconds,
         wall_s=wall,
+        **usage.as_extra(),
     )
+    result.notes.append(usage.describe())
+    if postmaster is None:
+        result.notes.append(
+            "the server's CPU is not measured: its processes are not on this machine"
+        )
     return timings.jobs_per_second(), wall
 
 
@@ -277,6 +250,20 @@ async def one_worker_drains(context: Context, result: Result) -> None:
         f"to last completed_at); wall {wall:.2f} s from process start "
         f"({count / wall:,.0f} jobs/s)"
     )
+    if context.peers:
+        from benchmarks.peers import compare, pgqueuer
+
+        await compare(
+            result,
+            pgqueuer.label(pgqueuer.LIKE_CHANCY.name),
+            lambda figure: pgqueuer.drain(context, figure, count, pgqueuer.LIKE_CHANCY),
+        )
+        await compare(
+            result,
+            pgqueuer.label(pgqueuer.DEFAULTS.name),
+            lambda figure: pgqueuer.drain(context, figure, count, pgqueuer.DEFAULTS),
+            minimum_factor=2.0,
+        )
 
 
 async def four_workers_drain(context: Context, result: Result) -> None:
@@ -301,32 +288,10 @@ async def four_workers_drain(context: Context, result: Result) -> None:
 
 # S4 ------------------------------------------------------------------------------------
 
-LATENCY_SPACING = 0.020
-LATENCY_WARM_UP_JOBS = 5
 FINISHED_COUNT = (
     "SELECT count(*) FROM chancy_jobs WHERE id = ANY($1::bigint[]) "
     "AND state IN ('succeeded', 'failed', 'cancelled')"
 )
-
-
-async def wait_finished(
-    connection: asyncpg.Connection, ids: list[int], workers: list[WorkerProcess], timeout: float
-) -> None:
-    """Wait until every job of ``ids`` has finished, checking the workers are alive."""
-    deadline = time.monotonic() + timeout
-    while int(await connection.fetchval(FINISHED_COUNT, ids)) < len(ids):
-        for worker in workers:
-            worker.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(ids)} jobs did not finish within {timeout:.0f} s")
-        await asyncio.sleep(0.05)
-
-
-def percentile(values: list[float], p: int) -> float:
-    """The ``p``-th percentile (inclusive method) of ``values``."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def push_to_start_latency(context: Context, result: Result) -> None:
@@ -338,24 +303,21 @@ async def push_to_start_latency(context: Context, result: Result) -> None:
         connection = await database.connect()
         try:
             async with database.chancy() as chancy:
+
+                async def push() -> int:
+                    return (await chancy.push(tasks.QUEUE, NOOP)).id
+
                 with worker_processes(database.dsn, 1, concurrency=WORKER_CONCURRENCY) as workers:
                     context.say("S4: waiting for the worker to run warm-up jobs")
-                    for _ in range(LATENCY_WARM_UP_JOBS):
-                        reference = await chancy.push(tasks.QUEUE, NOOP)
-                        await wait_finished(connection, [reference.id], workers, timeout=60)
-                    await asyncio.sleep(0.5)  # idle again: the producer waits on LISTEN
-                    context.say(f"S4: pushing {count} jobs {LATENCY_SPACING * 1000:.0f} ms apart")
-                    ids: list[int] = []
-                    push_ms: list[float] = []
-                    first = time.monotonic()
-                    for index in range(count):
-                        delay = first + index * LATENCY_SPACING - time.monotonic()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        started = time.perf_counter()
-                        ids.append((await chancy.push(tasks.QUEUE, NOOP)).id)
-                        push_ms.append((time.perf_counter() - started) * 1000)
-                    await wait_finished(connection, ids, workers, timeout=60)
+                    ids, push_ms = await measure_latency(
+                        context,
+                        connection,
+                        push,
+                        count=count,
+                        finished=FINISHED_COUNT,
+                        workers=workers,
+                        what="jobs",
+                    )
                     result.notes.extend(workers[0].log_problems())
             await expect_count(
                 connection,
@@ -372,21 +334,23 @@ async def push_to_start_latency(context: Context, result: Result) -> None:
             )
         finally:
             await connection.close()
-    latencies = [float(row["ms"]) for row in rows]
-    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
-    worst = max(latencies)
-    result.figure, result.unit = p50, "ms"
-    result.met = p50 <= 3.0 and p99 <= 15.0
-    result.figure_text = f"p50 {p50:.1f} · p95 {p95:.1f} · p99 {p99:.1f} · max {worst:.1f} ms"
+    latencies = Latencies.of([float(row["ms"]) for row in rows])
+    result.figure, result.unit = latencies.p50, "ms"
+    result.met = latencies.p50 <= 3.0 and latencies.p99 <= 15.0
+    result.figure_text = latencies.text
     push_p50 = statistics.median(push_ms)
-    result.extra.update(
-        p50_ms=p50, p95_ms=p95, p99_ms=p99, max_ms=worst, jobs=count, push_call_p50_ms=push_p50
-    )
+    result.extra.update(**latencies.as_extra(), jobs=count, push_call_p50_ms=push_p50)
     result.notes.append(
         "latency = started_at - created_at (database clock; created_at is the push "
         "transaction's start, so the push's own commit is included); a push call took "
         f"{push_p50:.1f} ms (median, client side)"
     )
+    if context.peers:
+        from benchmarks.peers import compare, pgqueuer
+
+        await compare(
+            result, pgqueuer.label(), lambda figure: pgqueuer.latency(context, figure, count)
+        )
 
 
 # S5 ------------------------------------------------------------------------------------
@@ -629,5 +593,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("S4", "push-to-start latency, idle worker", push_to_start_latency),
     Scenario("S5", "claim latency beside finished/future rows", claim_latency),
     Scenario("S6", "4 workers drain", four_workers_drain),
+    Scenario("S7", "16 producers push 1 job per call", sixteen_producers),
     Scenario("M1", "worker RSS over a long drain", memory_over_a_long_drain),
 )

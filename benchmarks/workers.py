@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -51,12 +51,16 @@ class WorkerFailedError(Exception):
 
 
 class WorkerProcess:
-    """One ``chancy worker`` process on the database ``dsn``; its stderr goes to a
-    temporary file, shown when something goes wrong."""
+    """One ``chancy worker`` process on the database ``dsn`` (or another worker command,
+    such as a peer library's, given as ``command``); its output goes to a temporary
+    file, shown when something goes wrong."""
 
-    def __init__(self, dsn: str, *, concurrency: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, concurrency: int = 10, command: Sequence[str] | None = None
+    ) -> None:
         self._dsn = dsn
         self._concurrency = concurrency
+        self._command = list(command or [sys.executable, "-m", "chancy", "worker", "--app", APP])
         self._log: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +81,7 @@ class WorkerProcess:
             "PYTHONPATH": str(ROOT),
         }
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "chancy", "worker", "--app", APP],
+            self._command,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
