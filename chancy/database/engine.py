@@ -29,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from chancy.database.dsn import (
     DSN_ENV,
@@ -140,10 +141,12 @@ async def hot_connection(
         yield driver
     except BaseException as exc:
         if driver.is_closed() or not _answered_by_server(exc):
-            pooled.invalidate()
+            await greenlet_spawn(pooled.invalidate)
         raise
     finally:
-        pooled.close()
+        # Given back to a full pool, a connection is closed, which awaits asyncpg:
+        # SQLAlchemy can only do that inside greenlet_spawn.
+        await greenlet_spawn(pooled.close)
 
 
 def never_sent(exc: BaseException) -> bool:
