@@ -72,6 +72,7 @@ from chancy.errors import (
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.models import JobRow
+from chancy.payloads import masked
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
@@ -786,8 +787,10 @@ JOB_FIELDS = tuple(column.name for column in JobRow.__table__.columns)
 
 
 def job_as_json(job: QueuedJob) -> dict[str, Any]:
-    """The stored fields of ``job`` as JSON values (timestamps in ISO 8601)."""
+    """The stored fields of ``job`` as JSON values (timestamps in ISO 8601), its secret
+    kwargs masked (see :func:`chancy.payloads.masked`)."""
     values = {name: getattr(job, name) for name in JOB_FIELDS}
+    values["kwargs"] = masked(job.kwargs, job.meta)  # secrets never leave the database
     shown: dict[str, Any] = json.loads(json.dumps(values, default=_json_default))
     return shown
 

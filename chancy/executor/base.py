@@ -23,6 +23,7 @@ from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
 from chancy.callables import resolve
 from chancy.errors import FunctionNotImportableError, InvalidFunctionError
 from chancy.jobs import QueuedJob, queued_job_parameter
+from chancy.payloads import payload_of
 
 __all__ = [
     "EXITS",
@@ -99,8 +100,15 @@ class Executor(abc.ABC):
         jobs) must not wait for it."""
         if job.func in self._imported:
             return self.function(job)
-        fn = await asyncio.to_thread(self.function, job)
+        fn = await asyncio.to_thread(self._prepared, job)
         self._imported.add(job.func)
+        return fn
+
+    def _prepared(self, job: QueuedJob) -> Callable[..., Any]:
+        """:meth:`function`, with the reading of its payload's types (which may import
+        Pydantic and build validators) done too, in the same thread."""
+        fn = self.function(job)
+        payload_of(fn)
         return fn
 
     def interrupt(self, job_id: int) -> bool:
@@ -167,9 +175,13 @@ def not_importable_message(name: str, exc: BaseException) -> str:
 
 
 def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:
-    """The keyword arguments of the call: the job's kwargs, plus the running QueuedJob for
-    a keyword-only parameter annotated with it."""
-    arguments = dict(job.kwargs)
+    """The keyword arguments of the call: the job's kwargs (those of typed parameters
+    validated back into their types, see :mod:`chancy.payloads`), plus the running
+    QueuedJob for a keyword-only parameter annotated with it.
+    :class:`~chancy.errors.IncompatiblePayloadError` when the stored kwargs no longer fit
+    the function's types."""
+    payload = payload_of(fn)
+    arguments = dict(job.kwargs) if payload is None else payload.arguments(job.kwargs)
     injected = _injected_parameter(fn)
     if injected is not None:
         arguments[injected] = job
