@@ -148,9 +148,11 @@ def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
     never gets it called. Anything raised while importing it (no such module, no such
     function in it, a module that raises when imported) is raised as
     :class:`~chancy.errors.FunctionNotImportableError`, caused by the original: a problem
-    of where the worker runs, not of the job."""
+    of where the worker runs, not of the job. A ``name`` that ``allowed`` aliases is
+    resolved to the new name first, which all of this applies to."""
     if not allowed.unrestricted:
         allowed.check(name)
+    name = allowed.target(name)
     try:
         fn = resolve_function(name)
     except Exception as exc:

@@ -181,6 +181,54 @@ async def test_a_job_pushed_before_defaults_were_added_still_runs(
     assert (done.state, done.result) == (JobState.SUCCEEDED, "7 express=False by post when=None")
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+async def test_a_job_stored_under_an_old_name_runs_the_aliased_function(
+    database_url: URL, executor: ExecutorName
+) -> None:
+    async with Chancy(
+        database_url,
+        queues=[queue(executor)],
+        allowed=[f"{TASKS}.renamed"],
+        aliases={f"{TASKS}.old_name": f"{TASKS}:renamed"},
+    ) as app:
+        job_id = await insert_job_row(
+            app.engine, func=f"{TASKS}.old_name", kwargs={"order": {"number": 7}}
+        )
+        async with Worker(app):
+            done = await app.wait_for_job(job_id, timeout=30)
+    assert (done.state, done.result) == (JobState.SUCCEEDED, "renamed 7 express=False")
+    assert done.func == f"{TASKS}.old_name"  # as stored
+
+
+async def test_an_alias_is_allowed_under_its_new_name_not_its_old_one(database_url: URL) -> None:
+    async with Chancy(
+        database_url,
+        queues=[queue()],
+        allowed=[f"{TASKS}.old_name"],
+        aliases={f"{TASKS}.old_name": f"{TASKS}.renamed"},
+    ) as app:
+        job_id = await insert_job_row(
+            app.engine, func=f"{TASKS}.old_name", kwargs={"order": {"number": 7}}, max_attempts=3
+        )
+        async with Worker(app):
+            done = await app.wait_for_job(job_id, timeout=30)
+    assert (done.state, done.attempts) == (JobState.FAILED, 1)
+    (error,) = done.errors
+    assert error["type"] == "FunctionNotAllowedError"
+    assert f"'{TASKS}.renamed' (the alias of '{TASKS}.old_name'" in error["message"]
+    assert typed_tasks.calls == []
+
+
+async def test_a_worker_s_aliases_add_to_the_app_s(database_url: URL) -> None:
+    async with Chancy(database_url, queues=[queue()], allowed=[f"{TASKS}.*"]) as app:
+        job_id = await insert_job_row(
+            app.engine, func=f"{TASKS}.older_name", kwargs={"order": {"number": 8}}
+        )
+        async with Worker(app, aliases={f"{TASKS}.older_name": f"{TASKS}.renamed"}):
+            done = await app.wait_for_job(job_id, timeout=30)
+    assert (done.state, done.result) == (JobState.SUCCEEDED, "renamed 8 express=False")
+
+
 async def test_secrets_reach_the_job_and_are_masked_in_repr_and_job_show(
     app_on_each_executor: Chancy,
 ) -> None:

@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from pydantic import BaseModel, SecretStr, field_serializer
 
-from chancy.errors import IncompatiblePayloadError, InvalidKwargsError
+from chancy.allowed import AllowedFunctions
+from chancy.cli import parse_aliases
+from chancy.errors import (
+    ConfigurationError,
+    FunctionNotAllowedError,
+    IncompatiblePayloadError,
+    InvalidKwargsError,
+)
 from chancy.executor import Job, QueuedJob
-from chancy.executor.base import RemoteJobError, call_arguments
+from chancy.executor.base import RemoteJobError, call_arguments, resolve_allowed
 from chancy.payloads import MASK, SECRETS_META_KEY, masked, payload_of
 from chancy.states import JobState
 from chancy.worker import outcomes
@@ -185,6 +193,43 @@ def test_without_pydantic_kwargs_stay_plain_and_a_typed_value_suggests_installin
     assert error.startswith("kwargs['at'] cannot be stored as JSON")
     assert "pip install 'chancy[pydantic]'" in error
     assert "at: datetime" in error
+
+
+def test_an_alias_runs_the_new_function_allowed_under_its_new_name() -> None:
+    allowed = AllowedFunctions.of(
+        [f"{TASKS}.renamed"], aliases={f"{TASKS}:old_name": f"{TASKS}.renamed"}
+    )
+    assert allowed.target(f"{TASKS}.old_name") == f"{TASKS}.renamed"
+    assert resolve_allowed(f"{TASKS}.old_name", allowed) is typed_tasks.renamed
+    assert resolve_allowed(f"{TASKS}.old_name", pickle.loads(pickle.dumps(allowed))) is (
+        typed_tasks.renamed
+    )
+    refused = AllowedFunctions.of([f"{TASKS}.old_name"], aliases=dict(allowed.aliases))
+    with pytest.raises(FunctionNotAllowedError, match="the alias of"):
+        resolve_allowed(f"{TASKS}.old_name", refused)
+
+
+@pytest.mark.parametrize(
+    ("aliases", "problem"),
+    [
+        ({"a.b": "a.b"}, "points at itself"),
+        ({"a.b": "c.d", "c.d": "e.f"}, "not followed from one to the next"),
+        ({"a": "c.d"}, "not a function's dotted name"),
+        ({"a.b": 3}, "not a function's dotted name"),
+        (["a.b"], "takes a mapping"),
+    ],
+)
+def test_aliases_that_cannot_work_are_refused_saying_why(aliases: Any, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        AllowedFunctions.of(None, aliases=aliases)
+
+
+def test_cli_aliases_are_old_equals_new() -> None:
+    assert parse_aliases(["a.b=c.d", " e.f = g:h "]) == {"a.b": "c.d", "e.f": "g:h"}
+    with pytest.raises(typer.BadParameter, match="is not OLD=NEW"):
+        parse_aliases(["a.b"])
+    with pytest.raises(typer.BadParameter, match="points at itself"):
+        parse_aliases(["a.b=a:b"])
 
 
 def test_a_job_pushed_with_an_older_model_validates_into_the_newer_one() -> None:
