@@ -27,6 +27,16 @@ your own package's name.
 - With no patterns (None or an empty list) a worker runs any importable function, as the
   seed example needs, and warns once when it starts.
 
+A function renamed (or moved) while jobs stored under its old name wait is reached through
+an alias, from the name a job stores to the name to run::
+
+    Chancy(dsn, aliases={"myapp.old_name": "myapp.tasks.new_name"})
+    chancy worker --app myapp:chancy --alias myapp.old_name=myapp.tasks.new_name
+
+The worker runs the new function for a job that names the old one, and the patterns apply
+to the new name (the one imported and run), never to the old. Aliases are not followed
+from one to the next: point each old name at the function's current name.
+
 Every claimed job is also checked, without importing anything, for what running it needs
 (:func:`check_runnable`): a dotted name, kwargs and meta that are JSON objects, a timeout
 that is None or positive. The row is untrusted input: one that fails a check fails as that
@@ -67,47 +77,78 @@ _SHOWN_MAX = 80
 @dataclasses.dataclass(frozen=True)
 class AllowedFunctions:
     """The functions a worker may run: glob ``patterns`` on their dotted names, or any
-    function at all when there are none. Build it with :meth:`of`, which checks and
-    normalises the patterns. Pickles (the ``processes`` executor sends it to its
-    children)."""
+    function at all when there are none; and ``aliases``, pairs of a name jobs store and
+    the name of the function to run for it. Build it with :meth:`of`, which checks and
+    normalises both. Pickles (the ``processes`` executor sends it to its children)."""
 
     patterns: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
     _regex: re.Pattern[str] | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False
+    )
+    _targets: dict[str, str] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         if self.patterns:
             joined = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns)
             object.__setattr__(self, "_regex", re.compile(joined))
+        object.__setattr__(self, "_targets", dict(self.aliases))
 
     @classmethod
-    def of(cls, patterns: AllowedFunctions | Iterable[str] | None) -> AllowedFunctions:
-        """The allowed functions of an ``allowed=`` setting: a list of patterns, or None."""
+    def of(
+        cls,
+        patterns: AllowedFunctions | Iterable[str] | None,
+        *,
+        aliases: Mapping[str, str] | None = None,
+    ) -> AllowedFunctions:
+        """The allowed functions of an ``allowed=`` setting (a list of patterns, or None),
+        with the ``aliases=`` setting (old name to new name, or None)."""
         if isinstance(patterns, AllowedFunctions):
-            return patterns
-        if patterns is None:
-            return UNRESTRICTED
-        if isinstance(patterns, str | bytes):
+            allowed = patterns
+        elif patterns is None:
+            allowed = UNRESTRICTED
+        elif isinstance(patterns, str | bytes):
             raise ConfigurationError(
                 f"allowed= takes a list of patterns, not one string; write allowed=[{patterns!r}]"
             )
-        return cls(tuple(dict.fromkeys(_normalised(pattern) for pattern in patterns)))
+        else:
+            allowed = cls(tuple(dict.fromkeys(_normalised(pattern) for pattern in patterns)))
+        return allowed.with_aliases(aliases) if aliases else allowed
+
+    def with_aliases(self, aliases: Mapping[str, str]) -> AllowedFunctions:
+        """A copy with ``aliases`` (old name to new name) added to its own; an old name
+        given again points where ``aliases`` says."""
+        merged = {**self._targets, **_checked_aliases(aliases)}
+        _check_no_chain(merged)
+        return dataclasses.replace(self, aliases=tuple(merged.items()))
 
     @property
     def unrestricted(self) -> bool:
         """True when no pattern is set: any importable function may run."""
         return self._regex is None
 
+    def target(self, name: str) -> str:
+        """The name of the function to run for a job that stores ``name``: its alias's
+        new name, else ``name`` itself."""
+        return self._targets.get(name, name)
+
     def allows(self, name: str) -> bool:
-        """Whether a function stored as ``name`` may run."""
+        """Whether a function named ``name`` may run (``name`` as imported: aliases are
+        resolved before, see :meth:`check`)."""
         return self._regex is None or self._regex.match(name) is not None
 
     def check(self, name: str) -> None:
-        """Raise :class:`FunctionNotAllowedError` unless ``name`` may run (imports nothing)."""
-        if not self.allows(name):
+        """Raise :class:`FunctionNotAllowedError` unless a job storing ``name`` may run
+        (the function its alias names, if any); imports nothing."""
+        target = self.target(name)
+        if not self.allows(target):
+            shown = _shown(target)
+            if target != name:
+                shown += f" (the alias of {_shown(name)}, which the job stores)"
             raise FunctionNotAllowedError(
-                f"the job function {_shown(name)} is not allowed in this worker: it matches "
+                f"the job function {shown} is not allowed in this worker: it matches "
                 f"none of allowed={list(self.patterns)}, so it was not imported. If it is "
                 "yours to run, add a pattern for it to Chancy(allowed=[...]) (or `chancy "
                 "worker --allow PATTERN`)"
@@ -213,6 +254,42 @@ def _normalised(pattern: object) -> str:
             "names with the wildcards * ? [...], such as 'myapp.tasks.*'"
         )
     return normalised
+
+
+def _checked_aliases(aliases: object) -> dict[str, str]:
+    """``aliases=`` as a dict of normalised dotted names, or :class:`ConfigurationError`."""
+    if not isinstance(aliases, Mapping):
+        raise ConfigurationError(
+            f"aliases= takes a mapping of old names to new ones, not {type(aliases).__name__}; "
+            "write aliases={'myapp.old_name': 'myapp.tasks.new_name'}"
+        )
+    checked: dict[str, str] = {}
+    for old, new in aliases.items():
+        old_name, new_name = _alias_name(old), _alias_name(new)
+        if old_name == new_name:
+            raise ConfigurationError(f"the alias {old!r} points at itself; remove it")
+        checked[old_name] = new_name
+    return checked
+
+
+def _alias_name(name: object) -> str:
+    normalised = name.strip().replace(":", ".") if isinstance(name, str) else None
+    if normalised is None or DOTTED_NAME.fullmatch(normalised) is None:
+        raise ConfigurationError(
+            f"aliases= name {_shown(name)} is not a function's dotted name; write "
+            "aliases={'myapp.old_name': 'myapp.tasks.new_name'} (module.function)"
+        )
+    return normalised
+
+
+def _check_no_chain(aliases: Mapping[str, str]) -> None:
+    for old, new in aliases.items():
+        if new in aliases:
+            raise ConfigurationError(
+                f"the alias {old!r} points at {new!r}, itself an alias of "
+                f"{aliases[new]!r}; aliases are not followed from one to the next: point "
+                f"{old!r} at {aliases[new]!r}"
+            )
 
 
 def _shown(value: object) -> str:

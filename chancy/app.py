@@ -118,6 +118,10 @@ class Chancy:
     - ``allowed``: glob patterns on the dotted names of the functions its workers may run,
       such as ``["myapp.tasks.*", "myapp.billing:charge"]`` (see :mod:`chancy.allowed`).
       None or empty: any importable function (the worker warns when it starts).
+    - ``aliases``: for functions renamed or moved, the name jobs stored to the function's
+      new name, such as ``{"myapp.old_name": "myapp.tasks.new_name"}``: its workers run
+      the new function for jobs that name the old one, allowed (by ``allowed``) under
+      the new name.
     - ``max_kwargs_bytes``: the largest kwargs a push stores, in bytes of JSON (default
       1 MiB; None: no limit); a larger one raises :class:`InvalidKwargsError` and
       nothing is stored.
@@ -139,13 +143,14 @@ class Chancy:
         prune_schedules: bool = True,
         engine_options: Mapping[str, Any] | None = None,
         allowed: Iterable[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
         max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
         lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
         statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
     ) -> None:
         if dsn is not None and engine is not None:
             raise ChancyError("pass either dsn= or engine=, not both")
-        self.allowed = AllowedFunctions.of(allowed)
+        self.allowed = AllowedFunctions.of(allowed, aliases=aliases)
         self.max_kwargs_bytes = _byte_limit(max_kwargs_bytes)
         self.timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
         self.queues: tuple[Queue, ...] = tuple(queues)

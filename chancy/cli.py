@@ -5,6 +5,7 @@
     chancy migrate                 # upgrade the schema (DSN: --dsn, CHANCY_DSN, or embedded)
     chancy migrate --sql [--from base]   # print the DDL the database lacks (or all of it)
     chancy worker --app myapp:chancy [--queue q ...] [--concurrency N] [--allow 'myapp.*']
+                  [--alias myapp.old_name=myapp.tasks.new_name]
     chancy worker -q q --declare   # a queue that is not declared yet (else refused)
     chancy grants --role NAME      # print the GRANTs of a role that pushes and runs jobs
     chancy push --queue q myapp.tasks:send --kwargs '{"to": "a@b.c"}'   # prints the job id
@@ -51,6 +52,7 @@ from sqlalchemy.exc import ArgumentError
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from chancy import migrations
+from chancy.allowed import AllowedFunctions
 from chancy.app import Chancy
 from chancy.callables import resolve
 from chancy.database.dsn import DSN_ENV
@@ -63,6 +65,7 @@ from chancy.demo import (
 )
 from chancy.errors import (
     ChancyError,
+    ConfigurationError,
     InvalidFunctionError,
     InvalidJobError,
     InvalidKwargsError,
@@ -72,6 +75,7 @@ from chancy.errors import (
 from chancy.grants import GRANTS_SCHEMA_DEFAULT, grants_sql
 from chancy.jobs import MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, Job, QueuedJob
 from chancy.models import JobRow
+from chancy.payloads import masked
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
@@ -453,8 +457,18 @@ def worker(
             "allowed=, else any importable function.",
         ),
     ] = None,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alias",
+            metavar="OLD=NEW",
+            help="Run the function NEW for jobs stored under the name OLD (a renamed "
+            "function), allowed under NEW (repeatable); added to the app's aliases=.",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT (a second signal stops at once)."""
+    aliases = parse_aliases(alias or [])
     settings = WorkerSettings(
         lease_seconds=lease_seconds,
         shutdown_timeout=shutdown_timeout,
@@ -469,7 +483,9 @@ def worker(
     async def run() -> None:
         async with chancy:
             await check_declared(chancy, queues, declare=declare)
-            worker = Worker(chancy, queues=queues, allowed=allow or None, settings=settings)
+            worker = Worker(
+                chancy, queues=queues, allowed=allow or None, aliases=aliases, settings=settings
+            )
             await worker.run_until_signalled()
             # Stopped: a further signal ends the process at once, with no traceback.
             for number in (signal.SIGINT, signal.SIGTERM):
@@ -489,6 +505,24 @@ def worker(
             len(abandoned),
         )
         _exit(0)
+
+
+def parse_aliases(given: list[str]) -> dict[str, str]:
+    """``--alias OLD=NEW`` options as a mapping, or a usage error naming the bad one."""
+    aliases: dict[str, str] = {}
+    for text in given:
+        old, equals, new = text.partition("=")
+        if not equals or not old.strip() or not new.strip():
+            raise typer.BadParameter(
+                f"{text!r} is not OLD=NEW; write --alias myapp.old_name=myapp.tasks.new_name",
+                param_hint="'--alias'",
+            )
+        aliases[old.strip()] = new.strip()
+    try:
+        AllowedFunctions.of(None, aliases=aliases)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--alias'") from exc
+    return aliases
 
 
 async def check_declared(chancy: Chancy, queues: list[Queue], *, declare: bool) -> None:
@@ -786,8 +820,10 @@ JOB_FIELDS = tuple(column.name for column in JobRow.__table__.columns)
 
 
 def job_as_json(job: QueuedJob) -> dict[str, Any]:
-    """The stored fields of ``job`` as JSON values (timestamps in ISO 8601)."""
+    """The stored fields of ``job`` as JSON values (timestamps in ISO 8601), its secret
+    kwargs masked (see :func:`chancy.payloads.masked`)."""
     values = {name: getattr(job, name) for name in JOB_FIELDS}
+    values["kwargs"] = masked(job.kwargs, job.meta)  # secrets never leave the database
     shown: dict[str, Any] = json.loads(json.dumps(values, default=_json_default))
     return shown
 

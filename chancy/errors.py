@@ -18,6 +18,7 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      │    └── StatementTimeoutError  it ran longer than statement_timeout
      ├── FunctionNotAllowedError    a worker refused a job whose function allowed= does not allow
      ├── FunctionNotImportableError a worker cannot import a job's function (its deployment)
+     ├── IncompatiblePayloadError   a job's stored kwargs no longer fit its function's types
      ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
      └── CorruptJobError            a stored row is not a job chancy could have written
 
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "FunctionNotAllowedError",
     "FunctionNotImportableError",
+    "IncompatiblePayloadError",
     "InvalidFunctionError",
     "InvalidJobError",
     "InvalidKwargsError",
@@ -135,6 +137,13 @@ class ResultNotStorableError(ChancyError):
     """A job returned a value chancy cannot store as its result (not JSON, or holding what
     PostgreSQL's jsonb refuses); in a worker the job fails, without a retry. Return str,
     int, float, bool, None, or lists and dicts of them."""
+
+
+class IncompatiblePayloadError(ChancyError):
+    """A job's stored kwargs no longer fit its function's signature: the payload predates
+    the function's current signature (it was stored before the function changed
+    incompatibly). The job fails without a retry; push it again with kwargs that fit. To
+    keep jobs already stored running, give new parameters and new model fields a default."""
 
 
 class UniqueKeyHeldError(ChancyError):

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 from chancy.callables import name_of
 from chancy.errors import CorruptJobError, InvalidJobError, InvalidKwargsError
+from chancy.payloads import SECRETS_META_KEY, masked, payload_of
 from chancy.queue import RATE_PERIOD_MAX, validate_queue_name
 from chancy.states import JobState
 
@@ -59,7 +60,7 @@ class Reference:
         return self.id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Job:
     """A unit of work: a function's importable name, its keyword arguments, and how to run it.
 
@@ -130,6 +131,15 @@ class Job:
             )
         )
 
+    def __repr__(self) -> str:
+        # As a dataclass's, with the secret kwargs masked: jobs end up in logs.
+        shown = (
+            f"{field.name}={masked(value, self.meta) if field.name == 'kwargs' else value!r}"
+            for field in dataclasses.fields(self)
+            for value in (getattr(self, field.name),)
+        )
+        return f"{type(self).__qualname__}({', '.join(shown)})"
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Mapping proxies do not pickle; the process executor sends jobs to its children.
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
@@ -160,11 +170,23 @@ class Job:
         methods and ``functools.partial`` raise :class:`~chancy.errors.InvalidFunctionError`.
         ``kwargs`` must be JSON and fit ``fn``'s signature, else
         :class:`~chancy.errors.InvalidKwargsError` names the key at fault.
+
+        With Pydantic installed (``chancy[pydantic]``), the kwargs of parameters annotated
+        with types JSON does not carry (models, dataclasses, ``datetime``, ``Decimal``,
+        ...) are validated against their annotations and stored in their JSON form; the
+        worker gives the function those types back (see :mod:`chancy.payloads`). The
+        paths of secret values (``SecretStr``) are recorded in ``meta``, so that they are
+        masked wherever the job is shown.
         """
         name = name_of(fn)
         if kwargs is not None:
             _check_str_keys(kwargs, "kwargs", InvalidKwargsError)  # before naming parameters
         _check_signature(fn, kwargs or {})
+        payload = payload_of(fn)
+        if payload is not None and kwargs:
+            kwargs, secrets = payload.stored(kwargs)
+            if secrets:
+                meta = {**(meta or {}), SECRETS_META_KEY: secrets}
         return cls(
             func=name,
             kwargs=kwargs or _EMPTY,
@@ -207,7 +229,11 @@ class Job:
         return dataclasses.replace(self, timeout=seconds)
 
     def with_meta(self, meta: Mapping[str, Any]) -> Self:
-        """A copy with ``meta`` (a JSON object) in place of the current one."""
+        """A copy with ``meta`` (a JSON object) in place of the current one. The record of
+        which kwargs are secret (see :meth:`from_func`) is kept."""
+        secrets = self.meta.get(SECRETS_META_KEY)
+        if secrets is not None and isinstance(meta, Mapping) and SECRETS_META_KEY not in meta:
+            meta = {**meta, SECRETS_META_KEY: secrets}
         return dataclasses.replace(self, meta=meta)
 
     def with_concurrency_key(self, key: str | None, *, limit: int = 1) -> Self:
@@ -228,7 +254,9 @@ class Job:
         return dataclasses.replace(self, rate_key=key, rate_limit=limit, rate_period=seconds)
 
     def with_kwargs(self, kwargs: Mapping[str, Any]) -> Self:
-        """A copy that calls the function with ``kwargs`` in place of the current ones."""
+        """A copy that calls the function with ``kwargs`` in place of the current ones:
+        JSON values, stored as they are (typed values are validated by
+        :meth:`from_func`, which knows the function)."""
         return dataclasses.replace(self, kwargs=kwargs)
 
     def with_backoff(self, backoff: timedelta | float | None) -> Self:
@@ -253,7 +281,7 @@ class Job:
         return copy
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class QueuedJob(Job):
     """A job as the database holds it: the :class:`Job` plus its id, state and history.
 

@@ -23,6 +23,7 @@ from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
 from chancy.callables import resolve
 from chancy.errors import FunctionNotImportableError, InvalidFunctionError
 from chancy.jobs import QueuedJob, queued_job_parameter
+from chancy.payloads import payload_of
 
 __all__ = [
     "EXITS",
@@ -99,8 +100,15 @@ class Executor(abc.ABC):
         jobs) must not wait for it."""
         if job.func in self._imported:
             return self.function(job)
-        fn = await asyncio.to_thread(self.function, job)
+        fn = await asyncio.to_thread(self._prepared, job)
         self._imported.add(job.func)
+        return fn
+
+    def _prepared(self, job: QueuedJob) -> Callable[..., Any]:
+        """:meth:`function`, with the reading of its payload's types (which may import
+        Pydantic and build validators) done too, in the same thread."""
+        fn = self.function(job)
+        payload_of(fn)
         return fn
 
     def interrupt(self, job_id: int) -> bool:
@@ -140,9 +148,11 @@ def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
     never gets it called. Anything raised while importing it (no such module, no such
     function in it, a module that raises when imported) is raised as
     :class:`~chancy.errors.FunctionNotImportableError`, caused by the original: a problem
-    of where the worker runs, not of the job."""
+    of where the worker runs, not of the job. A ``name`` that ``allowed`` aliases is
+    resolved to the new name first, which all of this applies to."""
     if not allowed.unrestricted:
         allowed.check(name)
+    name = allowed.target(name)
     try:
         fn = resolve_function(name)
     except Exception as exc:
@@ -167,9 +177,13 @@ def not_importable_message(name: str, exc: BaseException) -> str:
 
 
 def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:
-    """The keyword arguments of the call: the job's kwargs, plus the running QueuedJob for
-    a keyword-only parameter annotated with it."""
-    arguments = dict(job.kwargs)
+    """The keyword arguments of the call: the job's kwargs (those of typed parameters
+    validated back into their types, see :mod:`chancy.payloads`), plus the running
+    QueuedJob for a keyword-only parameter annotated with it.
+    :class:`~chancy.errors.IncompatiblePayloadError` when the stored kwargs no longer fit
+    the function's types."""
+    payload = payload_of(fn)
+    arguments = dict(job.kwargs) if payload is None else payload.arguments(job.kwargs)
     injected = _injected_parameter(fn)
     if injected is not None:
         arguments[injected] = job

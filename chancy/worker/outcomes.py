@@ -6,7 +6,9 @@ jitter (``Job.with_backoff`` sets the first delay, default 1 s, doubled per atte
 most an hour); after its last attempt it fails. Every failed attempt's error is kept.
 A job the worker refused to run (its function is not allowed, or its row is corrupt) fails
 at once, whatever attempts it has left: running it again would be refused again; so does a
-job that tried to exit the worker (:class:`~chancy.executor.base.JobExitError`).
+job that tried to exit the worker (:class:`~chancy.executor.base.JobExitError`), and one
+whose stored kwargs no longer fit its function's types
+(:class:`~chancy.errors.IncompatiblePayloadError`: they would not fit on a retry either).
 
 A job whose function the worker cannot import
 (:class:`~chancy.errors.FunctionNotImportableError`: a worker started in the wrong
@@ -31,7 +33,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from chancy.errors import CorruptJobError, FunctionNotAllowedError, FunctionNotImportableError
+from chancy.errors import (
+    CorruptJobError,
+    FunctionNotAllowedError,
+    FunctionNotImportableError,
+    IncompatiblePayloadError,
+)
 from chancy.executor.base import JobExitError, RemoteJobError, describe_exception
 from chancy.jobs import QueuedJob, json_text
 from chancy.repository import Outcome
@@ -64,7 +71,7 @@ DEFERRALS_MAX = 20
 REFUSALS = (FunctionNotAllowedError, CorruptJobError)
 """Errors of jobs a worker refused to run; never retried."""
 _REFUSAL_NAMES = frozenset(error.__qualname__ for error in REFUSALS)
-FINAL = (*REFUSALS, JobExitError)
+FINAL = (*REFUSALS, JobExitError, IncompatiblePayloadError)
 """Errors of jobs that fail at once, never retried."""
 _FINAL_NAMES = frozenset(error.__qualname__ for error in FINAL)
 # 2 ** 64 times any backoff is past the cap: a larger exponent only risks an overflow.
@@ -230,7 +237,7 @@ def is_not_importable(exc: BaseException) -> bool:
 
 def is_final(exc: BaseException) -> bool:
     """Whether a job that raised ``exc`` fails at once, never retried: it was refused
-    (:func:`is_refusal`) or tried to exit the worker."""
+    (:func:`is_refusal`), tried to exit the worker, or its stored kwargs no longer fit."""
     if isinstance(exc, RemoteJobError):
         return exc.type_name in _FINAL_NAMES
     return isinstance(exc, FINAL)

@@ -27,7 +27,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -73,7 +73,8 @@ class Worker:
     services and the retention of finished jobs (see :class:`WorkerSettings`; every one
     has a default). ``allowed``: the patterns of the functions it may run, in place of
     ``Chancy(allowed=...)`` (see :mod:`chancy.allowed`); a job whose function they do not
-    allow, or whose row is corrupt, fails at once without a retry.
+    allow, or whose row is corrupt, fails at once without a retry. ``aliases``: old
+    function names to new ones, added to ``Chancy(aliases=...)``.
     """
 
     def __init__(
@@ -83,10 +84,14 @@ class Worker:
         queues: Iterable[Queue] | None = None,
         worker_id: str | None = None,
         allowed: Iterable[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
         settings: WorkerSettings = WORKER_SETTINGS_DEFAULT,
     ) -> None:
         self.chancy = chancy
-        self.allowed = chancy.allowed if allowed is None else AllowedFunctions.of(allowed)
+        patterns = chancy.allowed
+        if allowed is not None:  # in place of the app's patterns, keeping its aliases
+            patterns = AllowedFunctions.of(allowed, aliases=dict(chancy.allowed.aliases))
+        self.allowed = patterns.with_aliases(aliases) if aliases else patterns
         self.queues = tuple(chancy.queues if queues is None else queues)
         if not self.queues:
             raise ChancyError(

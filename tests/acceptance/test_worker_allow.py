@@ -1,4 +1,5 @@
-"""`chancy worker --allow PATTERN`: a real worker process runs only what the patterns allow."""
+"""`chancy worker --allow PATTERN`: a real worker process runs only what the patterns allow;
+`--alias OLD=NEW`: it runs a renamed function for the jobs stored under its old name."""
 
 from __future__ import annotations
 
@@ -22,8 +23,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def worker(database_url: URL) -> Iterator[subprocess.Popen[str]]:
+    yield from worker_process(database_url, "--allow", "tests.support.allowed_tasks:*")
+
+
+@pytest.fixture
+def aliasing_worker(database_url: URL) -> Iterator[subprocess.Popen[str]]:
+    yield from worker_process(
+        database_url,
+        "--allow",
+        "tests.support.typed_tasks.renamed",
+        "--alias",
+        "tests.support.typed_tasks.old_name=tests.support.typed_tasks:renamed",
+    )
+
+
+def worker_process(database_url: URL, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """A `chancy worker` process on the queue default with ``options``, stopped after."""
     dsn = database_url.render_as_string(hide_password=False)
-    command = ["worker", "--dsn", dsn, "-q", "default", "--allow", "tests.support.allowed_tasks:*"]
+    command = ["worker", "--dsn", dsn, "-q", "default", *options]
     process = subprocess.Popen(
         [sys.executable, "-m", "chancy", "-v", *command],
         cwd=ROOT,
@@ -62,3 +79,16 @@ async def test_a_worker_started_with_allow_runs_only_what_it_allows(
     _out, err = await asyncio.to_thread(worker.communicate, timeout=30)
     assert "runs only ['tests.support.allowed_tasks.*']" in err
     assert "runs any importable function" not in err
+
+
+async def test_a_worker_started_with_alias_runs_the_new_function_for_the_old_name(
+    database_url: URL, aliasing_worker: subprocess.Popen[str]
+) -> None:
+    async with Chancy(database_url) as app:
+        job_id = await insert_job_row(
+            app.engine,
+            func="tests.support.typed_tasks.old_name",
+            kwargs={"order": {"number": 9, "express": True}},
+        )
+        done = await app.wait_for_job(job_id, timeout=60)
+    assert (done.state, done.result) == (JobState.SUCCEEDED, "renamed 9 express=True")

@@ -19,7 +19,14 @@ BOTTOM = {
     "events": set(),
     "callables": {"chancy.errors"},
     "queue": {"chancy.errors"},
-    "jobs": {"chancy.errors", "chancy.states", "chancy.callables", "chancy.queue"},
+    "payloads": {"chancy.errors"},
+    "jobs": {
+        "chancy.errors",
+        "chancy.states",
+        "chancy.callables",
+        "chancy.queue",
+        "chancy.payloads",
+    },
 }
 
 

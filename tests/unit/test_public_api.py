@@ -21,6 +21,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "DatabaseTimeoutError",
         "DatabaseUnavailableError",
         "FunctionNotAllowedError",
+        "IncompatiblePayloadError",
         "InvalidFunctionError",
         "InvalidJobError",
         "InvalidKwargsError",
