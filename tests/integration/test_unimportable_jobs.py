@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy.engine import URL
@@ -110,7 +111,7 @@ def exiting_module(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
 
 @pytest.mark.parametrize("executor", ["asyncio", "threads"])
 async def test_a_module_that_exits_at_import_is_deferred_and_the_worker_runs_on(
-    database_url: URL, exiting_module: str, executor: str
+    database_url: URL, exiting_module: str, executor: Literal["asyncio", "threads"]
 ) -> None:
     queues = [Queue(name="default", concurrency=2, polling_interval=0.2, executor=executor)]
     async with Chancy(database_url, queues=queues) as chancy:
