@@ -110,7 +110,8 @@ def hint_dsn(dsn: str | None) -> str | None:
 def for_the_command_line(message: str, dsn: str | None) -> str:
     """A library error's ``message`` with its hints in the command's terms: ``--dsn`` (with
     the one given, password masked) and ``--declare`` instead of ``dsn=`` and
-    ``declare=True``, and the ``chancy`` command that fixes it instead of the call."""
+    ``declare=True``, and the ``chancy`` command that fixes it instead of the call, on
+    the database given (``chancy migrate``, ``chancy queue declare|delete``)."""
     with_dsn = f" --dsn {hint_dsn(dsn)}" if dsn else ""
     migrate = f"`chancy migrate{with_dsn}`"
     for api, command in (
@@ -127,9 +128,10 @@ def for_the_command_line(message: str, dsn: str | None) -> str:
         r"run `chancy queue declare \1`",
         message,
     )
+    message = message.replace("with the queue with force=True (`", "with the queue (`")
     return re.sub(
-        r"`chancy queue declare ([^`\s]*)`",
-        lambda match: f"`chancy queue declare {match[1]}{with_dsn}`",
+        r"`(chancy queue (?:declare|delete) [^`]*)`",
+        lambda match: f"`{match[1]}{with_dsn}`",
         message,
     )
 

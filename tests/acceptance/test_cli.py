@@ -307,6 +307,16 @@ async def test_queue_delete_refuses_while_jobs_remain(database_url: URL) -> None
         assert await chancy.get_job(job_id) is not None
 
 
+async def test_queue_delete_hints_force_with_the_dsn_in_use(database_url: URL) -> None:
+    await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
+    dsn = dsn_of(database_url)
+    result = await invoke("queue", "delete", "mail", "--dsn", dsn)
+    assert isinstance(result.exception, QueueNotEmptyError)
+    message = str(result.exception)
+    assert f"(`chancy queue delete mail --force --dsn {hint_dsn(dsn)}`)" in message
+    assert "force=True" not in message
+
+
 async def test_queue_delete_with_force_deletes_the_queues_jobs(database_url: URL) -> None:
     job_id = await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
     result = await invoke("queue", "delete", "mail", "--force", "--dsn", dsn_of(database_url))
