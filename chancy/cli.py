@@ -833,20 +833,37 @@ def render_job(job: QueuedJob) -> RenderableType:
     del fields["errors"]
     for name, value in fields.items():
         if value not in (None, {}) or name == "result":
-            table.add_row(name, Text(value if isinstance(value, str) else json.dumps(value)))
+            shown = value if isinstance(value, str) else json.dumps(value)
+            table.add_row(name, Text(printable(shown)))
     errors = [_render_error(error) for error in job.errors]
     return Group(Panel(table, title=f"job {job.id}: {job.state}"), *errors)
 
 
-def _render_error(error: Mapping[str, Any]) -> Panel:
+def _render_error(error: object) -> Panel:
+    """One stored error as a panel. Its texts are shown as they are written (no markup),
+    and an entry that is not an object (a row chancy did not write) is shown as JSON."""
+    if not isinstance(error, Mapping):
+        body = Text(printable(json.dumps(error, default=repr)))
+        return Panel(body, title="an error that is not an object", border_style="red")
     if error.get("deferred") is True:
         title = f"deferred, not an attempt: {error.get('type', 'error')}"
     else:
         title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
-    body = Text(str(error.get("message", "")), style="bold")
+    body = Text(printable(str(error.get("message", ""))), style="bold")
     if stored := error.get("traceback"):
-        body.append("\n\n" + fold_runner_frames(str(stored)).rstrip(), style="default")
-    return Panel(body, title=title, border_style="red")
+        traceback_text = printable(fold_runner_frames(str(stored)).rstrip())
+        body.append("\n\n" + traceback_text, style="default")
+    return Panel(body, title=Text(printable(title)), border_style="red")
+
+
+# Control characters but the line break and the tab: a stored text holding one (a job's
+# error message with a terminal escape, say) must not drive the terminal that shows it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (but line breaks and tabs) escaped (``\\x1b``)."""
+    return _CONTROL.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
 # Where the frames that run a job come from: chancy's package (as installed here) and

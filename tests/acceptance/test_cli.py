@@ -677,3 +677,18 @@ async def test_migrate_to_an_unknown_revision_names_the_closest_one(database_url
     result = await invoke("migrate", "--revision", "haed", "--dsn", dsn_of(database_url))
     assert isinstance(result.exception, ConfigurationError)
     assert "'haed' is not a revision of chancy's schema" in str(result.exception)
+
+
+async def test_job_show_writes_a_stored_error_as_text_never_as_terminal_codes_or_markup(
+    database_url: URL,
+) -> None:
+    error = {"attempt": 1, "type": "[/bold]", "message": "\x1b]0;owned\x07 \x1b[31mred\r"}
+    async with Chancy(database_url) as chancy:
+        job_id = await insert_job_row(chancy.engine, func="a.b", errors=[error, 7])
+    result = await invoke("job", "show", str(job_id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "\r" not in result.stdout
+    assert "\\x1b]0;owned\\x07 \\x1b[31mred\\r" in result.stdout
+    assert "attempt 1: [/bold]" in result.stdout
+    assert "an error that is not an object" in result.stdout
