@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import difflib
 import importlib
@@ -54,7 +55,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from chancy import migrations
 from chancy.allowed import AllowedFunctions
 from chancy.app import Chancy
-from chancy.callables import resolve
+from chancy.callables import GUARD_HINT, resolve
 from chancy.database.dsn import DSN_ENV
 from chancy.demo import (
     DEMO_CONCURRENCY_DEFAULT,
@@ -106,14 +107,17 @@ def hint_dsn(dsn: str | None) -> str | None:
         return "<your DSN>"
     query = {key: "***" if "password" in key.lower() else value for key, value in url.query.items()}
     masked = url.set(password="***" if url.password else None, query=query)
-    return shlex.quote(masked.render_as_string(hide_password=False))
+    # The URL writes its password and query URL-quoted: put the stars back.
+    return shlex.quote(masked.render_as_string(hide_password=False).replace("%2A", "*"))
 
 
 def for_the_command_line(message: str, dsn: str | None) -> str:
     """A library error's ``message`` with its hints in the command's terms: ``--dsn`` (with
     the one given, password masked) and ``--declare`` instead of ``dsn=`` and
-    ``declare=True``, and the ``chancy`` command that fixes it instead of the call."""
-    migrate = f"`chancy migrate --dsn {hint_dsn(dsn)}`" if dsn else "`chancy migrate`"
+    ``declare=True``, and the ``chancy`` command that fixes it instead of the call, on
+    the database given (``chancy migrate``, ``chancy queue declare|delete``)."""
+    with_dsn = f" --dsn {hint_dsn(dsn)}" if dsn else ""
+    migrate = f"`chancy migrate{with_dsn}`"
     for api, command in (
         ("dsn=, engine= or CHANCY_DSN", "--dsn or CHANCY_DSN"),
         ("pass dsn= or engine=, or set CHANCY_DSN", "pass --dsn or set CHANCY_DSN"),
@@ -123,9 +127,15 @@ def for_the_command_line(message: str, dsn: str | None) -> str:
         ("or push with declare=True", "or push with --declare"),
     ):
         message = message.replace(api, command)
-    return re.sub(
+    message = re.sub(
         r"call `await chancy\.declare\(Queue\(name='([^']*)'\)\)`",
         r"run `chancy queue declare \1`",
+        message,
+    )
+    message = message.replace("with the queue with force=True (`", "with the queue (`")
+    return re.sub(
+        r"`(chancy queue (?:declare|delete) [^`]*)`",
+        lambda match: f"`{match[1]}{with_dsn}`",
         message,
     )
 
@@ -351,12 +361,13 @@ def load_app(path: str) -> Chancy:
     module_name, _, attribute = path.partition(":")
     import_from_cwd()
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(sys.stderr):  # the command's output is its own
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ChancyError(f"cannot import {module_name!r} for --app ({exc})") from exc
-    except Exception as exc:  # the module's own code failed: say which, and how
+    except (Exception, SystemExit) as exc:  # the module's own code failed: say which, and how
         raise ChancyError(
-            f"cannot import {module_name!r} for --app: {type(exc).__name__}: {exc} "
+            f"cannot import {module_name!r} for --app: {_import_failure(exc)} "
             "(-v shows the traceback)"
         ) from exc
     target = getattr(module, attribute or "chancy", None)
@@ -367,6 +378,13 @@ def load_app(path: str) -> Chancy:
             f"--app {path}: expected a Chancy instance at {module_name}:{attribute or 'chancy'}"
         )
     return target
+
+
+def _import_failure(exc: BaseException) -> str:
+    """Why importing a module failed, when its own code raised ``exc`` or exited."""
+    if isinstance(exc, SystemExit):
+        return f"it exits when imported ({exc!r}); if it is a script, {GUARD_HINT}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 WORKER_CONCURRENCY_DEFAULT = 10
@@ -583,11 +601,16 @@ def import_function(name: str) -> Callable[..., Any]:
     current directory as ``--app`` is."""
     import_from_cwd()
     try:
-        return resolve(name.replace(":", "."))
-    except InvalidFunctionError as exc:
-        raise _unimportable(name, "no such module or function") from exc
+        with contextlib.redirect_stdout(sys.stderr):  # the command's output is its own
+            return resolve(name.replace(":", "."))
+    except InvalidFunctionError as exc:  # not found, or a script that runs at import
+        raise _unimportable(
+            name, str(exc) if GUARD_HINT in str(exc) else "no such module or function"
+        ) from exc
     except ImportError as exc:
         raise _unimportable(name, str(exc)) from exc
+    except (Exception, SystemExit) as exc:  # the module's own code failed, or exited
+        raise _unimportable(name, _import_failure(exc)) from exc
 
 
 def _unimportable(name: str, cause: str) -> typer.BadParameter:
@@ -846,20 +869,37 @@ def render_job(job: QueuedJob) -> RenderableType:
     del fields["errors"]
     for name, value in fields.items():
         if value not in (None, {}) or name == "result":
-            table.add_row(name, Text(value if isinstance(value, str) else json.dumps(value)))
+            shown = value if isinstance(value, str) else json.dumps(value)
+            table.add_row(name, Text(printable(shown)))
     errors = [_render_error(error) for error in job.errors]
     return Group(Panel(table, title=f"job {job.id}: {job.state}"), *errors)
 
 
-def _render_error(error: Mapping[str, Any]) -> Panel:
+def _render_error(error: object) -> Panel:
+    """One stored error as a panel. Its texts are shown as they are written (no markup),
+    and an entry that is not an object (a row chancy did not write) is shown as JSON."""
+    if not isinstance(error, Mapping):
+        body = Text(printable(json.dumps(error, default=repr)))
+        return Panel(body, title="an error that is not an object", border_style="red")
     if error.get("deferred") is True:
         title = f"deferred, not an attempt: {error.get('type', 'error')}"
     else:
         title = f"attempt {error.get('attempt', '?')}: {error.get('type', 'error')}"
-    body = Text(str(error.get("message", "")), style="bold")
+    body = Text(printable(str(error.get("message", ""))), style="bold")
     if stored := error.get("traceback"):
-        body.append("\n\n" + fold_runner_frames(str(stored)).rstrip(), style="default")
-    return Panel(body, title=title, border_style="red")
+        traceback_text = printable(fold_runner_frames(str(stored)).rstrip())
+        body.append("\n\n" + traceback_text, style="default")
+    return Panel(body, title=Text(printable(title)), border_style="red")
+
+
+# Control characters but the line break and the tab: a stored text holding one (a job's
+# error message with a terminal escape, say) must not drive the terminal that shows it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (but line breaks and tabs) escaped (``\\x1b``)."""
+    return _CONTROL.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
 # Where the frames that run a job come from: chancy's package (as installed here) and

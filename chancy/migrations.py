@@ -9,7 +9,9 @@ same schema, recorded in the version table ``chancy_alembic_version``.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import io
+import re
 import weakref
 from pathlib import Path
 from typing import Any, Literal
@@ -18,14 +20,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chancy.errors import ConfigurationError
 from chancy.models import TABLE_PREFIX, metadata
 
 __all__ = [
     "VERSION_TABLE",
     "alembic_config",
+    "check_revision",
     "configure_context",
     "current",
     "downgrade",
@@ -40,6 +45,7 @@ __all__ = [
 VERSION_TABLE = f"{TABLE_PREFIX}alembic_version"
 # pg_advisory_xact_lock key: the bytes of "chancy_m" read as a signed 64-bit integer.
 _MIGRATION_LOCK_KEY = int.from_bytes(b"chancy_m", "big", signed=True)
+_RELATIVE = re.compile(r"[+-]\d+$")
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -104,6 +110,26 @@ def head() -> str:
     return revision
 
 
+def check_revision(revision: str) -> None:
+    """Raise :class:`~chancy.errors.ConfigurationError`, naming the closest revision, unless
+    ``revision`` names one of chancy's (``head`` and ``base`` included). A relative
+    revision (``-1``, ``head-1``, ``+2``) is left to Alembic, which counts from where the
+    database is."""
+    if _RELATIVE.search(revision):
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        script.get_revisions(revision)
+    except CommandError:
+        known = [each.revision for each in reversed(list(script.walk_revisions()))]
+        close = difflib.get_close_matches(revision, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigurationError(
+            f"{revision!r} is not a revision of chancy's schema; {hint}give one of "
+            f"{', '.join(['base', *known, 'head'])}"
+        ) from None
+
+
 async def upgrade(target: AsyncEngine | AsyncConnection, revision: str = "head") -> None:
     """Upgrade chancy's schema to ``revision``, in one transaction."""
     await _run(target, "upgrade", revision)
@@ -124,6 +150,8 @@ async def current(target: AsyncEngine | AsyncConnection) -> str | None:
 
 def sql(revision: str = "head", *, start: str | None = None) -> str:
     """The DDL that upgrades from ``start`` (default: an empty database) to ``revision``."""
+    for each in (revision, start) if start else (revision,):
+        check_revision(each)
     output = io.StringIO()
     span = f"{start}:{revision}" if start else revision
     command.upgrade(alembic_config(output=output), span, sql=True)
@@ -150,6 +178,8 @@ async def _run(
     action: Literal["upgrade", "downgrade"],
     revision: str,
 ) -> None:
+    check_revision(revision)
+
     def run(connection: Connection) -> None:
         getattr(command, action)(alembic_config(connection), revision)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
-from chancy.callables import resolve
+from chancy.callables import GUARD_HINT, resolve
 from chancy.errors import FunctionNotImportableError, InvalidFunctionError
 from chancy.jobs import QueuedJob, queued_job_parameter
 from chancy.payloads import payload_of
@@ -155,7 +155,7 @@ def resolve_allowed(name: str, allowed: AllowedFunctions) -> Callable[..., Any]:
     name = allowed.target(name)
     try:
         fn = resolve_function(name)
-    except Exception as exc:
+    except (Exception, *EXITS) as exc:  # a module that exits at import cannot stop its worker
         raise FunctionNotImportableError(not_importable_message(name, exc)) from exc
     check_function(name, fn)
     allowed.check_definition(name, fn)
@@ -167,6 +167,9 @@ def not_importable_message(name: str, exc: BaseException) -> str:
     could not be imported because of ``exc``: the problem, and the fix."""
     if isinstance(exc, InvalidFunctionError):
         why = str(exc)  # chancy's own words: no such function, or an unguarded entry point
+    elif isinstance(exc, EXITS):
+        exit_ = _or_why_not(lambda: repr(exc), "exit")
+        why = f"its module exits when imported ({exit_}): if it is a script, {GUARD_HINT}"
     else:
         why = f"{type(exc).__qualname__}: {_or_why_not(lambda: str(exc), 'message')}"
     return (

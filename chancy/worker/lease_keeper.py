@@ -117,6 +117,10 @@ class LeaseKeeper:
         renewals: list[asyncio.Task[None]] = []
         try:
             await self.leadership.run_once()
+            # False once the start waiting for it was cancelled (after that, no cancel can
+            # come in between): then resign and end.
+            if not elected.set_running_or_notify_cancel():
+                return
             elected.set_result(None)
             renewals = [
                 asyncio.create_task(self.heartbeat.run(), name="chancy-heartbeat"),

@@ -21,7 +21,9 @@ from chancy import migrations
 from chancy.app import Chancy
 from chancy.cli import JOB_FIELDS, app, fold_runner_frames, hint_dsn, select_queues
 from chancy.database import create_engine
+from chancy.database.dsn import DSN_ENV
 from chancy.errors import (
+    ConfigurationError,
     DatabaseUnavailableError,
     InvalidQueueError,
     QueueNotEmptyError,
@@ -55,6 +57,10 @@ async def test_migrate_upgrades_the_database_named_by_dsn(empty_database_url: UR
         assert await migrations.current(engine) == migrations.head()
     finally:
         await engine.dispose()
+
+
+CHANCY_DIR = os.path.join(os.path.dirname(os.path.abspath(chancy.cli.__file__)), "")
+"""Where chancy's modules are (a checkout's root may be named chancy too)."""
 
 
 def dsn_of(url: URL) -> str:
@@ -301,6 +307,16 @@ async def test_queue_delete_refuses_while_jobs_remain(database_url: URL) -> None
         assert await chancy.get_job(job_id) is not None
 
 
+async def test_queue_delete_hints_force_with_the_dsn_in_use(database_url: URL) -> None:
+    await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
+    dsn = dsn_of(database_url)
+    result = await invoke("queue", "delete", "mail", "--dsn", dsn)
+    assert isinstance(result.exception, QueueNotEmptyError)
+    message = str(result.exception)
+    assert f"(`chancy queue delete mail --force --dsn {hint_dsn(dsn)}`)" in message
+    assert "force=True" not in message
+
+
 async def test_queue_delete_with_force_deletes_the_queues_jobs(database_url: URL) -> None:
     job_id = await push_greeting(database_url, "--queue", "mail", "--kwargs", '{"name": "x"}')
     result = await invoke("queue", "delete", "mail", "--force", "--dsn", dsn_of(database_url))
@@ -369,7 +385,8 @@ async def test_a_push_to_an_undeclared_queue_hints_the_commands_options(database
     )
     assert isinstance(result.exception, UnknownQueueError)
     message = str(result.exception)
-    assert "run `chancy queue declare emials`, or push with --declare" in message
+    declare = f"`chancy queue declare emials --dsn {hint_dsn(dsn_of(database_url))}`"
+    assert f"run {declare}, or push with --declare" in message
     assert "declare=True" not in message
 
 
@@ -416,7 +433,7 @@ async def test_job_show_starts_a_traceback_at_the_jobs_own_frames(database_url: 
     assert result.exit_code == 0, result.output
     frames = [line for line in result.stdout.splitlines() if 'File "' in line]
     assert "tests/support/tasks.py" in frames[0]
-    assert not any("concurrent/futures" in frame or "/chancy/" in frame for frame in frames)
+    assert not any("concurrent/futures" in frame or CHANCY_DIR in frame for frame in frames)
     assert "frames of chancy and Python's library folded (--json shows them)" in flat(result.stdout)
 
 
@@ -580,3 +597,98 @@ def test_help_texts_have_no_line_breaks_mid_sentence() -> None:
     demo = run_chancy("demo", "--help", columns=200).stdout
     (line,) = [line for line in demo.splitlines() if "The jobs (mixed priorities)" in line]
     assert "stay there until the next run" in line  # the docstring breaks its line between
+
+
+def test_a_dsn_in_a_hint_shows_its_password_as_three_stars() -> None:
+    shown = hint_dsn("postgresql://app:pw1@db/app?sslpassword=pw2") or ""
+    assert "app:***@db" in shown
+    assert "sslpassword=***" in shown
+    assert "%2A" not in shown
+
+
+async def test_a_worker_on_an_undeclared_queue_hints_declare_with_the_dsn_in_use(
+    database_url: URL,
+) -> None:
+    dsn = dsn_of(database_url)
+    result = await invoke("worker", "-q", "defualt", "--dsn", dsn)
+    assert isinstance(result.exception, UnknownQueueError)
+    assert f"`chancy queue declare defualt --dsn {hint_dsn(dsn)}`" in str(result.exception)
+
+
+def test_an_app_that_exits_at_import_says_so_in_one_line() -> None:
+    result = run_chancy("queue", "list", "--app", "tests.support.exiting_app")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: cannot import 'tests.support.exiting_app' for --app: it exits when imported "
+        "(SystemExit(3)); if it is a script, guard the script's entry point with "
+        '`if __name__ == "__main__":` (-v shows the traceback)'
+    ]
+
+
+def test_pushing_a_function_whose_module_raises_at_import_is_one_line_naming_it() -> None:
+    result = run_chancy("push", "tests.support.raising_app:task")
+    assert result.returncode == 2
+    message = " ".join(line.strip("│ ") for line in result.stderr.splitlines())
+    assert "Traceback" not in result.stderr
+    assert "cannot import 'tests.support.raising_app:task'" in message
+    assert "RuntimeError: SMTP_HOST is not set" in message
+
+
+def test_pushing_a_function_whose_module_exits_at_import_says_so() -> None:
+    result = run_chancy("push", "tests.support.exiting_app:task")
+    assert result.returncode == 2
+    message = " ".join(" ".join(line.strip("│ ").split()) for line in result.stderr.splitlines())
+    assert "exits when imported (SystemExit(3))" in message
+
+
+PRINTING_APP = ("--app", "tests.support.printing_app")
+
+
+async def test_what_an_app_prints_at_import_stays_out_of_the_commands_output(
+    database_url: URL,
+) -> None:
+    job_id = await push_greeting(database_url, "--kwargs", '{"name": "x"}')
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "chancy", "job", "show", str(job_id), "--json", *PRINTING_APP],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), DSN_ENV: dsn_of(database_url)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == job_id
+    assert "loading settings" in result.stderr
+
+
+async def test_migrate_sql_from_an_unknown_revision_names_the_closest_one(
+    database_url: URL,
+) -> None:
+    result = await invoke("migrate", "--sql", "--from", "chancy_002", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, ConfigurationError)
+    message = str(result.exception)
+    assert "'chancy_002' is not a revision of chancy's schema; did you mean 'chancy_0002'?" in (
+        message
+    )
+
+
+async def test_migrate_to_an_unknown_revision_names_the_closest_one(database_url: URL) -> None:
+    result = await invoke("migrate", "--revision", "haed", "--dsn", dsn_of(database_url))
+    assert isinstance(result.exception, ConfigurationError)
+    assert "'haed' is not a revision of chancy's schema" in str(result.exception)
+
+
+async def test_job_show_writes_a_stored_error_as_text_never_as_terminal_codes_or_markup(
+    database_url: URL,
+) -> None:
+    error = {"attempt": 1, "type": "[/bold]", "message": "\x1b]0;owned\x07 \x1b[31mred\r"}
+    async with Chancy(database_url) as chancy:
+        job_id = await insert_job_row(chancy.engine, func="a.b", errors=[error, 7])
+    result = await invoke("job", "show", str(job_id), "--dsn", dsn_of(database_url))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "\r" not in result.stdout
+    assert "\\x1b]0;owned\\x07 \\x1b[31mred\\r" in result.stdout
+    assert "attempt 1: [/bold]" in result.stdout
+    assert "an error that is not an object" in result.stdout

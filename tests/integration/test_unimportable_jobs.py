@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy.engine import URL
@@ -92,3 +93,44 @@ async def test_an_import_error_raised_by_the_function_itself_is_an_ordinary_fail
         done = await app.wait_for_job(job_id, timeout=WAIT)
     assert (done.state, done.attempts) == (JobState.FAILED, 1)
     assert done.errors[-1]["type"] == "ModuleNotFoundError"
+
+
+@pytest.fixture(params=["sys.exit(3)", "raise KeyboardInterrupt", "raise SystemExit('usage: ...')"])
+def exiting_module(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A module that exits at import: an unguarded ``sys.exit(main())`` at the bottom of
+    a script, or an argument parser run at import."""
+    name = f"h13_exits_at_import_{abs(hash(request.param))}"
+    (tmp_path / f"{name}.py").write_text(
+        f"import sys\n{request.param}\ndef task():\n    return 1\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    yield f"{name}.task"
+    sys.path.remove(str(tmp_path))
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "threads"])
+async def test_a_module_that_exits_at_import_is_deferred_and_the_worker_runs_on(
+    database_url: URL, exiting_module: str, executor: Literal["asyncio", "threads"]
+) -> None:
+    queues = [Queue(name="default", concurrency=2, polling_interval=0.2, executor=executor)]
+    async with Chancy(database_url, queues=queues) as chancy:
+        exiting = await insert_job_row(chancy.engine, func=exiting_module)
+        plain = await insert_job_row(
+            chancy.engine, func="tests.support.tasks.greet", kwargs={"name": "x"}
+        )
+
+        async def deferred() -> bool:
+            job = await chancy.get_job(exiting)
+            return job is not None and job.state is JobState.SCHEDULED
+
+        async with Worker(chancy):
+            await until_async(deferred, timeout=WAIT, what=f"job {exiting} deferred")
+            done = await chancy.wait_for_job(plain, timeout=WAIT)
+        job = await chancy.get_job(exiting)
+    assert done.state is JobState.SUCCEEDED
+    assert job is not None
+    assert job.attempts == 0
+    (entry,) = job.errors
+    assert (entry["type"], entry["deferred"]) == ("FunctionNotImportableError", True)
+    assert "exit" in entry["message"]
