@@ -152,23 +152,27 @@ def _walk(node: dict[str, Any]) -> Any:
 async def test_a_claim_commits_durably(chancy: Chancy) -> None:
     """An attempt's fencing token (``attempts``) must never be handed out twice: a claim
     lost in a server crash would let the next claim reuse it, so claims wait for their
-    commit to reach the disk."""
+    commit to reach the disk: a claim never lowers ``synchronous_commit`` below what the
+    server asks for (the test server itself runs with it off, so the test asks for it)."""
     await chancy.push("default", greet("a"))
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
+            await connection.execute("SET LOCAL synchronous_commit = on")
             claimed = await claims.claim_available(connection, "default", 1, "worker-1")
             assert await connection.fetchval("SHOW synchronous_commit") == "on"
     assert len(claimed) == 1
 
 
 async def test_outcomes_commit_durably(chancy: Chancy) -> None:
+    """Outcomes never lower ``synchronous_commit`` either (asked for as above)."""
     await chancy.push("default", greet("a"))
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
             (job,) = await claims.claim_available(connection, "default", 1, "worker-1")
         async with connection.transaction():
+            await connection.execute("SET LOCAL synchronous_commit = on")
             outcome = Outcome(job.id, job.attempts, JobState.SUCCEEDED)
             assert await attempts.complete_many_if_running(connection, [outcome]) == {job.id}
             assert await connection.fetchval("SHOW synchronous_commit") == "on"
