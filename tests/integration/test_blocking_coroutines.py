@@ -15,11 +15,12 @@ from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job, Reference
-from chancy.models import JobRow, LeaderRow
+from chancy.models import LeaderRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
 from tests.support import tasks
+from tests.support.leases import LeaseWatch
 from tests.support.waiting import until
 
 LEASE_SECONDS = 1.5
@@ -27,38 +28,6 @@ BLOCK_SECONDS = 4.0  # well past the lease and the leader's lease
 SETTINGS = WorkerSettings(
     lease_seconds=LEASE_SECONDS, leader_ttl=LEASE_SECONDS, rescue_interval=0.2
 )
-
-
-class LeaseWatch:
-    """Watches, from a thread of its own (the worker's loop is blocked), whether the lease
-    of any job the worker runs ever lapses."""
-
-    def __init__(self, url: URL, worker_id: str) -> None:
-        self._engine = sa.create_engine(url.set(drivername="postgresql+psycopg"))
-        self._worker_id = worker_id
-        self._done = threading.Event()
-        self.lapsed: set[int] = set()
-        self._thread = threading.Thread(target=self._watch, name="lease-watch")
-
-    def __enter__(self) -> LeaseWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=10)
-        self._engine.dispose()
-
-    def _watch(self) -> None:
-        lapsed = sa.select(JobRow.id).where(
-            JobRow.state == JobState.RUNNING.value,
-            JobRow.worker_id == self._worker_id,
-            JobRow.lease_expires_at < sa.func.clock_timestamp(),
-        )
-        with self._engine.connect() as connection:
-            while not self._done.wait(0.05):
-                self.lapsed.update(connection.scalars(lapsed))
-                connection.rollback()
 
 
 class WorkerElsewhere:
@@ -133,7 +102,7 @@ async def test_a_coroutine_blocking_the_loop_past_the_lease_lets_no_lease_lapse(
     app: Chancy, database_url: URL
 ) -> None:
     async with Worker(app, settings=SETTINGS) as worker:
-        with LeaseWatch(database_url, worker.worker_id) as watch:
+        with LeaseWatch(database_url, worker_id=worker.worker_id) as watch:
             other, _blocking = await block_the_loop(app)
         assert watch.lapsed == set()
         assert other.id in worker.running

@@ -4,56 +4,23 @@ the lease of the worker's other jobs."""
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import AsyncIterator
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from chancy.app import Chancy
 from chancy.executor import Job
 from chancy.executor.base import resolve_function
-from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker, WorkerSettings
 from tests.support import tasks
+from tests.support.leases import LeaseWatch
 from tests.support.waiting import until
 
 SLOW = "tests.support.slow_import"
 LEASE_SECONDS = 2.0
-
-
-class LeaseWatch:
-    """Watches, from a thread of its own (the worker's loop may be blocked), whether the
-    lease of one running job ever lapses."""
-
-    def __init__(self, url: URL, job_id: int) -> None:
-        self._engine = sa.create_engine(url.set(drivername="postgresql+psycopg"))
-        self._job_id = job_id
-        self._done = threading.Event()
-        self.lapsed = False
-        self._thread = threading.Thread(target=self._watch, name="lease-watch")
-
-    def __enter__(self) -> LeaseWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=10)
-        self._engine.dispose()
-
-    def _watch(self) -> None:
-        lapsed = sa.select(JobRow.lease_expires_at < sa.func.clock_timestamp()).where(
-            JobRow.id == self._job_id
-        )
-        with self._engine.connect() as connection:
-            while not self._done.wait(0.05):
-                if connection.scalar(lapsed):
-                    self.lapsed = True
-                connection.rollback()
 
 
 @pytest.fixture(params=["asyncio", "threads"])
@@ -80,7 +47,7 @@ async def test_an_import_slower_than_the_lease_lets_no_other_lease_lapse(
             Job.from_func(tasks.sleep_async, kwargs={"seconds": 60, "label": "other"})
         )
         await until(lambda: "other" in tasks.started, what="the other job running")
-        with LeaseWatch(database_url, other.id) as watch:
+        with LeaseWatch(database_url, job_id=other.id) as watch:
             slow = await app.push(Job(func=f"{SLOW}.imported"))
             done = await app.wait_for_job(slow, timeout=60)
         assert other.id in worker.running
