@@ -3,6 +3,7 @@ race-free; queues checked in the statement."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import difflib
 import json
@@ -55,6 +56,7 @@ _DEFAULTS: dict[str, Any] = {
     for field in dataclasses.fields(Job)
     if field.name not in ("func", "queue")
 }
+_PENDING_STATE = JobState.PENDING.value
 _GETTERS = {name: operator.attrgetter(name) for name in JOB_FIELDS}
 
 
@@ -242,30 +244,44 @@ class PushRepository(Repository):
         try:
             if isinstance(conn, asyncpg.Connection) and len(plan.batch) > CHUNK_SIZE:
                 async with conn.transaction():
-                    rows = await self._insert_chunks(conn, plan, announce)
+                    await self._insert_chunks(conn, plan, announce)
             else:
-                rows = await self._insert_chunks(conn, plan, announce)
+                await self._insert_chunks(conn, plan, announce)
         except DBAPIError as exc:
             if not _is_unknown_queue(exc):
                 raise
             # In the caller's transaction nothing more can be read: it is aborted.
             known = await _QUEUE_NAMES.rows(conn, {}) if _autocommits(conn) else []
             raise _unknown_queue(plan.batch, [row["name"] for row in known]) from exc
-        held = plan.inserted(rows)
+        held = plan.inserted()
         if held:
             holders = await _FIND_HOLDERS_BY_KEYS.rows(
                 conn, {"p_keys": held}, timeouts=self.timeouts
             )
             plan.held_by(holders)
-        return Pushed(plan.references(), _ready_queues(rows))
+        return Pushed(plan.references(), frozenset(plan.ready_queues))
 
-    async def _insert_chunks(
-        self, conn: HotExecutable, plan: _PushPlan, announce: bool
-    ) -> list[Any]:
-        rows: list[Any] = []
-        for statement, parameters in plan.statements(announce=announce):
-            rows.extend(await statement.rows(conn, parameters, timeouts=self.timeouts))
-        return rows
+    async def _insert_chunks(self, conn: HotExecutable, plan: _PushPlan, announce: bool) -> None:
+        """Run the batch's statements one after the other, building the parameters of the
+        next while the server runs one (one statement in flight at a time)."""
+        if len(plan.batch) <= CHUNK_SIZE:
+            ((statement, parameters),) = plan.statements(announce=announce)
+            plan.record(await statement.rows(conn, parameters, timeouts=self.timeouts))
+            return
+        running: asyncio.Task[Sequence[Any]] | None = None
+        try:
+            for statement, parameters in plan.statements(announce=announce):
+                if running is not None:
+                    plan.record(await running)
+                running = asyncio.ensure_future(
+                    statement.rows(conn, parameters, timeouts=self.timeouts)
+                )
+                await asyncio.sleep(0)  # the statement is sent; the next is built meanwhile
+            if running is not None:
+                plan.record(await running)
+        finally:
+            if running is not None and not running.done():
+                running.cancel()
 
     def push_many_sync(self, conn: SyncExecutable, jobs: Sequence[Job]) -> list[Reference]:
         """:meth:`push_many` on a synchronous ``Connection`` or ``Session`` (any driver)."""
@@ -279,24 +295,19 @@ class PushRepository(Repository):
         plan = _PushPlan(jobs)
         if not plan.batch:
             return Pushed([], frozenset())
-        rows: list[Any] = []
         try:
             for statement, parameters in plan.statements(announce=announce):
-                rows.extend(statement.rows_sync(conn, parameters, timeouts=self.timeouts))
+                plan.record(statement.rows_sync(conn, parameters, timeouts=self.timeouts))
         except DBAPIError as exc:
             if not _is_unknown_queue(exc):
                 raise
             raise _unknown_queue(plan.batch, []) from exc
-        held = plan.inserted(rows)
+        held = plan.inserted()
         if held:
             plan.held_by(
                 _FIND_HOLDERS_BY_KEYS.rows_sync(conn, {"p_keys": held}, timeouts=self.timeouts)
             )
-        return Pushed(plan.references(), _ready_queues(rows))
-
-
-def _ready_queues(rows: Iterable[Any]) -> frozenset[str]:
-    return frozenset(row["queue"] for row in rows if row["state"] == JobState.PENDING)
+        return Pushed(plan.references(), frozenset(plan.ready_queues))
 
 
 def _is_unknown_queue(exc: DBAPIError) -> bool:
@@ -325,6 +336,9 @@ class _PushPlan:
             self.batch.append(job)
         self._ids: list[int | None] = []
         self._inserted: set[int] = set()
+        self._new_ids: list[int] = []
+        self._new_keys: set[str] = set()
+        self.ready_queues: set[str] = set()
 
     def statements(self, *, announce: bool) -> Iterator[tuple[Statement, dict[str, Any]]]:
         """The INSERTs for the batch, one per :data:`CHUNK_SIZE` jobs, and their
@@ -340,12 +354,22 @@ class _PushPlan:
             else:
                 yield _statement_for(columns, single=False, announce=announce), parameters
 
-    def inserted(self, rows: Sequence[Any]) -> list[str]:
-        """Record the inserted rows (in any order: their ids follow the batch's order);
-        returns the unique keys that were held by existing jobs, whose ids must be looked
-        up."""
-        keys = {row["unique_key"] for row in rows if row["unique_key"] is not None}
-        ordered = sorted(row["id"] for row in rows)
+    def record(self, rows: Sequence[Any]) -> None:
+        """Record the rows one statement inserted: their ids (plain ints, not the rows:
+        a batch of 50,000 keeps no 50,000 records alive), unique keys and ready queues."""
+        for row in rows:
+            self._new_ids.append(row["id"])
+            if row["unique_key"] is not None:
+                self._new_keys.add(row["unique_key"])
+            if row["state"] == _PENDING_STATE:
+                self.ready_queues.add(row["queue"])
+
+    def inserted(self) -> list[str]:
+        """Match the recorded ids to the batch (they come back in any order; they follow
+        the batch's order); returns the unique keys that were held by existing jobs,
+        whose ids must be looked up."""
+        keys = self._new_keys
+        ordered = sorted(self._new_ids)
         self._inserted = set(ordered)
         ids = iter(ordered)
         self._ids = [
