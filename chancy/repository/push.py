@@ -345,14 +345,13 @@ class _PushPlan:
         parameters: arrays, or scalars for one job."""
         for start in range(0, len(self.batch), CHUNK_SIZE):
             chunk = self.batch[start : start + CHUNK_SIZE]
+            if len(chunk) == 1:
+                columns, single = _single_parameters(chunk[0])
+                yield _statement_for(columns, single=True, announce=announce), single
+                continue
             columns, parameters = _push_parameters(chunk)
             parameters["p_queues"] = sorted({job.queue for job in chunk})
-            if len(chunk) == 1:
-                single = {name: values[0] for name, values in parameters.items()}
-                single["p_queues"] = parameters["p_queues"]
-                yield _statement_for(columns, single=True, announce=announce), single
-            else:
-                yield _statement_for(columns, single=False, announce=announce), parameters
+            yield _statement_for(columns, single=False, announce=announce), parameters
 
     def record(self, rows: Sequence[Any]) -> None:
         """Record the rows one statement inserted: their ids (plain ints, not the rows:
@@ -417,6 +416,22 @@ def _push_parameters(jobs: Sequence[Job]) -> tuple[frozenset[str], dict[str, lis
             values = [_json_object(value, encoded) for value in values]
         columns.add(name)
         parameters[f"p_{name}"] = values
+    return frozenset(columns), parameters
+
+
+def _single_parameters(job: Job) -> tuple[frozenset[str], dict[str, Any]]:
+    """:func:`_push_parameters` of one job, as scalars (the hot path of ``push``)."""
+    columns: list[str] = []
+    parameters: dict[str, Any] = {"p_queues": [job.queue]}
+    for name, getter in _GETTERS.items():
+        value = getter(job)
+        default = _DEFAULTS.get(name, _NO_DEFAULT)
+        if default is not _NO_DEFAULT and value == default:
+            continue
+        if name in _JSON_FIELDS:
+            value = json_text(value)
+        columns.append(name)
+        parameters[f"p_{name}"] = value
     return frozenset(columns), parameters
 
 
