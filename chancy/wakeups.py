@@ -70,7 +70,8 @@ SEND_TIMEOUT_DEFAULT = 5.0
 the workers' polling)."""
 
 # Asynchronous commit: the notifications are an accelerator, and their transaction's
-# WAL flush would otherwise be a commit's wait per wake-up.
+# WAL flush would otherwise be a commit's wait per wake-up. Local to the transaction:
+# the connection goes back to the pool as it was.
 _SEND = Statement(
     sa.text(
         f"SELECT count(pg_notify('{EVENTS_CHANNEL}', payload)) AS n, "
@@ -122,6 +123,10 @@ class WakeUps:
         if not queues:
             return
         try:
+            if self._loop is not None and self._loop.is_closed():
+                # The loop of the last wake-ups ended (its task with it): start afresh.
+                self._loop, self._task = None, None
+                self._pending.clear()
             with contextlib.suppress(RuntimeError):
                 running = asyncio.get_running_loop()
                 if self._task is None or running is self._loop:
@@ -141,20 +146,18 @@ class WakeUps:
 
     async def _send_all(self) -> None:
         """Send what is pending, then what arrived meanwhile, at most one transaction per
-        ``window``, until nothing is left; on one connection while there is work."""
+        ``window``, until nothing is left."""
         loop = asyncio.get_running_loop()
         try:
-            async with hot_connection(self._engine) as connection:
-                last = -self.window
-                while self._pending:
-                    wait = last + self.window - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    queues, self._pending = self._pending, set()
-                    last = loop.time()
-                    parameters = {"p_payloads": payloads(queues)}
-                    await asyncio.wait_for(_SEND.rows(connection, parameters), self.send_timeout)
-                    self.sent += 1
+            last = -self.window
+            while self._pending:
+                wait = last + self.window - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                queues, self._pending = self._pending, set()
+                last = loop.time()
+                await asyncio.wait_for(self._send(queues), self.send_timeout)
+                self.sent += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -165,6 +168,12 @@ class WakeUps:
             )
         finally:
             self._task = None
+
+    async def _send(self, queues: Collection[str]) -> None:
+        # One transaction per send: on asyncpg the statement is its own; on another
+        # driver, hot_connection's transaction commits when the block ends.
+        async with hot_connection(self._engine) as connection:
+            await _SEND.rows(connection, {"p_payloads": payloads(queues)})
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Wait (up to ``timeout`` seconds) for the pending wake-ups to be sent."""
@@ -201,6 +210,7 @@ class ThreadWakeUps:
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.sent = 0
         self.failed = 0
 
@@ -216,6 +226,8 @@ class ThreadWakeUps:
                         target=self._send_all, name="chancy-wake-ups", daemon=True
                     )
                     self._thread.start()
+                    self._threads = [t for t in self._threads if t.is_alive()]
+                    self._threads.append(self._thread)
         except Exception:
             log.exception("could not schedule a wake-up; the workers' polling will find the jobs")
 
@@ -251,9 +263,11 @@ class ThreadWakeUps:
                 self._thread = None
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread sending wake-ups, if one runs (for tests and shutdown)."""
-        thread = self._thread
-        if thread is not None:
+        """Wait for the threads sending wake-ups (for tests and shutdown): once they end,
+        their connections are back in the engine's pool."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(timeout)
 
 
