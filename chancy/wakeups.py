@@ -195,7 +195,8 @@ class WakeUps:
 
 class ThreadWakeUps:
     """The coalescer of a synchronous engine: a thread started by the first wake-up,
-    sending as :class:`WakeUps` does, and ending when nothing is left."""
+    sending as :class:`WakeUps` does on a connection of the engine's taken out of its
+    pool, and ending (closing it) when nothing is left."""
 
     def __init__(
         self,
@@ -243,6 +244,10 @@ class ThreadWakeUps:
     def _send_all(self) -> None:
         try:
             with self._engine.connect() as connection:
+                # Out of the pool: closed for good when the thread ends, so an engine
+                # disposed of meanwhile (right after a commit, say) leaves no connection
+                # open behind it.
+                connection.detach()
                 last = -self.window
                 while queues := self._take():
                     time.sleep(max(0.0, last + self.window - time.monotonic()))

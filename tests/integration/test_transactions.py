@@ -156,8 +156,6 @@ def sync_engine(request: pytest.FixtureRequest, database_url: URL) -> Iterator[E
     pytest.importorskip(request.param)
     engine = sa.create_engine(database_url.set(drivername=f"postgresql+{request.param}"))
     yield engine
-    # The wake-ups sent after commits, from a thread, return their connection to the pool.
-    wakeups.thread_wake_ups(engine).join(5)
     engine.dispose()
 
 
