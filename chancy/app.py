@@ -61,6 +61,7 @@ from chancy.repository import (
 from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
 from chancy.repository.runner import HotExecutable, translated
 from chancy.states import FINISHED_STATES, JobState
+from chancy.wakeups import WakeUps, on_engine, wake_after_commit
 
 __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
 
@@ -182,6 +183,7 @@ class Chancy:
         self._queues = QueueRepository(timeouts=own)
         self._declared = False
         self._listener: Listener | None = None
+        self._wake_ups: WakeUps | None = None
 
     def __repr__(self) -> str:
         where = describe(self._engine.url) if self._engine is not None else "not open"
@@ -210,6 +212,9 @@ class Chancy:
 
     async def close(self) -> None:
         """Dispose of the engine if chancy created it; an engine passed in stays usable."""
+        if self._wake_ups is not None:
+            await self._wake_ups.close()
+            self._wake_ups = None
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
@@ -291,8 +296,9 @@ class Chancy:
 
         With ``session`` (an ``AsyncSession`` or ``AsyncConnection``), the job is written
         in that transaction and chancy commits nothing: it exists if the transaction
-        commits and never did if it rolls back; workers are woken at commit. Without it,
-        the push commits on its own.
+        commits and never did if it rolls back; workers are woken once it commits (see
+        the README's "How a push wakes a worker"). Without it, the push commits on its
+        own, and wakes the workers right after.
 
         The queue must be declared (``default`` always is, and so are the queues given to
         ``Chancy(queues=...)``), else :class:`~chancy.errors.UnknownQueueError` says so,
@@ -343,13 +349,31 @@ class Chancy:
             async with hot_connection(self.engine) as connection:
                 names = sorted({job.queue for job in batch})
                 await self._queues.declare_many(connection, names)
-        if session is not None:
-            async with local_timeouts(session, self.timeouts):
-                return await self._pushes_in_transaction.push_many(session, batch)
-        return await retry_once(
-            lambda: hot_connection(self.engine),
-            lambda connection: self._pushes.push_many(connection, batch),
-        )
+        if session is None:
+            pushed = await retry_once(
+                lambda: hot_connection(self.engine),
+                lambda connection: self._pushes.insert_many(connection, batch, announce=False),
+            )
+            self.wake_ups.wake(pushed.ready_queues)  # committed: the statement was its own
+            return pushed.references
+        # A session's commit is seen (after_commit); a connection's is not, so its push
+        # announces itself, at its commit.
+        sees_commit = isinstance(session, AsyncSession) and on_engine(session.sync_session)
+        async with local_timeouts(session, self.timeouts):
+            pushed = await self._pushes_in_transaction.insert_many(
+                session, batch, announce=not sees_commit
+            )
+        if isinstance(session, AsyncSession) and sees_commit:
+            wake_after_commit(session.sync_session, self.wake_ups, pushed.ready_queues)
+        return pushed.references
+
+    @property
+    def wake_ups(self) -> WakeUps:
+        """The coalescer that wakes idle workers after pushes commit (see
+        :mod:`chancy.wakeups`)."""
+        if self._wake_ups is None:
+            self._wake_ups = WakeUps(self.engine)
+        return self._wake_ups
 
     async def declare_configured(self) -> None:
         """Declare the queues given to ``Chancy(queues=...)``, with their cluster-wide

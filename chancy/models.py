@@ -21,7 +21,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Double,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -90,8 +89,9 @@ class JobRow(Base):
     __tablename__ = "chancy_jobs"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    # A job's queue must be declared (a row of chancy_queues): a typo fails at push.
-    queue: Mapped[str] = mapped_column(Text, ForeignKey("chancy_queues.name"))
+    # A job's queue must be declared (a row of chancy_queues): a typo fails at push. The
+    # push statement checks it (no foreign key: that cost a check per row).
+    queue: Mapped[str] = mapped_column(Text)
     func: Mapped[str] = mapped_column(Text)
     kwargs: Mapped[JsonObject] = mapped_column(server_default=text("'{}'::jsonb"))
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import overload
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from chancy.database.timeouts import (
@@ -35,9 +35,11 @@ from chancy.database.timeouts import (
     local_timeouts_sync,
 )
 from chancy.jobs import Job, Reference, many_jobs, one_job
+from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.repository import PushRepository, QueueRepository
 from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
+from chancy.wakeups import on_engine, thread_wake_ups, wake_after_commit
 
 __all__ = ["declare", "push", "push_many"]
 
@@ -100,7 +102,7 @@ def push(
         if declare:
             queues = QueueRepository(timeouts=timeouts)
             queues.declare_many_sync(session, [batch[0].queue])
-        (reference,) = PushRepository(timeouts=timeouts).push_many_sync(session, batch)
+        (reference,) = _insert(session, batch, timeouts)
     return reference
 
 
@@ -151,4 +153,19 @@ def push_many(
         if declare:
             queues = QueueRepository(timeouts=timeouts)
             queues.declare_many_sync(session, sorted({j.queue for j in batch}))
-        return PushRepository(timeouts=timeouts).push_many_sync(session, batch)
+        return _insert(session, batch, timeouts)
+
+
+def _insert(session: Session | Connection, batch: list[Job], timeouts: Timeouts) -> list[Reference]:
+    """Insert ``batch``; a ``Session`` on an engine wakes the workers once its transaction
+    commits (from a thread, :mod:`chancy.wakeups`), a ``Connection``'s push announces
+    itself, at its commit."""
+    sees_commit = isinstance(session, Session) and on_engine(session)
+    pushed = PushRepository(timeouts=timeouts).insert_many_sync(
+        session, batch, announce=not sees_commit
+    )
+    if isinstance(session, Session) and sees_commit:
+        engine = session.get_bind(JobRow)
+        assert isinstance(engine, Engine)
+        wake_after_commit(session, thread_wake_ups(engine), pushed.ready_queues)
+    return pushed.references

@@ -97,8 +97,8 @@ _CLAIM = Statement(_claim_statement(), what=_WHAT)
 # The limited claim's turn: a transaction-scoped advisory lock per queue, so the queue's
 # limited claimers take turns and each counts what the others started. Not a lock on the
 # queue's row: an application's open transaction that pushed to the queue holds a
-# key-share lock on that row (its foreign-key check) until it commits, and claims must
-# never wait for it. (Two queues whose names hash alike merely take turns too.)
+# key-share lock on that row (the push's check of its queue) until it commits, and claims
+# must never wait for it. (Two queues whose names hash alike merely take turns too.)
 _TAKE_TURN = Statement(
     sa.select(
         sa.func.pg_advisory_xact_lock(

@@ -1,11 +1,16 @@
-"""Pushing jobs: one INSERT for a batch of any size, unique keys resolved race-free."""
+"""Pushing jobs: one INSERT per 2,000 jobs, in one transaction; unique keys resolved
+race-free; queues checked in the statement."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NamedTuple, cast
 
 import asyncpg
 import sqlalchemy as sa
@@ -19,21 +24,40 @@ from chancy.models import state_in
 from chancy.repository.announce import queue_changed, wake_queues
 from chancy.repository.base import Repository
 from chancy.repository.runner import (
-    FOREIGN_KEY_VIOLATION,
+    NOT_NULL_VIOLATION,
     HotExecutable,
     Statement,
     SyncExecutable,
     sqlstate_of,
 )
 from chancy.repository.tables import PENDING, SCHEDULED, SECOND, jobs, queues
-from chancy.states import UNFINISHED_STATES
+from chancy.states import UNFINISHED_STATES, JobState
 
-__all__ = ["MAX_KWARGS_BYTES_DEFAULT", "PushRepository", "check_kwargs_size"]
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_KWARGS_BYTES_DEFAULT",
+    "PushRepository",
+    "Pushed",
+    "check_kwargs_size",
+]
 
 MAX_KWARGS_BYTES_DEFAULT = 1024 * 1024
 _WHAT = "the push"
+CHUNK_SIZE = 2_000
+"""The most jobs one INSERT carries: a bigger batch runs as several, in one transaction
+(past a few thousand rows, one statement gets slower per row)."""
 # JSON objects are sent as text and cast, so every driver sends them the same way.
 _JSON_FIELDS = frozenset({"kwargs", "meta"})
+_NO_DEFAULT = object()
+_EMPTY_OBJECT: Mapping[str, Any] = MappingProxyType({})
+# The value of each field the server's default also gives (func and queue have none).
+_DEFAULTS: dict[str, Any] = {
+    field.name: field.default if field.default is not dataclasses.MISSING else _EMPTY_OBJECT
+    for field in dataclasses.fields(Job)
+    if field.name not in ("func", "queue")
+}
+_PENDING_STATE = JobState.PENDING.value
+_GETTERS = {name: operator.attrgetter(name) for name in JOB_FIELDS}
 
 
 def _parameter_type(name: str) -> sa.types.TypeEngine[Any]:
@@ -44,21 +68,36 @@ def _parameter_type(name: str) -> sa.types.TypeEngine[Any]:
     return jobs.c[name].type
 
 
-def _push_statement(*, single: bool, keyed: bool = False) -> sa.Executable:
-    """INSERT of a batch of jobs from parallel arrays (one per :data:`JOB_FIELDS`), in
+def _push_statement(
+    columns: frozenset[str], *, single: bool, announce: bool = True
+) -> sa.Executable:
+    """INSERT of a batch of jobs from parallel arrays, one per field of ``columns`` (the
+    fields that some job of the batch sets: the others take the server's defaults), in
     one round trip; with ``single``, of one job from plain parameters (the same statement
-    without ``unnest``, a little cheaper for the server, for ``push``). With ``keyed``
-    (the batch has jobs with concurrency or rate keys), the same statement also marks
-    their queues keyed (:func:`_mark_keyed`).
+    without ``unnest``, a little cheaper for the server, for ``push``).
 
-    ``unnest`` keeps the statement's text the same for 1 job or 50,000 (one prepared
+    ``unnest`` keeps the statement's text the same for 1 job or 2,000 (one prepared
     statement, no parameter limit). The state is decided by the database's clock: a job
-    due now is ``pending``, a future one ``scheduled``. A unique key already held by an
-    unfinished job inserts nothing (the caller looks the holder up). The notification is
-    sent once per statement, only when a ready job was inserted, and PostgreSQL delivers
-    it at commit: a rolled-back push wakes no one.
+    due now is ``pending``, a future one ``scheduled`` (a batch that sets neither
+    ``scheduled_at`` nor ``delay`` leaves both to the defaults: due now, ``pending``). A
+    unique key already held by an unfinished job inserts nothing (the caller looks the
+    holder up). With concurrency or rate keys, the same statement also marks their queues
+    keyed (:func:`_mark_keyed`).
+
+    The queues of the batch are locked ``FOR KEY SHARE`` first (a queue's deletion waits
+    for the push, and a push waits for a deletion under way): a job whose queue is not
+    declared gets a NULL queue, which fails the whole statement on the column's NOT NULL
+    (:func:`_is_unknown_queue`), so nothing is stored. No foreign key: that costs a check
+    per row, this a lock per queue.
+
+    With ``announce``, the statement also sends ``pushed`` for the queues it made ready,
+    delivered at commit (for pushes in the application's connection, whose commit chancy
+    cannot see); without, it returns each row's ``state`` and ``queue`` so the caller
+    wakes them after the commit (:mod:`chancy.wakeups`). The rows come back in no
+    particular order; their ids follow the batch's order.
     """
-    types = {name: _parameter_type(name) for name in JOB_FIELDS}
+    fields = [name for name in JOB_FIELDS if name in columns]
+    types = {name: _parameter_type(name) for name in fields}
     # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
     # array of NULLs as an array of unknown type.
     batch: sa.Subquery | sa.TableValuedAlias
@@ -75,43 +114,53 @@ def _push_statement(*, single: bool, keyed: bool = False) -> sa.Executable:
             for name, type_ in types.items()
         ]
         batch = sa.func.unnest(*arrays).table_valued(*types).render_derived("batch")
-    due = sa.func.coalesce(
-        batch.c.scheduled_at,
-        sa.func.now() + SECOND * batch.c.delay,
-        sa.func.now(),
+    known = (
+        sa.select(queues.c.name)
+        .where(
+            queues.c.name
+            == sa.func.any(sa.cast(sa.bindparam("p_queues", type_=ARRAY(sa.Text)), ARRAY(sa.Text)))
+        )
+        .with_for_update(read=True, key_share=True)
+        .cte("known")
     )
     values: dict[str, sa.ColumnElement[Any]] = {}
-    for name in JOB_FIELDS:
-        if name in _JSON_FIELDS:
+    for name in fields:
+        if name == "queue":
+            values[name] = sa.case((batch.c.queue.in_(sa.select(known.c.name)), batch.c.queue))
+        elif name in _JSON_FIELDS:
             values[name] = sa.cast(batch.c[name], JSONB)
-        elif name == "scheduled_at":
-            values[name] = due
-        elif name != "delay":
+        elif name not in ("scheduled_at", "delay"):
             values[name] = batch.c[name]
-    values["state"] = sa.case((due > sa.func.now(), SCHEDULED), else_=PENDING)
-    inserted = (
-        pg_insert(jobs)
-        .from_select(list(values), sa.select(*values.values()))
-        .on_conflict_do_nothing(
+    if "scheduled_at" in columns or "delay" in columns:
+        due = sa.func.coalesce(
+            batch.c.scheduled_at if "scheduled_at" in columns else sa.null(),
+            sa.func.now() + SECOND * batch.c.delay if "delay" in columns else sa.null(),
+            sa.func.now(),
+        )
+        values["scheduled_at"] = due
+        values["state"] = sa.case((due > sa.func.now(), SCHEDULED), else_=PENDING)
+    insert = pg_insert(jobs).from_select(list(values), sa.select(*values.values()))
+    if "unique_key" in columns:
+        insert = insert.on_conflict_do_nothing(
             index_elements=[jobs.c.unique_key],
             # Literal, so PostgreSQL can match the partial unique index at plan time.
             index_where=sa.literal_column(state_in(UNFINISHED_STATES)),
         )
-        .returning(
-            jobs.c.id,
-            jobs.c.unique_key,
-            jobs.c.state,
-            jobs.c.queue,
-            *((jobs.c.concurrency_key, jobs.c.rate_key) if keyed else ()),
-        )
-        .cte("inserted")
-    )
-    result = inserted.join(wake_queues(inserted), sa.true())
+    keyed = bool({"concurrency_key", "rate_key"} & columns)
+    inserted = insert.returning(
+        jobs.c.id,
+        jobs.c.unique_key,
+        jobs.c.state,
+        jobs.c.queue,
+        *((jobs.c.concurrency_key, jobs.c.rate_key) if keyed else ()),
+    ).cte("inserted")
+    result: sa.FromClause = inserted
+    if announce:
+        result = result.join(wake_queues(inserted), sa.true())
     if keyed:
         result = result.join(_mark_keyed(inserted), sa.true())
-    return (
-        sa.select(inserted.c.id, inserted.c.unique_key).select_from(result).order_by(inserted.c.id)
-    )
+    returned = [inserted.c.id, inserted.c.unique_key, inserted.c.state, inserted.c.queue]
+    return sa.select(*returned).select_from(result)
 
 
 def _mark_keyed(inserted: sa.CTE) -> sa.CTE:
@@ -132,10 +181,21 @@ def _mark_keyed(inserted: sa.CTE) -> sa.CTE:
     return sa.select(sa.func.count(queue_changed(marked.c.name)).label("n")).cte("announced_marked")
 
 
-_PUSH = Statement(_push_statement(single=False), what=_WHAT)
-_PUSH_ONE = Statement(_push_statement(single=True), what=_WHAT)
-_PUSH_KEYED = Statement(_push_statement(single=False, keyed=True), what=_WHAT)
-_PUSH_ONE_KEYED = Statement(_push_statement(single=True, keyed=True), what=_WHAT)
+_StatementKey = tuple[frozenset[str], bool, bool]
+_STATEMENTS: dict[_StatementKey, Statement] = {}
+
+
+def _statement_for(columns: frozenset[str], *, single: bool, announce: bool) -> Statement:
+    """The push statement for a batch that sets ``columns``, compiled on first use (a
+    few shapes cover nearly every application)."""
+    key = (columns, single, announce)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        construct = _push_statement(columns, single=single, announce=announce)
+        statement = _STATEMENTS[key] = Statement(construct, what=_WHAT)
+    return statement
+
+
 # The jobs holding unique keys. Unfinished holders first, newest first: the first row per
 # key is the one a duplicate push refers to.
 _FIND_HOLDERS_BY_KEYS = Statement(
@@ -149,51 +209,111 @@ _FIND_HOLDERS_BY_KEYS = Statement(
 _QUEUE_NAMES = Statement(sa.select(queues.c.name), what=_WHAT)
 
 
+class Pushed(NamedTuple):
+    """What a push did: one reference per given job, in order, and the queues in which it
+    stored a ready job (to wake once the transaction commits)."""
+
+    references: list[Reference]
+    ready_queues: frozenset[str]
+
+
 class PushRepository(Repository):
     """Inserting jobs."""
 
     async def push_many(self, conn: HotExecutable, jobs: Sequence[Job]) -> list[Reference]:
-        """Insert ``jobs`` in one statement; one :class:`Reference` per job, in order.
+        """Insert ``jobs``; one :class:`Reference` per job, in order. The statement
+        announces the ready queues itself, at its commit (see :meth:`insert_many`)."""
+        return (await self.insert_many(conn, jobs, announce=True)).references
+
+    async def insert_many(
+        self, conn: HotExecutable, jobs: Sequence[Job], *, announce: bool
+    ) -> Pushed:
+        """Insert ``jobs``, in statements of :data:`CHUNK_SIZE` jobs in one transaction
+        (the caller's, or one of its own on a bare connection): all are stored or none.
 
         A job whose ``unique_key`` is held by an unfinished job (or by an earlier job of
         the same batch) is not inserted; its reference is the holder's. A job whose queue
         is not declared raises :class:`UnknownQueueError` (with the closest declared name
-        when the connection can still read them), and nothing is inserted.
+        when the connection can still read them), and nothing is inserted. With
+        ``announce`` the statements send the wake-ups (at commit); without, the caller
+        sends them once the transaction committed, to :attr:`Pushed.ready_queues`.
         """
         plan = _PushPlan(jobs)
         if not plan.batch:
-            return []
-        timeouts = self.timeouts
-        statement, parameters = plan.statement()
+            return Pushed([], frozenset())
         try:
-            held = plan.inserted(await statement.rows(conn, parameters, timeouts=timeouts))
+            if isinstance(conn, asyncpg.Connection) and len(plan.batch) > CHUNK_SIZE:
+                async with conn.transaction():
+                    await self._insert_chunks(conn, plan, announce)
+            else:
+                await self._insert_chunks(conn, plan, announce)
         except DBAPIError as exc:
-            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+            if not _is_unknown_queue(exc):
                 raise
             # In the caller's transaction nothing more can be read: it is aborted.
             known = await _QUEUE_NAMES.rows(conn, {}) if _autocommits(conn) else []
             raise _unknown_queue(plan.batch, [row["name"] for row in known]) from exc
+        held = plan.inserted()
         if held:
-            holders = await _FIND_HOLDERS_BY_KEYS.rows(conn, {"p_keys": held}, timeouts=timeouts)
+            holders = await _FIND_HOLDERS_BY_KEYS.rows(
+                conn, {"p_keys": held}, timeouts=self.timeouts
+            )
             plan.held_by(holders)
-        return plan.references()
+        return Pushed(plan.references(), frozenset(plan.ready_queues))
+
+    async def _insert_chunks(self, conn: HotExecutable, plan: _PushPlan, announce: bool) -> None:
+        """Run the batch's statements one after the other, building the parameters of the
+        next while the server runs one (one statement in flight at a time)."""
+        if len(plan.batch) <= CHUNK_SIZE:
+            ((statement, parameters),) = plan.statements(announce=announce)
+            plan.record(await statement.rows(conn, parameters, timeouts=self.timeouts))
+            return
+        running: asyncio.Task[Sequence[Any]] | None = None
+        try:
+            for statement, parameters in plan.statements(announce=announce):
+                if running is not None:
+                    plan.record(await running)
+                running = asyncio.ensure_future(
+                    statement.rows(conn, parameters, timeouts=self.timeouts)
+                )
+                await asyncio.sleep(0)  # the statement is sent; the next is built meanwhile
+            if running is not None:
+                plan.record(await running)
+        finally:
+            if running is not None and not running.done():
+                running.cancel()
 
     def push_many_sync(self, conn: SyncExecutable, jobs: Sequence[Job]) -> list[Reference]:
         """:meth:`push_many` on a synchronous ``Connection`` or ``Session`` (any driver)."""
+        return self.insert_many_sync(conn, jobs, announce=True).references
+
+    def insert_many_sync(
+        self, conn: SyncExecutable, jobs: Sequence[Job], *, announce: bool
+    ) -> Pushed:
+        """:meth:`insert_many` on a synchronous ``Connection`` or ``Session``, in its
+        transaction."""
         plan = _PushPlan(jobs)
         if not plan.batch:
-            return []
-        timeouts = self.timeouts
-        statement, parameters = plan.statement()
+            return Pushed([], frozenset())
         try:
-            held = plan.inserted(statement.rows_sync(conn, parameters, timeouts=timeouts))
+            for statement, parameters in plan.statements(announce=announce):
+                plan.record(statement.rows_sync(conn, parameters, timeouts=self.timeouts))
         except DBAPIError as exc:
-            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+            if not _is_unknown_queue(exc):
                 raise
             raise _unknown_queue(plan.batch, []) from exc
+        held = plan.inserted()
         if held:
-            plan.held_by(_FIND_HOLDERS_BY_KEYS.rows_sync(conn, {"p_keys": held}, timeouts=timeouts))
-        return plan.references()
+            plan.held_by(
+                _FIND_HOLDERS_BY_KEYS.rows_sync(conn, {"p_keys": held}, timeouts=self.timeouts)
+            )
+        return Pushed(plan.references(), frozenset(plan.ready_queues))
+
+
+def _is_unknown_queue(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is the push statement's refusal of an undeclared queue: the NULL
+    it puts in the ``queue`` column for one (see :func:`_push_statement`)."""
+    return sqlstate_of(exc) == NOT_NULL_VIOLATION and '"queue"' in str(exc.orig)
 
 
 class _PushPlan:
@@ -216,23 +336,41 @@ class _PushPlan:
             self.batch.append(job)
         self._ids: list[int | None] = []
         self._inserted: set[int] = set()
+        self._new_ids: list[int] = []
+        self._new_keys: set[str] = set()
+        self.ready_queues: set[str] = set()
 
-    def statement(self) -> tuple[Statement, dict[str, Any]]:
-        """The INSERT for the batch and its parameters: arrays, or scalars for one job;
-        the one that also marks queues keyed when the batch has keyed jobs."""
-        parameters = _push_parameters(self.batch)
-        keyed = any(j.concurrency_key is not None or j.rate_key is not None for j in self.batch)
-        if len(self.batch) == 1:
-            single = {name: values[0] for name, values in parameters.items()}
-            return (_PUSH_ONE_KEYED if keyed else _PUSH_ONE), single
-        return (_PUSH_KEYED if keyed else _PUSH), parameters
+    def statements(self, *, announce: bool) -> Iterator[tuple[Statement, dict[str, Any]]]:
+        """The INSERTs for the batch, one per :data:`CHUNK_SIZE` jobs, and their
+        parameters: arrays, or scalars for one job."""
+        for start in range(0, len(self.batch), CHUNK_SIZE):
+            chunk = self.batch[start : start + CHUNK_SIZE]
+            if len(chunk) == 1:
+                columns, single = _single_parameters(chunk[0])
+                yield _statement_for(columns, single=True, announce=announce), single
+                continue
+            columns, parameters = _push_parameters(chunk)
+            parameters["p_queues"] = sorted({job.queue for job in chunk})
+            yield _statement_for(columns, single=False, announce=announce), parameters
 
-    def inserted(self, rows: Sequence[Any]) -> list[str]:
-        """Record the inserted rows (in id order); returns the unique keys that were held
-        by existing jobs, whose ids must be looked up."""
-        keys = {row["unique_key"] for row in rows if row["unique_key"] is not None}
-        self._inserted = {row["id"] for row in rows}
-        ids = iter(row["id"] for row in rows)
+    def record(self, rows: Sequence[Any]) -> None:
+        """Record the rows one statement inserted: their ids (plain ints, not the rows:
+        a batch of 50,000 keeps no 50,000 records alive), unique keys and ready queues."""
+        for row in rows:
+            self._new_ids.append(row["id"])
+            if row["unique_key"] is not None:
+                self._new_keys.add(row["unique_key"])
+            if row["state"] == _PENDING_STATE:
+                self.ready_queues.add(row["queue"])
+
+    def inserted(self) -> list[str]:
+        """Match the recorded ids to the batch (they come back in any order; they follow
+        the batch's order); returns the unique keys that were held by existing jobs,
+        whose ids must be looked up."""
+        keys = self._new_keys
+        ordered = sorted(self._new_ids)
+        self._inserted = set(ordered)
+        ids = iter(ordered)
         self._ids = [
             next(ids) if job.unique_key is None or job.unique_key in keys else None
             for job in self.batch
@@ -262,17 +400,39 @@ class _PushPlan:
         ]
 
 
-def _push_parameters(jobs: Sequence[Job]) -> dict[str, list[Any]]:
-    """One array per :data:`JOB_FIELDS`, the JSON objects encoded once per batch however
-    many jobs share them."""
+def _push_parameters(jobs: Sequence[Job]) -> tuple[frozenset[str], dict[str, list[Any]]]:
+    """The fields some job of ``jobs`` sets (``func`` and ``queue`` always; the others
+    when a job's value is not the default, which the server also has), and one array per
+    such field, the JSON objects encoded once per batch however many jobs share them."""
     encoded: dict[int, str] = {}  # id() is safe: every job of the batch stays alive
+    columns: set[str] = set()
     parameters: dict[str, list[Any]] = {}
     for name in JOB_FIELDS:
-        values: list[Any] = [getattr(job, name) for job in jobs]
+        values: list[Any] = list(map(_GETTERS[name], jobs))
+        default = _DEFAULTS.get(name, _NO_DEFAULT)
+        if default is not _NO_DEFAULT and values.count(default) == len(values):
+            continue
         if name in _JSON_FIELDS:
             values = [_json_object(value, encoded) for value in values]
+        columns.add(name)
         parameters[f"p_{name}"] = values
-    return parameters
+    return frozenset(columns), parameters
+
+
+def _single_parameters(job: Job) -> tuple[frozenset[str], dict[str, Any]]:
+    """:func:`_push_parameters` of one job, as scalars (the hot path of ``push``)."""
+    columns: list[str] = []
+    parameters: dict[str, Any] = {"p_queues": [job.queue]}
+    for name, getter in _GETTERS.items():
+        value = getter(job)
+        default = _DEFAULTS.get(name, _NO_DEFAULT)
+        if default is not _NO_DEFAULT and value == default:
+            continue
+        if name in _JSON_FIELDS:
+            value = json_text(value)
+        columns.append(name)
+        parameters[f"p_{name}"] = value
+    return frozenset(columns), parameters
 
 
 def _json_object(value: Mapping[str, Any], encoded: dict[int, str]) -> str:

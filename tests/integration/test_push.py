@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chancy.app import Chancy
 from chancy.database import hot_connection
-from chancy.errors import InvalidJobError, InvalidQueueError, UnknownQueueError
+from chancy.errors import (
+    InvalidJobError,
+    InvalidQueueError,
+    QueueNotEmptyError,
+    UnknownQueueError,
+)
 from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job, QueuedJob, Reference
 from chancy.models import JobRow
@@ -21,6 +26,7 @@ from chancy.queue import Queue
 from chancy.states import JobState
 from tests.support import tasks
 from tests.support.servers import asyncpg_dsn
+from tests.support.waiting import until_async
 
 
 def greet(name: str = "world") -> Job:
@@ -80,9 +86,11 @@ async def test_push_many_is_one_statement_and_one_round_trip(database_url: URL) 
             connection.add_query_logger(lambda query: sent.append(query.query))
         await chancy.push_many("bulk", [greet() for _ in range(500)])
         await chancy.push("bulk", greet())
-    assert len(sent) == 2  # no BEGIN or COMMIT: each push is one autocommitted statement
-    assert all(query.lstrip().startswith("WITH inserted AS") for query in sent)
-    assert "unnest" in sent[0]
+    # The wake-ups after the commits go on a connection of the pool too (here, the one).
+    pushes = [query for query in sent if "pg_notify('chancy_events', payload)" not in query]
+    assert len(pushes) == 2  # no BEGIN or COMMIT: each push is one autocommitted statement
+    assert all(query.lstrip().startswith("WITH known AS") for query in pushes)
+    assert "unnest" in pushes[0]
 
 
 async def test_push_many_with_each_jobs_own_queue(chancy: Chancy) -> None:
@@ -233,3 +241,93 @@ async def test_a_reference_says_whether_the_push_found_an_existing_job(chancy: C
     again, beside = await chancy.push_many("default", [job, job.with_unique_key("other")])
     assert (first.existing, again.existing, beside.existing) == (False, True, False)
     assert again == first
+
+
+# -- batches past one statement's 2,000 jobs, and the queue check in the statement ------
+
+
+async def test_an_unknown_queue_in_a_5000_job_batch_stores_nothing(chancy: Chancy) -> None:
+    await chancy.declare("bulk")
+    jobs = [greet(f"n{i}") for i in range(5_000)]
+    jobs[4_321] = jobs[4_321].with_queue("bulkk")  # in the batch's third statement
+    with pytest.raises(UnknownQueueError, match="did you mean 'bulk'"):
+        await chancy.push_many(jobs)
+    assert await count_jobs(chancy) == 0
+
+
+async def test_an_unknown_queue_in_a_session_batch_fails_the_push(chancy: Chancy) -> None:
+    async with AsyncSession(chancy.engine) as session:
+        await session.begin()
+        # In the application's aborted transaction the declared queues cannot be read,
+        # so the message may name any queue of the batch.
+        with pytest.raises(UnknownQueueError, match="is not declared"):
+            await chancy.push_many(
+                [greet()] * 2_500 + [greet().with_queue("nowhere")], session=session
+            )
+        await session.rollback()
+    assert await count_jobs(chancy) == 0
+
+
+async def test_a_5000_job_batch_keeps_input_order_and_unique_keys(chancy: Chancy) -> None:
+    held = await chancy.push(greet("held").with_unique_key("held"))
+    jobs = [greet(f"n{i}").with_priority(i % 3) for i in range(5_000)]
+    jobs[10] = jobs[10].with_unique_key("twice")
+    jobs[4_990] = jobs[4_990].with_unique_key("twice")  # the first one's, two statements on
+    jobs[2_500] = jobs[2_500].with_unique_key("held")
+    jobs[3_000] = jobs[3_000].with_meta({"only": "one"})
+    refs = await chancy.push_many("default", jobs)
+    assert len(refs) == 5_000
+    assert refs[4_990] == refs[10]
+    assert refs[4_990].existing
+    assert not refs[10].existing
+    assert refs[2_500] == held
+    assert refs[2_500].existing
+    new = [ref.id for i, ref in enumerate(refs) if i not in (2_500, 4_990)]
+    assert new == sorted(new)
+    assert len(set(new)) == len(new)
+    assert await count_jobs(chancy) == 1 + 4_998
+    for i in (0, 10, 1_999, 2_000, 3_000, 4_999):
+        stored = await chancy.get_job(refs[i])
+        assert stored is not None
+        assert (stored.kwargs["name"], stored.priority) == (f"n{i}", i % 3)
+        assert dict(stored.meta) == ({"only": "one"} if i == 3_000 else {})
+
+
+async def test_a_push_waits_for_a_deletion_of_its_queue_and_then_fails(chancy: Chancy) -> None:
+    await chancy.declare("doomed")
+    async with chancy.engine.connect() as deleting:
+        await deleting.begin()
+        assert await chancy._queues.lock_for_delete(deleting, "doomed") == {}
+        await chancy._queues.delete(deleting, "doomed")
+        push = asyncio.create_task(chancy.push_many("doomed", [greet(), greet()]))
+        await until_async(lambda: waiting_for_a_lock(chancy), what="the push to wait")
+        await deleting.commit()
+    with pytest.raises(UnknownQueueError):
+        await push
+    assert await count_jobs(chancy) == 0
+
+
+async def test_a_deletion_waits_for_a_push_under_way_and_then_sees_its_job(
+    chancy: Chancy,
+) -> None:
+    await chancy.declare("busy")
+    async with AsyncSession(chancy.engine) as session:
+        await session.begin()
+        await chancy.push("busy", greet(), session=session)
+        delete = asyncio.create_task(chancy.delete_queue("busy"))
+        await until_async(lambda: waiting_for_a_lock(chancy), what="the deletion to wait")
+        await session.commit()
+    with pytest.raises(QueueNotEmptyError, match="1 job"):
+        await delete
+    assert "busy" in [queue.name for queue in await chancy.list_queues()]
+
+
+async def waiting_for_a_lock(chancy: Chancy) -> bool:
+    async with chancy.engine.connect() as connection:
+        waiting = await connection.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)

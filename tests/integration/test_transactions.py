@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from chancy import sync
+from chancy import sync, wakeups
 from chancy.app import Chancy
 from chancy.events import EVENTS_CHANNEL
 from chancy.executor import Job
@@ -45,7 +45,11 @@ async def notifications(database_url: URL) -> AsyncIterator[asyncio.Queue[str]]:
 
 
 async def pushes_announced(chancy: Chancy, received: asyncio.Queue[str]) -> int:
-    """How many push notifications arrived before a marker sent now."""
+    """How many push notifications arrived before a marker sent now (once the wake-ups
+    sent after commits, chancy's and the sync API's, went out)."""
+    await chancy.wake_ups.flush(timeout=5)
+    for engine in list(wakeups._THREAD_WAKE_UPS):
+        await asyncio.to_thread(wakeups.thread_wake_ups(engine).join, 5)
     async with chancy.engine.connect() as connection:
         await connection.execute(sa.text(f"NOTIFY {EVENTS_CHANNEL}, 'marker'"))
         await connection.commit()

@@ -16,9 +16,36 @@ def test_every_stored_field_is_a_column_of_the_jobs_table() -> None:
     assert {column.name for column in JobRow.__table__.columns} == set(STORED_FIELDS)
 
 
-def test_a_push_sends_every_field_of_a_job() -> None:
+def test_a_push_sends_every_field_a_job_of_the_batch_sets() -> None:
+    plain = Job(func="tests.support.tasks.greet", kwargs={"name": "x"})
+    every = Job(
+        func="tests.support.tasks.greet",
+        kwargs={"name": "y"},
+        queue="q",
+        priority=1,
+        max_attempts=2,
+        scheduled_at=datetime(2030, 1, 2, tzinfo=UTC),
+        delay=3.0,
+        unique_key="u",
+        timeout=4.0,
+        meta={"m": 1},
+        backoff=5.0,
+        concurrency_key="c",
+        concurrency_limit=6,
+        rate_key="r",
+        rate_limit=7,
+        rate_period=8.0,
+    )
+    columns, parameters = _push_parameters([plain, every])
+    assert columns == set(JOB_FIELDS)
+    assert set(parameters) == {f"p_{name}" for name in JOB_FIELDS}
+
+
+def test_a_push_leaves_the_fields_no_job_sets_to_the_servers_defaults() -> None:
     job = Job(func="tests.support.tasks.greet", kwargs={"name": "x"})
-    assert set(_push_parameters([job])) == {f"p_{name}" for name in JOB_FIELDS}
+    columns, parameters = _push_parameters([job, job.with_priority(0)])
+    assert columns == {"func", "queue", "kwargs"}
+    assert set(parameters) == {"p_func", "p_queue", "p_kwargs"}
 
 
 def test_a_row_maps_to_a_queued_job_field_by_field() -> None:

@@ -1,0 +1,328 @@
+"""Waking idle workers after a push commits, many commits to one NOTIFY.
+
+A NOTIFY inside the push's transaction would make PostgreSQL take its database-wide
+notification lock at the push's commit and hold it through the commit's WAL flush, so
+concurrent pushers would commit one at a time. Instead, a push that chancy sees commit
+tells a coalescer the queues in which it made jobs ready, and the coalescer sends the
+``pushed`` events (:mod:`chancy.events`, the vocabulary workers already listen to) on a
+connection of its own, in a transaction of its own, committed asynchronously:
+
+- the first wake-up after a quiet spell is sent at once (an idle worker starts the job
+  within a few milliseconds); while one is being sent, and for :data:`WINDOW_DEFAULT`
+  seconds after it, the next are collected, then sent as one transaction, one event per
+  queue however many pushes named it;
+- a push in chancy's own transaction is announced after its commit; one in the
+  application's ``Session`` or ``AsyncSession`` when that session's transaction commits
+  (SQLAlchemy's ``after_commit`` event, :func:`wake_after_commit`), and never if it rolls
+  back; one in the application's ``Connection`` or ``AsyncConnection``, whose commit
+  chancy cannot see, by its own statement (delivered by PostgreSQL at the commit);
+- a wake-up that fails (the connection is lost, the server is restarting) is logged and
+  dropped, never raised to the pusher: the job waits for the workers' next poll
+  (``polling_interval``), it is never stranded.
+
+:class:`WakeUps` serves an asyncio :class:`~chancy.app.Chancy`; :class:`ThreadWakeUps`
+the synchronous API (:mod:`chancy.sync`), one per engine, sending from a short-lived
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Collection
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session, SessionTransaction
+
+from chancy.database.engine import hot_connection
+from chancy.events import EVENTS_CHANNEL, EventKind
+from chancy.models import JobRow as _JobRow
+from chancy.repository.runner import Statement
+
+__all__ = [
+    "SEND_TIMEOUT_DEFAULT",
+    "WINDOW_DEFAULT",
+    "ThreadWakeUps",
+    "WakeUps",
+    "Waker",
+    "on_engine",
+    "thread_wake_ups",
+    "wake_after_commit",
+]
+
+log = logging.getLogger("chancy.wakeups")
+
+WINDOW_DEFAULT = 0.002
+"""Seconds between two wake-up transactions of one coalescer: what arrives meanwhile is
+sent together."""
+SEND_TIMEOUT_DEFAULT = 5.0
+"""Seconds a wake-up transaction may take before it is given up (and the jobs wait for
+the workers' polling)."""
+
+# Asynchronous commit: the notifications are an accelerator, and their transaction's
+# WAL flush would otherwise be a commit's wait per wake-up. Local to the transaction:
+# the connection goes back to the pool as it was.
+_SEND = Statement(
+    sa.text(
+        f"SELECT count(pg_notify('{EVENTS_CHANNEL}', payload)) AS n, "
+        "min(set_config('synchronous_commit', 'off', true)) AS sync "
+        "FROM unnest(CAST(:p_payloads AS text[])) AS payload"
+    ).bindparams(sa.bindparam("p_payloads", type_=ARRAY(sa.Text))),
+    what="waking workers",
+)
+_PENDING = "chancy_wake_ups"
+
+
+class Waker(Protocol):
+    """What a push tells once its transaction committed."""
+
+    def wake(self, queues: Collection[str]) -> None:
+        """Wake the workers of ``queues``, soon; from any thread; never raises."""
+
+
+def payloads(queues: Collection[str]) -> list[str]:
+    """The ``pushed`` events for ``queues``, as the listener reads them."""
+    return [
+        json.dumps({"event": EventKind.PUSHED.value, "queue": queue}) for queue in sorted(queues)
+    ]
+
+
+class WakeUps:
+    """The coalescer of one :class:`~chancy.app.Chancy`: sends on ``engine``, from the
+    event loop the first wake-up came from. ``sent`` counts the wake-up transactions sent,
+    ``failed`` those that failed."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        window: float = WINDOW_DEFAULT,
+        send_timeout: float = SEND_TIMEOUT_DEFAULT,
+    ) -> None:
+        self._engine = engine
+        self.window = window
+        self.send_timeout = send_timeout
+        self._pending: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def wake(self, queues: Collection[str]) -> None:
+        """Wake ``queues``' workers soon; from any thread; never raises."""
+        if not queues:
+            return
+        try:
+            if self._loop is not None and self._loop.is_closed():
+                # The loop of the last wake-ups ended (its task with it): start afresh.
+                self._loop, self._task = None, None
+                self._pending.clear()
+            with contextlib.suppress(RuntimeError):
+                running = asyncio.get_running_loop()
+                if self._task is None or running is self._loop:
+                    self._loop = running
+                    self._add(queues)
+                    return
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._add, frozenset(queues))
+        except Exception:  # a wake-up only hurries a job up: the push has succeeded
+            log.exception("could not schedule a wake-up; the workers' polling will find the jobs")
+
+    def _add(self, queues: Collection[str]) -> None:
+        self._pending.update(queues)
+        if self._task is None and self._loop is not None:
+            self._task = self._loop.create_task(self._send_all(), name="chancy-wake-ups")
+
+    async def _send_all(self) -> None:
+        """Send what is pending, then what arrived meanwhile, at most one transaction per
+        ``window``, until nothing is left."""
+        loop = asyncio.get_running_loop()
+        try:
+            last = -self.window
+            while self._pending:
+                wait = last + self.window - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                queues, self._pending = self._pending, set()
+                last = loop.time()
+                await asyncio.wait_for(self._send(queues), self.send_timeout)
+                self.sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed += 1
+            self._pending.clear()
+            log.warning(
+                "could not wake the workers (%s); they find the jobs at their next poll", exc
+            )
+        finally:
+            self._task = None
+
+    async def _send(self, queues: Collection[str]) -> None:
+        # One transaction per send: on asyncpg the statement is its own; on another
+        # driver, hot_connection's transaction commits when the block ends.
+        async with hot_connection(self._engine) as connection:
+            await _SEND.rows(connection, {"p_payloads": payloads(queues)})
+
+    async def flush(self, timeout: float = 1.0) -> None:
+        """Wait (up to ``timeout`` seconds) for the pending wake-ups to be sent."""
+        task = self._task
+        if task is not None and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def close(self) -> None:
+        """Send what is pending (briefly), then stop."""
+        await self.flush()
+        task, self._task = self._task, None
+        if task is not None and self._loop is asyncio.get_running_loop():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self._pending.clear()
+
+
+class ThreadWakeUps:
+    """The coalescer of a synchronous engine: a thread started by the first wake-up,
+    sending as :class:`WakeUps` does on a connection of the engine's taken out of its
+    pool, and ending (closing it) when nothing is left."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        window: float = WINDOW_DEFAULT,
+        send_timeout: float = SEND_TIMEOUT_DEFAULT,
+    ) -> None:
+        self._engine = engine
+        self.window = window
+        self.send_timeout = send_timeout
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self.sent = 0
+        self.failed = 0
+
+    def wake(self, queues: Collection[str]) -> None:
+        """Wake ``queues``' workers soon; from any thread; never raises."""
+        if not queues:
+            return
+        try:
+            with self._lock:
+                self._pending.update(queues)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._send_all, name="chancy-wake-ups", daemon=True
+                    )
+                    self._thread.start()
+                    self._threads = [t for t in self._threads if t.is_alive()]
+                    self._threads.append(self._thread)
+        except Exception:
+            log.exception("could not schedule a wake-up; the workers' polling will find the jobs")
+
+    def _take(self) -> set[str]:
+        """The pending queues; when there are none, the thread ends (under the lock, so
+        a wake-up arriving now starts another)."""
+        with self._lock:
+            queues, self._pending = self._pending, set()
+            if not queues:
+                self._thread = None
+            return queues
+
+    def _send_all(self) -> None:
+        try:
+            with self._engine.connect() as connection:
+                # Out of the pool: closed for good when the thread ends, so an engine
+                # disposed of meanwhile (right after a commit, say) leaves no connection
+                # open behind it.
+                connection.detach()
+                last = -self.window
+                while queues := self._take():
+                    time.sleep(max(0.0, last + self.window - time.monotonic()))
+                    with self._lock:
+                        queues |= self._pending
+                        self._pending.clear()
+                    last = time.monotonic()
+                    _SEND.rows_sync(connection, {"p_payloads": payloads(queues)})
+                    connection.commit()
+                    self.sent += 1
+        except Exception as exc:
+            self.failed += 1
+            log.warning(
+                "could not wake the workers (%s); they find the jobs at their next poll", exc
+            )
+            with self._lock:
+                self._pending.clear()
+                self._thread = None
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the threads sending wake-ups (for tests and shutdown): once they end,
+        their connections are back in the engine's pool."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout)
+
+
+_THREAD_WAKE_UPS: weakref.WeakKeyDictionary[Engine, ThreadWakeUps] = weakref.WeakKeyDictionary()
+_THREAD_WAKE_UPS_LOCK = threading.Lock()
+
+
+def thread_wake_ups(engine: Engine) -> ThreadWakeUps:
+    """The coalescer of the synchronous ``engine`` (one per engine)."""
+    with _THREAD_WAKE_UPS_LOCK:
+        found = _THREAD_WAKE_UPS.get(engine)
+        if found is None:
+            found = _THREAD_WAKE_UPS[engine] = ThreadWakeUps(engine)
+        return found
+
+
+def on_engine(session: Session) -> bool:
+    """Whether ``session`` runs chancy's tables on an engine (its own transactions, whose
+    commit it sees) rather than on a connection of the application's, whose transaction
+    it may only join."""
+    with contextlib.suppress(Exception):
+        return isinstance(session.get_bind(_JobRow), Engine)
+    return False
+
+
+def wake_after_commit(session: Session, waker: Waker, queues: Collection[str]) -> None:
+    """Have ``waker`` wake ``queues`` when ``session``'s transaction commits; forget them
+    if it rolls back. The session's hooks are registered once, on first use."""
+    pending: dict[Waker, set[str]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = {}
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_transaction_end", _after_transaction_end)
+    pending.setdefault(waker, set()).update(queues)
+
+
+def _after_commit(session: Session) -> None:
+    # Also called when a savepoint is released: only the outermost commit counts.
+    if session.in_nested_transaction():
+        return
+    pending: dict[Waker, set[str]] = session.info.get(_PENDING, {})
+    woken = list(pending.items())
+    pending.clear()
+    for waker, queues in woken:
+        waker.wake(queues)
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without committing (a commit sent its wake-ups
+    # already): what it pushed never existed.
+    if transaction.parent is None:
+        pending: dict[Any, set[str]] = session.info.get(_PENDING, {})
+        pending.clear()
