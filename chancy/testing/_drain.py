@@ -229,7 +229,7 @@ class _Drain:
         """Give back the job whose run was interrupted: ready again at once."""
         async with hot_connection(self.chancy.engine) as connection:
             await self._attempts.release_many_if_running(
-                connection, [Attempt(job.id, job.attempts)]
+                connection, [Attempt(job.id, job.fence)]
             )
 
     async def _unclaim_all(self) -> None:

@@ -63,7 +63,7 @@ class Completer:
         """The attempts whose outcome is not written yet (their leases must be kept)."""
         with self._lock:
             outcomes, releases = list(self._outcomes), list(self._releases)
-        return [Attempt(o.id, o.attempt) for o in outcomes] + releases
+        return [Attempt(o.id, o.fence) for o in outcomes] + releases
 
     @property
     def backlog(self) -> int:
@@ -227,4 +227,6 @@ def _not_storable(outcome: Outcome, exc: BaseException) -> Outcome:
         f"{reason}; the job failed instead"
     )
     error = {"attempt": outcome.attempt, "type": "OutcomeNotStorable", "message": message}
-    return Outcome(outcome.id, outcome.attempt, JobState.FAILED, error=error)
+    return Outcome(
+        outcome.id, outcome.fence, JobState.FAILED, error=error, attempt=outcome.attempt
+    )

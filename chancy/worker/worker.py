@@ -342,6 +342,7 @@ class Worker:
                 self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
                 limited=limited,
+                durable=self.settings.durable_claims,
             )
 
     def _wake(self, queue: str) -> None:
@@ -414,7 +415,7 @@ class Worker:
         assert self._completer is not None
         reason = self._interrupted.pop(job.id, None)
         if reason == "shutdown":
-            self._completer.release(Attempt(job.id, job.attempts))
+            self._completer.release(Attempt(job.id, job.fence))
         elif reason == "lost":
             log.warning("job %d was cancelled or taken over; its run was stopped", job.id)
         else:

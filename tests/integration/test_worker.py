@@ -192,7 +192,9 @@ async def test_a_worker_that_lost_its_lease_stops_the_run(app: Chancy) -> None:
         await until(lambda: ref.id in worker.running)
         async with app.engine.begin() as connection:  # another worker took it over
             await connection.execute(
-                sa.update(JobRow).where(JobRow.id == ref.id).values(attempts=JobRow.attempts + 1)
+                sa.update(JobRow)
+                .where(JobRow.id == ref.id)
+                .values(attempts=JobRow.attempts + 1, fence=JobRow.fence + 1)
             )
         await until(lambda: ref.id not in worker.running)
     stored = await app.get_job(ref)
