@@ -358,6 +358,7 @@ class Chancy:
             await retry_once(
                 lambda: hot_connection(self.engine),
                 lambda connection: self._queues.declare_many(connection, self.queues),
+                repeatable=True,  # upserts of the queues' rows
             )
         self._declared = True
 

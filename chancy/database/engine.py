@@ -173,21 +173,39 @@ async def retry_once(
 ) -> T:
     """``action`` on a connection from ``connect``; run once more, on another connection,
     if the first was dead before anything was sent (:func:`never_sent`: the server ended
-    it while it sat in the pool). An action that is ``repeatable`` (a read) also runs
-    again if its connection died under it (SQLAlchemy invalidated it); one that is not
+    it while it sat in the pool). An action that is ``repeatable`` (a read, an upsert, a
+    transaction that may run twice) also runs again if its connection died under it
+    (SQLAlchemy invalidated it, or :func:`lost_mid_statement` says so); one that is not
     (a push) and may have reached the server is never run twice; running one again is
     logged (INFO). A second failure is raised."""
     try:
         async with connect() as connection:
             return await action(connection)
     except DBAPIError as exc:
-        if not (never_sent(exc) or (repeatable and exc.connection_invalidated)):
+        died = exc.connection_invalidated or lost_mid_statement(exc)
+        if not (never_sent(exc) or (repeatable and died)):
             raise
         if not repeatable:
             # Sent again only on never_sent's word: leave a trace of it.
             log.info("a pooled connection had been closed by the server; using another")
     async with connect() as connection:
         return await action(connection)
+
+
+def lost_mid_statement(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) says the connection died under the statement: the
+    server ended the session or the network dropped it while the statement ran (on the
+    hot path's bare asyncpg connection, SQLAlchemy does not mark such an error as an
+    invalidated connection). Whether the statement took effect is unknown."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for error in (seen, getattr(seen, "orig", None)):
+            if isinstance(error, (asyncpg.PostgresConnectionError, ConnectionError)):
+                return True
+            if isinstance(error, asyncpg.InterfaceError) and "connection" in str(error):
+                return True
+        seen = seen.__cause__
+    return False
 
 
 def _answered_by_server(exc: BaseException) -> bool:

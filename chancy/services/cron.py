@@ -74,9 +74,9 @@ class CronService(LeaderService):
         delete the stored schedules that are not among them, logging each. Workers that
         start together store one after the other (an advisory lock): the last one's
         schedules are those that stand."""
-        # Run again on another connection if the pooled one was dead before anything was
-        # sent; the transaction makes the whole store safe to repeat then.
-        await retry_once(self._engine.begin, self._store_in)
+        # Run again on another connection if the first died (idle in the pool, or under a
+        # statement): one transaction, so a store cut off rolled back and may run again.
+        await retry_once(self._engine.begin, self._store_in, repeatable=True)
 
     async def _store_in(self, connection: AsyncConnection) -> None:
         now = self._clock()

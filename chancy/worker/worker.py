@@ -142,11 +142,12 @@ class Worker:
         then start claiming and running jobs."""
         await self._check_schema()
         engine = self.chancy.engine
-        # Start-up statements run again on another connection if their pooled one turned
-        # out dead before anything was sent (the server ended it while it sat idle).
+        # Start-up statements run again on another connection if theirs died (the server
+        # ended it while it sat idle, or under the statement): each is safe to repeat.
         await retry_once(
             lambda: hot_connection(engine),
             lambda connection: self._queue_repository.declare_many(connection, self.queues),
+            repeatable=True,  # an upsert of the queues' rows
         )
         self._queue_settings = QueueSettingsWatcher(
             engine,
@@ -312,7 +313,9 @@ class Worker:
 
     async def _check_schema(self) -> None:
         with translated("checking chancy's schema", None):
-            current = await migrations.current(self.chancy.engine)
+            current = await retry_once(
+                self.chancy.engine.connect, migrations.current, repeatable=True
+            )
         if current != migrations.head():
             raise SchemaError(
                 f"{_schema_state(current)}, this chancy needs {migrations.head()}: run "

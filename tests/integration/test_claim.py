@@ -163,11 +163,15 @@ async def test_a_claim_commits_durably_only_when_asked(
 ) -> None:
     """A claim waits for its commit to reach the disk only with ``durable``
     (``WorkerSettings(durable_claims=True)``); by default it does not: its fencing token
-    is random, so a claim a crash loses never hands out the same token again."""
+    is random, so a claim a crash loses never hands out the same token again. Either way
+    the claim sets it for its own transaction, whatever it was (the test server runs
+    with it off)."""
     await chancy.push("default", greet("a"))
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
+            opposite = "off" if durable else "on"
+            await connection.execute(f"SET LOCAL synchronous_commit = {opposite}")
             claimed = await claims.claim_available(
                 connection, "default", 1, "worker-1", limited=limited, durable=durable
             )
@@ -206,12 +210,14 @@ async def test_every_claim_draws_a_new_fence(chancy: Chancy) -> None:
 
 
 async def test_outcomes_commit_durably(chancy: Chancy) -> None:
+    """Outcomes never lower ``synchronous_commit`` either (asked for as above)."""
     await chancy.push("default", greet("a"))
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
             (job,) = await claims.claim_available(connection, "default", 1, "worker-1")
         async with connection.transaction():
+            await connection.execute("SET LOCAL synchronous_commit = on")
             outcome = Outcome(job.id, job.fence, JobState.SUCCEEDED)
             assert await attempts.complete_many_if_running(connection, [outcome]) == {job.id}
             assert await connection.fetchval("SHOW synchronous_commit") == "on"
