@@ -133,7 +133,8 @@ def _extend_leases_statement() -> sa.Executable:
 def _release_statement() -> sa.Executable:
     """Give running attempts back (a worker stopping): the jobs are ready again at once,
     keeping their attempt count, with one more attempt allowed: an attempt given back
-    never ran to an end, so it does not use up what the job was allowed (``job show`` then reads "2 of 2", not "2 of 1")."""
+    never ran to an end, so it does not use up what the job was allowed (``job show``
+    then reads "2 of 2", not "2 of 1")."""
     held = _held()
     released = (
         sa.update(jobs)

@@ -105,7 +105,11 @@ def success(job: QueuedJob, result: Any) -> Outcome:
             "in JSON; return text without it (bytes as base64 or hex, say)",
         )
     return Outcome(
-        job.id, job.fence, JobState.SUCCEEDED, result=json.loads(text), result_json=text,
+        job.id,
+        job.fence,
+        JobState.SUCCEEDED,
+        result=json.loads(text),
+        result_json=text,
         attempt=job.attempts,
     )
 

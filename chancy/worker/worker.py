@@ -47,6 +47,7 @@ from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescue
 from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
+from chancy.worker.held_connection import HeldConnection
 from chancy.worker.lease_keeper import LeaseKeeper
 from chancy.worker.producer import Producer
 from chancy.worker.queue_settings import QueueSettingsWatcher
@@ -108,6 +109,7 @@ class Worker:
         self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
+        self._connection: HeldConnection | None = None
         self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
         self._not_importable: set[str] = set()
@@ -158,7 +160,8 @@ class Worker:
         await self._queue_settings.load()
         listener = await self.chancy.listener()
         self._unsubscribe = listener.subscribe(self._on_event)
-        self._completer = Completer(engine)
+        self._connection = HeldConnection(engine)
+        self._completer = Completer(engine, connection=self._connection)
         self._completer.start()
         for queue in self.queues:
             executor = executor_for(queue, allowed=self.allowed)
@@ -309,6 +312,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(HARD_STOP_GRACE):
                     await self._completer.stop()
+        await self._close_connection()
         self.stopped.set()
 
     async def _check_schema(self) -> None:
@@ -337,8 +341,9 @@ class Worker:
         assert self._queue_settings is not None
         info = self._queue_settings.settings.get(queue)
         limited = info is None or info.limited or info.paused
-        async with hot_connection(self.chancy.engine) as connection:
-            return await self._claims.claim_available(
+        assert self._connection is not None
+        return await self._connection.run(
+            lambda connection: self._claims.claim_available(
                 connection,
                 queue,
                 limit,
@@ -347,6 +352,7 @@ class Worker:
                 limited=limited,
                 durable=self.settings.durable_claims,
             )
+        )
 
     def _wake(self, queue: str) -> None:
         """Jobs of ``queue`` may be claimable now (its settings changed): claim at once."""
@@ -543,8 +549,19 @@ class Worker:
                     await step
             except TimeoutError:
                 log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
+        await self._close_connection()
         for producer in self._producers.values():
             await producer.executor.stop()
+
+    async def _close_connection(self) -> None:
+        """Give the held connection back to the pool, once nothing more is written."""
+        if self._connection is None:
+            return
+        try:
+            async with asyncio.timeout(HARD_STOP_GRACE):
+                await self._connection.close()
+        except Exception as exc:  # a dead server: the pool discards the connection later
+            log.warning("giving back the worker's connection failed (%s)", exc)
 
 
 def _jobs(count: int, what: str) -> str:

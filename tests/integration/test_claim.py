@@ -194,7 +194,9 @@ async def test_a_claim_lost_in_a_crash_is_claimed_again_under_a_new_fence(chancy
         )
     (again,) = await claim(chancy)
     assert (lost.attempts, again.attempts) == (1, 1)
-    assert lost.fence is not None and again.fence is not None and lost.fence != again.fence
+    assert lost.fence is not None
+    assert again.fence is not None
+    assert lost.fence != again.fence
     async with hot_connection(chancy.engine) as connection:
         stale = Outcome(lost.id, lost.fence, JobState.SUCCEEDED, result="stale")
         assert await attempts.complete_many_if_running(connection, [stale]) == set()

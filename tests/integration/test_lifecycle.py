@@ -183,7 +183,8 @@ async def test_cancel_of_a_finished_job_changes_nothing(chancy: Chancy) -> None:
 
 async def test_retry_brings_a_failed_job_back_with_one_more_attempt(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
-    await complete(chancy, Outcome(claimed.id, claimed.fence, JobState.FAILED, error={"message": "x"}))
+    failed = Outcome(claimed.id, claimed.fence, JobState.FAILED, error={"message": "x"})
+    await complete(chancy, failed)
     async with chancy.engine.begin() as connection:
         retried = await jobs.retry(connection, claimed.id)
         assert retried is not None
