@@ -8,7 +8,9 @@
             await worker.stop()      # or stop explicitly: graceful drain
 
 Inside, each queue has a :class:`~chancy.worker.producer.Producer`; outcomes go through
-one :class:`~chancy.worker.completer.Completer`; a
+one :class:`~chancy.worker.completer.Completer`; the producers' claims and the
+completer's writes each run on a connection the worker holds
+(:class:`~chancy.worker.held_connection.HeldConnection`); a
 :class:`~chancy.worker.heartbeat.Heartbeat` extends the leases of running jobs and a
 :class:`~chancy.services.leader.Leadership` the worker's lease as the leader, both in a
 thread of their own that no job can block (:mod:`chancy.worker.lease_keeper`); a
@@ -109,7 +111,7 @@ class Worker:
         self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
-        self._connection: HeldConnection | None = None
+        self._connections: tuple[HeldConnection, ...] = ()
         self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
         self._not_importable: set[str] = set()
@@ -160,8 +162,10 @@ class Worker:
         await self._queue_settings.load()
         listener = await self.chancy.listener()
         self._unsubscribe = listener.subscribe(self._on_event)
-        self._connection = HeldConnection(engine)
-        self._completer = Completer(engine, connection=self._connection)
+        # Two held connections: the claims' and the outcomes', so that a batch of outcomes
+        # is written while the next claim runs (on one, each waited for the other).
+        self._connections = (HeldConnection(engine), HeldConnection(engine))
+        self._completer = Completer(engine, connection=self._connections[1])
         self._completer.start()
         for queue in self.queues:
             executor = executor_for(queue, allowed=self.allowed)
@@ -312,7 +316,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(HARD_STOP_GRACE):
                     await self._completer.stop()
-        await self._close_connection()
+        await self._close_connections()
         self.stopped.set()
 
     async def _check_schema(self) -> None:
@@ -341,8 +345,7 @@ class Worker:
         assert self._queue_settings is not None
         info = self._queue_settings.settings.get(queue)
         limited = info is None or info.limited or info.paused
-        assert self._connection is not None
-        return await self._connection.run(
+        return await self._connections[0].run(
             lambda connection: self._claims.claim_available(
                 connection,
                 queue,
@@ -549,19 +552,18 @@ class Worker:
                     await step
             except TimeoutError:
                 log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
-        await self._close_connection()
+        await self._close_connections()
         for producer in self._producers.values():
             await producer.executor.stop()
 
-    async def _close_connection(self) -> None:
-        """Give the held connection back to the pool, once nothing more is written."""
-        if self._connection is None:
-            return
-        try:
-            async with asyncio.timeout(HARD_STOP_GRACE):
-                await self._connection.close()
-        except Exception as exc:  # a dead server: the pool discards the connection later
-            log.warning("giving back the worker's connection failed (%s)", exc)
+    async def _close_connections(self) -> None:
+        """Give the held connections back to the pool, once nothing more is written."""
+        for connection in self._connections:
+            try:
+                async with asyncio.timeout(HARD_STOP_GRACE):
+                    await connection.close()
+            except Exception as exc:  # a dead server: the pool discards it later
+                log.warning("giving back a connection of the worker failed (%s)", exc)
 
 
 def _jobs(count: int, what: str) -> str:
