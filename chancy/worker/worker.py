@@ -463,8 +463,9 @@ class Worker:
             if producer is not None:
                 producer.notify()
         elif kind == EventKind.FINISHED:
+            running = self.running  # built once per event, not once per id
             for job_id in event.get("ids") or ():
-                if isinstance(job_id, int) and job_id in self.running:
+                if isinstance(job_id, int) and job_id in running:
                     self._interrupt(job_id, "lost")
         elif kind == EventKind.QUEUE_CHANGED:
             if event.get("queue") in self._producers and self._queue_settings is not None:
