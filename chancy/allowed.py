@@ -51,6 +51,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from chancy.callables import is_job_function
@@ -202,6 +203,12 @@ def check_function(name: str, fn: object) -> None:
     )
 
 
+def _is_mapping(value: object) -> bool:
+    # A stored object is mapped to a MappingProxyType (chancy.jobs): checked first, as an
+    # isinstance() against the Mapping ABC costs microseconds per job.
+    return type(value) is MappingProxyType or isinstance(value, Mapping)
+
+
 def check_runnable(job: QueuedJob, allowed: AllowedFunctions) -> None:
     """Raise unless a worker may run ``job`` as claimed, importing nothing.
 
@@ -220,13 +227,13 @@ def check_runnable(job: QueuedJob, allowed: AllowedFunctions) -> None:
         )
     allowed.check(func)
     kwargs: object = job.kwargs
-    if not isinstance(kwargs, Mapping):
+    if not _is_mapping(kwargs):
         raise CorruptJobError(
             f"job {job.id}: its kwargs are a JSON {_json_type(kwargs)}, not an object of "
             "keyword arguments; push jobs with Job.from_func(fn, kwargs={...})"
         )
     meta: object = job.meta  # a job may read it, from the QueuedJob it asks for
-    if not isinstance(meta, Mapping):
+    if not _is_mapping(meta):
         raise CorruptJobError(
             f"job {job.id}: its meta is a JSON {_json_type(meta)}, not an object; set it "
             "with Job.with_meta({...})"

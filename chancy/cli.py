@@ -457,6 +457,15 @@ def worker(
             metavar="SECONDS", help="Seconds the leader's lease lasts: how soon another takes over."
         ),
     ] = WORKER_SETTINGS_DEFAULT.leader_ttl,
+    durable_claims: Annotated[
+        bool,
+        typer.Option(
+            "--durable-claims",
+            help="Wait for each claim's commit to reach the disk. Default: claims commit "
+            "asynchronously (a claim lost in a server crash only lets its job run again "
+            "after the crash, under a new fencing token); outcomes are always durable.",
+        ),
+    ] = WORKER_SETTINGS_DEFAULT.durable_claims,
     declare: Annotated[
         bool,
         typer.Option(
@@ -492,6 +501,7 @@ def worker(
         shutdown_timeout=shutdown_timeout,
         rescue_interval=rescue_interval,
         leader_ttl=leader_ttl,
+        durable_claims=durable_claims,
     )
     import_from_cwd()  # the jobs' modules, as for the script beside them that pushed them
     # Without an app, the worker knows no schedules: it leaves the stored ones alone.

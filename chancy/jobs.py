@@ -286,13 +286,16 @@ class QueuedJob(Job):
     """A job as the database holds it: the :class:`Job` plus its id, state and history.
 
     ``attempts`` counts the runs started so far; ``errors`` holds one entry per failed
-    attempt; ``result`` is the stored return value of a succeeded job. A job function can
+    attempt; ``result`` is the stored return value of a succeeded job. ``fence`` is the
+    fencing token of the job's latest attempt (a random number drawn at its claim, None
+    before the first): chancy's writes about a running attempt name it. A job function can
     receive the running QueuedJob by declaring a keyword-only parameter annotated with it.
     """
 
     id: int
     state: JobState
     attempts: int = 0
+    fence: int | None = None
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None

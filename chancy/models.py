@@ -82,8 +82,11 @@ class JobRow(Base):
     """One job: what to run, its state, and the history of its attempts.
 
     ``id`` comes from an identity sequence, so equal priorities run in the order the
-    database received the jobs. ``attempts`` is also the fencing token: every write about
-    a running job names the attempt it belongs to.
+    database received the jobs. ``attempts`` counts the attempts started; ``fence`` is the
+    fencing token of the current one, a random number drawn at each claim: every write
+    about a running job names it, so a write from an attempt that lost its job changes
+    nothing (random, not a counter, so that a claim lost in a server crash cannot make
+    the next claim hand out the same token again).
     """
 
     __tablename__ = "chancy_jobs"
@@ -118,6 +121,7 @@ class JobRow(Base):
     rate_key: Mapped[str | None] = mapped_column(Text)
     rate_limit: Mapped[int | None] = mapped_column(Integer)
     rate_period: Mapped[float | None] = mapped_column(Double)
+    fence: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint(state_in(set(JobState)), name="state"),

@@ -88,6 +88,7 @@ class Start:
     attempt: int
     pid: int
     at: float
+    fence: int | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -291,8 +292,8 @@ class Fleet:
         starts: list[Start] = []
         for path in sorted(self.journal.glob("*.journal")):
             for line in path.read_text().splitlines():
-                job_id, attempt, pid, at = line.split()
-                starts.append(Start(int(job_id), int(attempt), int(pid), float(at)))
+                job_id, attempt, pid, at, fence = line.split()
+                starts.append(Start(int(job_id), int(attempt), int(pid), float(at), _fence(fence)))
         return starts
 
     def read_logs(self) -> LogSummary:
@@ -319,6 +320,10 @@ class Fleet:
 
     def _record(self, pid: int, kind: EventKind, returncode: int | None = None) -> None:
         self.events.append(WorkerEvent(pid, kind, time.time(), returncode))
+
+
+def _fence(text: str) -> int | None:
+    return None if text == "None" else int(text)
 
 
 def _shape(line: str) -> str:

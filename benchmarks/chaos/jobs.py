@@ -1,11 +1,11 @@
 """The jobs of the chaos suite, and the app its worker processes import.
 
 Run as ``chancy worker --app benchmarks.chaos.jobs:chancy`` with ``CHAOS_DSN`` set. A run of a
-job appends a row to the ledger (job id, attempt, worker pid, worker id, time; a plain
+job appends a row to the ledger (job id, attempt, fence, worker pid, worker id, time; a plain
 function running in a thread also notes when it ended), in the same database as the jobs,
 so the suite can tell exactly which attempts ran where and when, whatever happened to the
 worker afterwards. Every run also notes its start in the worker's journal, a file in
-``CHAOS_JOURNAL`` (a line per start: job id, attempt, pid, time), which commits nothing to
+``CHAOS_JOURNAL`` (a line per start: job id, attempt, pid, time, fence), which commits nothing to
 the database: it shows runs that ended before their ledger row, and runs whose start the
 database forgot.
 
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS chaos_ledger (
     token uuid PRIMARY KEY,
     job_id bigint NOT NULL,
     attempt int NOT NULL,
+    fence bigint,
     pid int NOT NULL,
     worker_id text,
     at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -114,7 +115,7 @@ def _journal_start(job: QueuedJob) -> None:
     directory = os.environ.get(JOURNAL_ENV)
     if not directory:
         return
-    line = f"{job.id} {job.attempts} {os.getpid()} {time.time():.6f}\n".encode()
+    line = f"{job.id} {job.attempts} {os.getpid()} {time.time():.6f} {job.fence}\n".encode()
     descriptor = os.open(
         os.path.join(directory, f"{os.getpid()}.journal"),
         os.O_WRONLY | os.O_APPEND | os.O_CREAT,
@@ -134,16 +135,26 @@ async def _write_ledger(job: QueuedJob) -> uuid.UUID:
 
     async def insert() -> None:
         pool = await _ledger_pool()
-        await pool.execute(INSERT_RUN, token, job.id, job.attempts, os.getpid(), job.worker_id)
+        await pool.execute(
+            INSERT_RUN, token, job.id, job.attempts, job.fence, os.getpid(), job.worker_id
+        )
 
     await _patiently(insert)
     return token
 
 
 INSERT_RUN = (
-    "INSERT INTO chaos_ledger (token, job_id, attempt, pid, worker_id) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING"
+    "INSERT INTO chaos_ledger (token, job_id, attempt, fence, pid, worker_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token) DO NOTHING"
 )
+
+
+def _which_run(n: int, job: QueuedJob) -> dict[str, Any]:
+    """What a run returns: its job's number, and the attempt, fence and pid of the run, so
+    that a stale outcome would show in the stored ``result``."""
+    return {"n": n, "attempt": job.attempts, "fence": job.fence, "pid": os.getpid()}
+
+
 END_RUN = "UPDATE chaos_ledger SET ended_at = clock_timestamp() WHERE token = $1"
 
 
@@ -189,7 +200,9 @@ def _start_in_thread(job: QueuedJob) -> uuid.UUID:
     """Note this run's start in the journal and the ledger, from a job's thread."""
     _journal_start(job)
     token = uuid.uuid4()
-    _write_ledger_from_thread(INSERT_RUN, token, job.id, job.attempts, os.getpid(), job.worker_id)
+    _write_ledger_from_thread(
+        INSERT_RUN, token, job.id, job.attempts, job.fence, os.getpid(), job.worker_id
+    )
     return token
 
 
@@ -200,7 +213,7 @@ async def record(n: int, seconds: float = 0.0, *, job: QueuedJob) -> dict[str, A
     await _write_ledger(job)
     if seconds:
         await asyncio.sleep(seconds)
-    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+    return _which_run(n, job)
 
 
 async def kill_own_worker(*, job: QueuedJob) -> None:
@@ -217,7 +230,7 @@ async def sleep_then_record(n: int, seconds: float = 0.0, *, job: QueuedJob) -> 
     if seconds:
         await asyncio.sleep(seconds)
     await _write_ledger(job)
-    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+    return _which_run(n, job)
 
 
 # The hostile jobs. Each notes its run (journal and ledger) first, so the suite sees every
@@ -283,7 +296,7 @@ def exit_worker_in_thread(how: str, *, job: QueuedJob) -> None:
 def record_in_thread(n: int, *, job: QueuedJob) -> dict[str, Any]:
     """:func:`record` as a plain function, in a thread (without taking any time)."""
     _start_in_thread(job)
-    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+    return _which_run(n, job)
 
 
 def hold_thread(n: int, seconds: float, *, job: QueuedJob) -> dict[str, Any]:
@@ -293,4 +306,4 @@ def hold_thread(n: int, seconds: float, *, job: QueuedJob) -> dict[str, Any]:
     token = _start_in_thread(job)
     time.sleep(seconds)
     _write_ledger_from_thread(END_RUN, token)
-    return {"n": n, "attempt": job.attempts, "pid": os.getpid()}
+    return _which_run(n, job)

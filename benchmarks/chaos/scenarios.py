@@ -184,6 +184,7 @@ class DatabaseCrash(Scenario):
     async def push(self, ctx: Context) -> Expectation:
         """Push the waves, crashing the server after each is claimed, then the rest."""
         ids: list[int] = []
+        crashes: list[float] = []
         while ctx.chaos_on and len(ids) + self.wave <= ctx.size.jobs:
             template = Job.from_func(
                 jobs.sleep_then_record, kwargs={"n": 0}, max_attempts=MAX_ATTEMPTS
@@ -195,25 +196,29 @@ class DatabaseCrash(Scenario):
                 ]
             )
             ids.extend(batch)
-            await self._crash_once_claimed(ctx, batch)
+            crashed = await self._crash_once_claimed(ctx, batch)
+            if crashed is not None:
+                crashes.append(crashed)
             await ctx.until(
                 functools.partial(_all_in, ctx, batch, ("succeeded",)),
                 timeout=self.wave_timeout,
                 what="a wave to finish",
             )
         ids.extend(await ctx.push_jobs(ctx.record_jobs(ctx.size.jobs - len(ids), first=len(ids))))
-        return Expectation(succeed=frozenset(ids))
+        return Expectation(succeed=frozenset(ids), crashes=tuple(crashes))
 
-    async def _crash_once_claimed(self, ctx: Context, batch: Sequence[int]) -> None:
+    async def _crash_once_claimed(self, ctx: Context, batch: Sequence[int]) -> float | None:
         """Crash the server as soon as every job of ``batch`` is claimed (and every worker
-        is up: one still starting would exit, rightly, on a server that is down)."""
+        is up: one still starting would exit, rightly, on a server that is down); returns
+        when it crashed (None if the claims did not come)."""
 
         async def claimed() -> bool:
             ready = all(member.announced() for member in ctx.fleet.serving)
             return ready and await _all_in(ctx, batch, ("running",))
 
         if not await ctx.until(claimed, timeout=self.wave_timeout, what="a wave's claims"):
-            return
+            return None
+        crashed = time.time()
         await ctx.server.stop("immediate")
         ctx.events["crashes"] += 1
         ctx.events["jobs claimed just before a crash"] += len(batch)
@@ -225,6 +230,7 @@ class DatabaseCrash(Scenario):
             list(batch),
         )
         ctx.events["claims the crash undid (seen at restart)"] += int(lost or 0)
+        return crashed
 
 
 class FrozenWorker(Scenario):

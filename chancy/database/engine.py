@@ -44,6 +44,7 @@ from chancy.errors import DatabaseUnavailableError
 
 __all__ = [
     "CONNECT_TIMEOUT_DEFAULT",
+    "answered_by_server",
     "check_reachable",
     "create_engine",
     "hot_connection",
@@ -140,7 +141,7 @@ async def hot_connection(
     try:
         yield driver
     except BaseException as exc:
-        if driver.is_closed() or not _answered_by_server(exc):
+        if driver.is_closed() or not answered_by_server(exc):
             await greenlet_spawn(pooled.invalidate)
         raise
     finally:
@@ -208,7 +209,7 @@ def lost_mid_statement(exc: BaseException) -> bool:
     return False
 
 
-def _answered_by_server(exc: BaseException) -> bool:
+def answered_by_server(exc: BaseException) -> bool:
     """Whether ``exc`` is (or was caused by) an error PostgreSQL sent back for a statement,
     after which the connection is idle and usable again."""
     seen: BaseException | None = exc

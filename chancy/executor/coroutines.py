@@ -51,6 +51,11 @@ class AsyncioExecutor(Executor):
         if not inspect.iscoroutinefunction(fn):
             return await self._threads.run(job)
         call = fn(**call_arguments(fn, job))
+        if job.timeout is None:  # no deadline to keep: spare each job a Timeout
+            try:
+                return await call
+            except EXITS as exc:
+                raise JobExitError.of(exc) from exc
         deadline = asyncio.timeout(job.timeout)
         try:
             async with deadline:

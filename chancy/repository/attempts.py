@@ -1,8 +1,10 @@
 """The attempts a worker holds: their outcomes, their leases, giving them back.
 
-Every statement here is fenced by ``state = 'running' AND attempts = :attempt``: a write
-from an attempt that no longer holds its job (its lease expired and another worker took
-over, or the job was cancelled) matches no row and changes nothing.
+Every statement here is fenced by ``state = 'running' AND fence = :fence``: a write from
+an attempt that no longer holds its job (its lease expired and another worker took over,
+the job was cancelled, or its claim was lost in a server crash) matches no row and
+changes nothing. The fence is the random token drawn at the attempt's claim, never
+``attempts``: that count may come back after a crash, a random token does not.
 """
 
 from __future__ import annotations
@@ -33,15 +35,18 @@ class Outcome:
     the attempt is given back, not used) or ``failed``/``cancelled`` (with ``error``).
     ``error`` is the JSON object appended to the job's ``errors``. ``result_json``, when
     given, is ``result`` already serialised (so it is written without encoding it again).
+    ``fence`` is the attempt's fencing token (its write is refused if the job no longer
+    holds it); ``attempt``, its number, for messages.
     """
 
     id: int
-    attempt: int
+    fence: int | None
     state: JobState
     result: Any = None
     error: Mapping[str, Any] | None = None
     retry_in: float | None = None
     result_json: str | None = None
+    attempt: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,7 +54,7 @@ class Attempt:
     """One running attempt a worker holds: the job id and its fencing token."""
 
     id: int
-    attempt: int
+    fence: int | None
 
 
 def _complete_statement() -> sa.Executable:
@@ -57,18 +62,17 @@ def _complete_statement() -> sa.Executable:
     outcome = (
         sa.func.unnest(
             sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
-            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+            sa.bindparam("p_fences", type_=ARRAY(sa.BigInteger)),
             sa.bindparam("p_states", type_=ARRAY(sa.Text)),
             sa.bindparam("p_results", type_=ARRAY(sa.Text)),
             sa.bindparam("p_errors", type_=ARRAY(sa.Text)),
             sa.bindparam("p_retry_in", type_=ARRAY(sa.Double)),
         )
-        .table_valued("id", "attempt", "state", "result", "error", "retry_in")
+        .table_valued("id", "fence", "state", "result", "error", "retry_in")
         .render_derived("outcome")
     )
     deferred = outcome.c.state == SCHEDULED
-    # A deferral gives its attempt back: no one claims the job before its delay, and this
-    # fenced write is the attempt's only outcome, so the token is not reused meanwhile.
+    # A deferral gives its attempt back (the count only: the next claim draws a new fence).
     retrying = sa.or_(outcome.c.state == RETRYING, deferred)
     error_entry = sa.func.jsonb_build_object("at", sa.func.now()).op("||")(
         sa.cast(outcome.c.error, JSONB)
@@ -78,7 +82,7 @@ def _complete_statement() -> sa.Executable:
         .where(
             jobs.c.id == outcome.c.id,
             jobs.c.state == RUNNING,
-            jobs.c.attempts == outcome.c.attempt,
+            jobs.c.fence == outcome.c.fence,
         )
         .values(
             state=outcome.c.state,
@@ -107,9 +111,9 @@ def _held() -> sa.TableValuedAlias:
     return (
         sa.func.unnest(
             sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
-            sa.bindparam("p_attempts", type_=ARRAY(sa.Integer)),
+            sa.bindparam("p_fences", type_=ARRAY(sa.BigInteger)),
         )
-        .table_valued("id", "attempt")
+        .table_valued("id", "fence")
         .render_derived("held")
     )
 
@@ -120,7 +124,7 @@ def _extend_leases_statement() -> sa.Executable:
     held = _held()
     return (
         sa.update(jobs)
-        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.fence == held.c.fence)
         .values(lease_expires_at=sa.func.now() + SECOND * sa.bindparam("p_lease_seconds"))
         .returning(jobs.c.id)
     )
@@ -128,13 +132,13 @@ def _extend_leases_statement() -> sa.Executable:
 
 def _release_statement() -> sa.Executable:
     """Give running attempts back (a worker stopping): the jobs are ready again at once,
-    keeping their attempt count (the fencing token of the next attempt must be new), with
-    one more attempt allowed: an attempt given back never ran to an end, so it does not
-    use up what the job was allowed (``job show`` then reads "2 of 2", not "2 of 1")."""
+    keeping their attempt count, with one more attempt allowed: an attempt given back
+    never ran to an end, so it does not use up what the job was allowed (``job show``
+    then reads "2 of 2", not "2 of 1")."""
     held = _held()
     released = (
         sa.update(jobs)
-        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.attempts == held.c.attempt)
+        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.fence == held.c.fence)
         .values(
             state=PENDING,
             lease_expires_at=None,
@@ -189,7 +193,7 @@ class AttemptRepository(Repository):
         dumps = json.dumps
         parameters = {
             "p_ids": [o.id for o in outcomes],
-            "p_attempts": [o.attempt for o in outcomes],
+            "p_fences": [o.fence for o in outcomes],
             "p_states": [o.state.value for o in outcomes],
             "p_results": [
                 o.result_json if o.result_json is not None else _json_or_none(o.result)
@@ -232,5 +236,5 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int]]:
-    return {"p_ids": [a.id for a in attempts], "p_attempts": [a.attempt for a in attempts]}
+def _attempt_arrays(attempts: Sequence[Attempt]) -> dict[str, list[int | None]]:
+    return {"p_ids": [a.id for a in attempts], "p_fences": [a.fence for a in attempts]}

@@ -26,7 +26,7 @@ from chancy.repository.base import Repository
 from chancy.repository.runner import HotExecutable, Statement
 from chancy.repository.tables import PENDING, RUNNING, SECOND, jobs, queues
 
-__all__ = ["CLAIM_WINDOW", "LEASE_SECONDS_DEFAULT", "ClaimRepository"]
+__all__ = ["CLAIM_WINDOW", "LEASE_SECONDS_DEFAULT", "NEW_FENCE", "ClaimRepository"]
 
 LEASE_SECONDS_DEFAULT = 30.0
 CLAIM_WINDOW = 1000
@@ -48,13 +48,33 @@ _QUEUE_HELD_BACK = (
 )
 
 
+# The fencing token of a new attempt: 52 random bits (PostgreSQL's random(), seeded from
+# a strong random source in each new backend) scaled into a bigint. Unlike a counter, it
+# does not come back when a server crash loses the claim that drew it: the next claim of
+# that job draws anew, and two draws of one job agree once in 2**52.
+NEW_FENCE = "(random() * 9e18)::bigint"
+# A claim sets its own transaction's synchronous_commit ('off' unless the worker wants
+# durable claims): it may return before its commit reaches the disk. Safe because the
+# fence is random: a claim lost in a crash leaves a worker with a token no row will ever
+# name again, so its writes change nothing. Its outcome commits durably, which flushes
+# the claim's commit (earlier in the WAL) with it. An uncorrelated subquery, so it runs
+# once per statement, before any row is claimed.
+_SYNCHRONOUS_COMMIT = sa.select(
+    sa.func.set_config(
+        "synchronous_commit", sa.bindparam("p_synchronous_commit", type_=sa.Text), True
+    )
+).scalar_subquery()
+
+
 def _claim_statement() -> sa.Executable:
     """Claim up to ``:limit`` ready jobs of ``:queue`` in one statement.
 
     The CTE walks ``ix_chancy_jobs_claim`` in (priority, id) order and locks with SKIP
     LOCKED, so concurrent claimers never wait for each other nor take the same job. The
-    UPDATE starts the attempt: ``attempts + 1`` is the fencing token every later write
-    about this attempt must name, and the lease says when another worker may take over.
+    UPDATE starts the attempt: a new random ``fence`` is the fencing token every later
+    write about this attempt must name, and the lease says when another worker may take
+    over. The statement also sets its own transaction's ``synchronous_commit``
+    (:data:`_SYNCHRONOUS_COMMIT`).
     """
     # A queue that is paused or limited (cluster-wide limits, or jobs with keys) is never
     # claimed here but by the limited claim, which serialises its claimers; so a worker
@@ -79,10 +99,11 @@ def _claim_statement() -> sa.Executable:
     )
     return (
         sa.update(jobs)
-        .where(jobs.c.id == ready.c.id)
+        .where(jobs.c.id == ready.c.id, _SYNCHRONOUS_COMMIT.is_not(None))
         .values(
             state=RUNNING,
             attempts=jobs.c.attempts + 1,
+            fence=sa.literal_column(NEW_FENCE),
             started_at=sa.func.now(),
             worker_id=sa.bindparam("p_worker_id"),
             lease_expires_at=sa.func.now()
@@ -104,7 +125,10 @@ _TAKE_TURN = Statement(
         sa.func.pg_advisory_xact_lock(
             sa.literal_column(str(_CLAIM_LOCK_CLASS)),
             sa.func.hashtext(sa.bindparam("p_queue", type_=sa.Text)),
-        )
+        ),
+        sa.func.set_config(
+            "synchronous_commit", sa.bindparam("p_synchronous_commit", type_=sa.Text), True
+        ),
     ),
     what=_WHAT,
 )
@@ -272,6 +296,7 @@ locked AS (
 UPDATE chancy_jobs SET
     state = 'running',
     attempts = chancy_jobs.attempts + 1,
+    fence = {NEW_FENCE},
     started_at = clock_timestamp(),
     worker_id = :p_worker_id,
     lease_expires_at = clock_timestamp() + interval '1 second' * :p_lease_seconds
@@ -301,6 +326,7 @@ class ClaimRepository(Repository):
         *,
         lease_seconds: float = LEASE_SECONDS_DEFAULT,
         limited: bool = False,
+        durable: bool = False,
     ) -> list[QueuedJob]:
         """Start up to ``limit`` ready jobs of ``queue`` for ``worker_id``: lowest
         priority value first, then in arrival order. Returns them in that order,
@@ -310,12 +336,18 @@ class ClaimRepository(Repository):
         limits and its jobs' keys, taking turns with its other claimers; a paused queue
         gives nothing. Without it, a paused or limited queue gives nothing either (the
         plain claim leaves such queues alone), so a claimer that has not yet heard of a
-        pause or a limit cannot break it."""
+        pause or a limit cannot break it.
+
+        ``durable``: the claim's commit waits for the disk (``synchronous_commit = on``);
+        by default it does not (``off``), which the random fencing token makes safe: a
+        claim a crash loses only lets its job run again under a new token. On a caller's
+        connection in a transaction, the setting holds for that transaction."""
         parameters = {
             "p_queue": queue,
             "p_limit": limit,
             "p_worker_id": worker_id,
             "p_lease_seconds": lease_seconds,
+            "p_synchronous_commit": "on" if durable else "off",
         }
         if limited:
             rows = await self._claim_limited(conn, parameters)
@@ -338,7 +370,8 @@ class ClaimRepository(Repository):
     ) -> Sequence[Any]:
         # Two statements: the second's snapshot is taken once the turn is ours, so it
         # sees every start that the queue's earlier claimers committed.
-        await _TAKE_TURN.rows(conn, {"p_queue": parameters["p_queue"]}, timeouts=self.timeouts)
+        turn = {key: parameters[key] for key in ("p_queue", "p_synchronous_commit")}
+        await _TAKE_TURN.rows(conn, turn, timeouts=self.timeouts)
         window = max(CLAIM_WINDOW, parameters["p_limit"])
         return await _CLAIM_LIMITED.rows(
             conn, {**parameters, "p_window": window}, timeouts=self.timeouts

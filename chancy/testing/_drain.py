@@ -228,9 +228,7 @@ class _Drain:
     async def _give_back(self, job: QueuedJob) -> None:
         """Give back the job whose run was interrupted: ready again at once."""
         async with hot_connection(self.chancy.engine) as connection:
-            await self._attempts.release_many_if_running(
-                connection, [Attempt(job.id, job.attempts)]
-            )
+            await self._attempts.release_many_if_running(connection, [Attempt(job.id, job.fence)])
 
     async def _unclaim_all(self) -> None:
         """Undo the claims of the jobs this drain claimed and never started: those held

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database.engine import hot_connection
 from chancy.repository import Attempt, AttemptRepository, Outcome
-from chancy.repository.runner import sqlstate_of
+from chancy.repository.runner import HotExecutable, sqlstate_of
 from chancy.states import JobState
+from chancy.worker.held_connection import HeldConnection
 from chancy.worker.outcomes import storable_text
 
 __all__ = ["FLUSH_BATCH_DEFAULT", "FLUSH_INTERVAL_DEFAULT", "Completer"]
@@ -23,6 +26,7 @@ log = logging.getLogger("chancy.worker")
 FLUSH_INTERVAL_DEFAULT = 0.005
 FLUSH_BATCH_DEFAULT = 200
 RETRY_DELAY_MAX = 5.0
+T = TypeVar("T")
 
 
 class Completer:
@@ -35,7 +39,9 @@ class Completer:
     saying so: one outcome never holds back the others.
 
     Outcomes and releases are added and written on the worker's loop; :attr:`unwritten`
-    may be read from any thread (the heartbeat's, while a job blocks the loop).
+    may be read from any thread (the heartbeat's, while a job blocks the loop). They are
+    written on ``connection`` (the worker's held connection) if given, else on a
+    connection of ``engine``'s pool per write.
     """
 
     def __init__(
@@ -44,8 +50,10 @@ class Completer:
         *,
         flush_interval: float = FLUSH_INTERVAL_DEFAULT,
         flush_batch: int = FLUSH_BATCH_DEFAULT,
+        connection: HeldConnection | None = None,
     ) -> None:
         self._engine = engine
+        self._connection = connection
         self._attempts = AttemptRepository()
         self.flush_interval = flush_interval
         self.flush_batch = flush_batch
@@ -63,7 +71,7 @@ class Completer:
         """The attempts whose outcome is not written yet (their leases must be kept)."""
         with self._lock:
             outcomes, releases = list(self._outcomes), list(self._releases)
-        return [Attempt(o.id, o.attempt) for o in outcomes] + releases
+        return [Attempt(o.id, o.fence) for o in outcomes] + releases
 
     @property
     def backlog(self) -> int:
@@ -152,8 +160,9 @@ class Completer:
         releases = list(self._releases)
         if not releases:
             return
-        async with hot_connection(self._engine) as connection:
-            await self._attempts.release_many_if_running(connection, releases)
+        await self._on_connection(
+            lambda connection: self._attempts.release_many_if_running(connection, releases)
+        )
         with self._lock:
             del self._releases[: len(releases)]
         self._written.set()
@@ -162,8 +171,9 @@ class Completer:
         """Write ``outcomes`` in one statement; returns the ids written. Should the
         database refuse one as data, each is written alone (see :meth:`_complete_each`)."""
         try:
-            async with hot_connection(self._engine) as connection:
-                return await self._attempts.complete_many_if_running(connection, outcomes)
+            return await self._on_connection(
+                lambda connection: self._attempts.complete_many_if_running(connection, outcomes)
+            )
         except Exception as exc:
             if not _refused_as_data(exc):
                 raise
@@ -176,17 +186,27 @@ class Completer:
         written: set[int] = set()
         for outcome in outcomes:
             try:
-                async with hot_connection(self._engine) as connection:
-                    written |= await self._attempts.complete_many_if_running(connection, [outcome])
+                written |= await self._write_one(outcome)
                 continue
             except Exception as exc:
                 if not _refused_as_data(exc):
                     raise
                 failed = _not_storable(outcome, exc)
             log.error("job %d: %s", outcome.id, failed.error and failed.error["message"])
-            async with hot_connection(self._engine) as connection:
-                written |= await self._attempts.complete_many_if_running(connection, [failed])
+            written |= await self._write_one(failed)
         return written
+
+    async def _write_one(self, outcome: Outcome) -> set[int]:
+        return await self._on_connection(
+            lambda connection: self._attempts.complete_many_if_running(connection, [outcome])
+        )
+
+    async def _on_connection(self, write: Callable[[HotExecutable], Awaitable[T]]) -> T:
+        """``write`` on the held connection, or on one of the pool's."""
+        if self._connection is not None:
+            return await self._connection.run(write)
+        async with hot_connection(self._engine) as connection:
+            return await write(connection)
 
     async def _run(self) -> None:
         delay = self.flush_interval
@@ -227,4 +247,4 @@ def _not_storable(outcome: Outcome, exc: BaseException) -> Outcome:
         f"{reason}; the job failed instead"
     )
     error = {"attempt": outcome.attempt, "type": "OutcomeNotStorable", "message": message}
-    return Outcome(outcome.id, outcome.attempt, JobState.FAILED, error=error)
+    return Outcome(outcome.id, outcome.fence, JobState.FAILED, error=error, attempt=outcome.attempt)

@@ -85,7 +85,7 @@ def success(job: QueuedJob, result: Any) -> Outcome:
     JSON, or holding what ``jsonb`` refuses) fails the job, without a retry: it would not
     become storable by running again."""
     if result is None:
-        return Outcome(job.id, job.attempts, JobState.SUCCEEDED)
+        return _outcome(job, JobState.SUCCEEDED)
     kind = type(result).__name__
     try:
         text = json_text(result)
@@ -105,13 +105,29 @@ def success(job: QueuedJob, result: Any) -> Outcome:
             "in JSON; return text without it (bytes as base64 or hex, say)",
         )
     return Outcome(
-        job.id, job.attempts, JobState.SUCCEEDED, result=json.loads(text), result_json=text
+        job.id,
+        job.fence,
+        JobState.SUCCEEDED,
+        result=json.loads(text),
+        result_json=text,
+        attempt=job.attempts,
     )
+
+
+def _outcome(
+    job: QueuedJob,
+    state: JobState,
+    *,
+    error: Mapping[str, Any] | None = None,
+    retry_in: float | None = None,
+) -> Outcome:
+    """The outcome of ``job``'s attempt, fenced by its token."""
+    return Outcome(job.id, job.fence, state, error=error, retry_in=retry_in, attempt=job.attempts)
 
 
 def _unstorable(job: QueuedJob, message: str) -> Outcome:
     error = {"attempt": job.attempts, "type": "ResultNotJSON", "message": message}
-    return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+    return _outcome(job, JobState.FAILED, error=error)
 
 
 def _jsonb_problem(text: str, value: Any) -> str | None:
@@ -166,10 +182,8 @@ def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None)
         return _deferral(job, error)
     error = {key: _storable(value) for key, value in error.items()}
     if job.attempts < job.max_attempts and not is_final(exc):
-        return Outcome(
-            job.id, job.attempts, JobState.RETRYING, error=error, retry_in=retry_delay(job)
-        )
-    return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+        return _outcome(job, JobState.RETRYING, error=error, retry_in=retry_delay(job))
+    return _outcome(job, JobState.FAILED, error=error)
 
 
 def _deferral(job: QueuedJob, error: dict[str, Any]) -> Outcome:
@@ -182,12 +196,12 @@ def _deferral(job: QueuedJob, error: dict[str, Any]) -> Outcome:
             f"{error.get('message', '')}"
         )
         error = {key: _storable(value) for key, value in error.items()}
-        return Outcome(job.id, job.attempts, JobState.FAILED, error=error)
+        return _outcome(job, JobState.FAILED, error=error)
     error["deferred"] = True
     error = {key: _storable(value) for key, value in error.items()}
     delay = min(DEFERRAL_DELAY_FIRST * 2.0 ** min(count, _BACKOFF_EXPONENT_MAX), DEFERRAL_DELAY_MAX)
     retry_in = float(delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))
-    return Outcome(job.id, job.attempts, JobState.SCHEDULED, error=error, retry_in=retry_in)
+    return _outcome(job, JobState.SCHEDULED, error=error, retry_in=retry_in)
 
 
 def deferrals(job: QueuedJob) -> int:
@@ -208,7 +222,7 @@ def unrecorded(job: QueuedJob, exc: BaseException) -> Outcome:
         "please report this as a bug in chancy"
     )
     error = {"attempt": job.attempts, "type": "OutcomeError", "message": message}
-    return Outcome(job.id, job.attempts, JobState.FAILED, error=_storable(error))
+    return _outcome(job, JobState.FAILED, error=_storable(error))
 
 
 def _storable(value: Any) -> Any:

@@ -56,7 +56,7 @@ class Producer:
         """The attempts running now; safe to read from any thread."""
         with self._running_lock:
             jobs = [job for job, _task in self.running.values()]
-        return [Attempt(job.id, job.attempts) for job in jobs]
+        return [Attempt(job.id, job.fence) for job in jobs]
 
     def notify(self) -> None:
         """Jobs may be ready in this queue: claim at the next free slot."""

@@ -8,7 +8,9 @@
             await worker.stop()      # or stop explicitly: graceful drain
 
 Inside, each queue has a :class:`~chancy.worker.producer.Producer`; outcomes go through
-one :class:`~chancy.worker.completer.Completer`; a
+one :class:`~chancy.worker.completer.Completer`; the producers' claims and the
+completer's writes each run on a connection the worker holds
+(:class:`~chancy.worker.held_connection.HeldConnection`); a
 :class:`~chancy.worker.heartbeat.Heartbeat` extends the leases of running jobs and a
 :class:`~chancy.services.leader.Leadership` the worker's lease as the leader, both in a
 thread of their own that no job can block (:mod:`chancy.worker.lease_keeper`); a
@@ -47,6 +49,7 @@ from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescue
 from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
+from chancy.worker.held_connection import HeldConnection
 from chancy.worker.lease_keeper import LeaseKeeper
 from chancy.worker.producer import Producer
 from chancy.worker.queue_settings import QueueSettingsWatcher
@@ -108,6 +111,7 @@ class Worker:
         self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
+        self._connections: tuple[HeldConnection, ...] = ()
         self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
         self._not_importable: set[str] = set()
@@ -158,7 +162,10 @@ class Worker:
         await self._queue_settings.load()
         listener = await self.chancy.listener()
         self._unsubscribe = listener.subscribe(self._on_event)
-        self._completer = Completer(engine)
+        # Two held connections: the claims' and the outcomes', so that a batch of outcomes
+        # is written while the next claim runs (on one, each waited for the other).
+        self._connections = (HeldConnection(engine), HeldConnection(engine))
+        self._completer = Completer(engine, connection=self._connections[1])
         self._completer.start()
         for queue in self.queues:
             executor = executor_for(queue, allowed=self.allowed)
@@ -309,6 +316,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(HARD_STOP_GRACE):
                     await self._completer.stop()
+        await self._close_connections()
         self.stopped.set()
 
     async def _check_schema(self) -> None:
@@ -337,15 +345,17 @@ class Worker:
         assert self._queue_settings is not None
         info = self._queue_settings.settings.get(queue)
         limited = info is None or info.limited or info.paused
-        async with hot_connection(self.chancy.engine) as connection:
-            return await self._claims.claim_available(
+        return await self._connections[0].run(
+            lambda connection: self._claims.claim_available(
                 connection,
                 queue,
                 limit,
                 self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
                 limited=limited,
+                durable=self.settings.durable_claims,
             )
+        )
 
     def _wake(self, queue: str) -> None:
         """Jobs of ``queue`` may be claimable now (its settings changed): claim at once."""
@@ -417,7 +427,7 @@ class Worker:
         assert self._completer is not None
         reason = self._interrupted.pop(job.id, None)
         if reason == "shutdown":
-            self._completer.release(Attempt(job.id, job.attempts))
+            self._completer.release(Attempt(job.id, job.fence))
         elif reason == "lost":
             log.warning("job %d was cancelled or taken over; its run was stopped", job.id)
         else:
@@ -453,8 +463,9 @@ class Worker:
             if producer is not None:
                 producer.notify()
         elif kind == EventKind.FINISHED:
+            running = self.running  # built once per event, not once per id
             for job_id in event.get("ids") or ():
-                if isinstance(job_id, int) and job_id in self.running:
+                if isinstance(job_id, int) and job_id in running:
                     self._interrupt(job_id, "lost")
         elif kind == EventKind.QUEUE_CHANGED:
             if event.get("queue") in self._producers and self._queue_settings is not None:
@@ -542,8 +553,18 @@ class Worker:
                     await step
             except TimeoutError:
                 log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
+        await self._close_connections()
         for producer in self._producers.values():
             await producer.executor.stop()
+
+    async def _close_connections(self) -> None:
+        """Give the held connections back to the pool, once nothing more is written."""
+        for connection in self._connections:
+            try:
+                async with asyncio.timeout(HARD_STOP_GRACE):
+                    await connection.close()
+            except Exception as exc:  # a dead server: the pool discards it later
+                log.warning("giving back a connection of the worker failed (%s)", exc)
 
 
 def _jobs(count: int, what: str) -> str:

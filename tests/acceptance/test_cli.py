@@ -378,6 +378,13 @@ def test_worker_help_says_which_queues_run_and_how_many_jobs_at_once() -> None:
     assert "Default: the app's Queue(concurrency=) for its queues, else 10." in text
 
 
+def test_worker_help_offers_durable_claims() -> None:
+    result = runner.invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--durable-claims" in result.output
+    assert "Wait for each claim's commit to reach the disk." in flat(result.output)
+
+
 async def test_a_push_to_an_undeclared_queue_hints_the_commands_options(database_url: URL) -> None:
     result = await invoke(
         *("push", "tests.support.tasks:greet", "-q", "emials", "--kwargs", '{"name": "x"}'),

@@ -7,6 +7,7 @@ import json
 from typing import Any, cast
 
 import asyncpg
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -129,7 +130,13 @@ async def explain_analyze_claim(chancy: Chancy, queue: str, limit: int) -> dict[
         await connection.execute(sa.text("ANALYZE chancy_jobs"))
         construct = cast(sa.ClauseElement, _CLAIM.construct)
         compiled = cast(SQLCompiler, construct.compile(dialect=connection.dialect))
-        values = {"p_queue": queue, "p_limit": limit, "p_worker_id": "w", "p_lease_seconds": 30.0}
+        values = {
+            "p_queue": queue,
+            "p_limit": limit,
+            "p_worker_id": "w",
+            "p_lease_seconds": 30.0,
+            "p_synchronous_commit": "off",
+        }
         params = compiled.construct_params(values)
         args = [params[name] for name in compiled.positiontup or ()]
         raw = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
@@ -149,19 +156,59 @@ def _walk(node: dict[str, Any]) -> Any:
         yield from _walk(child)
 
 
-async def test_a_claim_commits_durably(chancy: Chancy) -> None:
-    """An attempt's fencing token (``attempts``) must never be handed out twice: a claim
-    lost in a server crash would let the next claim reuse it, so claims wait for their
-    commit to reach the disk: a claim never lowers ``synchronous_commit`` below what the
-    server asks for (the test server itself runs with it off, so the test asks for it)."""
+@pytest.mark.parametrize("limited", [False, True], ids=["plain", "limited"])
+@pytest.mark.parametrize(("durable", "setting"), [(True, "on"), (False, "off")])
+async def test_a_claim_commits_durably_only_when_asked(
+    chancy: Chancy, limited: bool, durable: bool, setting: str
+) -> None:
+    """A claim waits for its commit to reach the disk only with ``durable``
+    (``WorkerSettings(durable_claims=True)``); by default it does not: its fencing token
+    is random, so a claim a crash loses never hands out the same token again. Either way
+    the claim sets it for its own transaction, whatever it was (the test server runs
+    with it off)."""
     await chancy.push("default", greet("a"))
     async with hot_connection(chancy.engine) as connection:
         assert isinstance(connection, asyncpg.Connection)
         async with connection.transaction():
-            await connection.execute("SET LOCAL synchronous_commit = on")
-            claimed = await claims.claim_available(connection, "default", 1, "worker-1")
-            assert await connection.fetchval("SHOW synchronous_commit") == "on"
+            opposite = "off" if durable else "on"
+            await connection.execute(f"SET LOCAL synchronous_commit = {opposite}")
+            claimed = await claims.claim_available(
+                connection, "default", 1, "worker-1", limited=limited, durable=durable
+            )
+            assert await connection.fetchval("SHOW synchronous_commit") == setting
     assert len(claimed) == 1
+
+
+async def test_a_claim_lost_in_a_crash_is_claimed_again_under_a_new_fence(chancy: Chancy) -> None:
+    """A claim undone (as a crash undoes an asynchronous commit) lets the job be claimed
+    again with the same attempt number; the first claim's outcome is still refused."""
+    ref = await chancy.push("default", greet("a"))
+    (lost,) = await claim(chancy)
+    async with chancy.engine.begin() as connection:  # the row as it was before the claim
+        await connection.execute(
+            sa.text(
+                "UPDATE chancy_jobs SET state = 'pending', attempts = 0, fence = NULL, "
+                "started_at = NULL, worker_id = NULL, lease_expires_at = NULL WHERE id = :id"
+            ),
+            {"id": ref.id},
+        )
+    (again,) = await claim(chancy)
+    assert (lost.attempts, again.attempts) == (1, 1)
+    assert lost.fence is not None
+    assert again.fence is not None
+    assert lost.fence != again.fence
+    async with hot_connection(chancy.engine) as connection:
+        stale = Outcome(lost.id, lost.fence, JobState.SUCCEEDED, result="stale")
+        assert await attempts.complete_many_if_running(connection, [stale]) == set()
+        fresh = Outcome(again.id, again.fence, JobState.SUCCEEDED, result="fresh")
+        assert await attempts.complete_many_if_running(connection, [fresh]) == {again.id}
+
+
+async def test_every_claim_draws_a_new_fence(chancy: Chancy) -> None:
+    await chancy.push_many("default", [greet(str(i)) for i in range(50)])
+    fences = [job.fence for job in await claim(chancy)]
+    assert None not in fences
+    assert len(set(fences)) == 50
 
 
 async def test_outcomes_commit_durably(chancy: Chancy) -> None:
@@ -173,6 +220,6 @@ async def test_outcomes_commit_durably(chancy: Chancy) -> None:
             (job,) = await claims.claim_available(connection, "default", 1, "worker-1")
         async with connection.transaction():
             await connection.execute("SET LOCAL synchronous_commit = on")
-            outcome = Outcome(job.id, job.attempts, JobState.SUCCEEDED)
+            outcome = Outcome(job.id, job.fence, JobState.SUCCEEDED)
             assert await attempts.complete_many_if_running(connection, [outcome]) == {job.id}
             assert await connection.fetchval("SHOW synchronous_commit") == "on"

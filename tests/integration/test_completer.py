@@ -62,8 +62,8 @@ async def test_stopping_during_a_flush_writes_each_outcome_once(
     completer = Completer(chancy.engine)
     completer._attempts = gated = GatedWrites()
     completer.start()
-    completer.add(Outcome(done.id, done.attempts, JobState.SUCCEEDED, result="ok"))
-    completer.release(Attempt(given_back.id, given_back.attempts))
+    completer.add(Outcome(done.id, done.fence, JobState.SUCCEEDED, result="ok"))
+    completer.release(Attempt(given_back.id, given_back.fence))
     await asyncio.wait_for(gated.entered.wait(), timeout=10)
     stopping = asyncio.create_task(completer.stop())
     await asyncio.sleep(0.05)  # stop() has begun while the flush is held up
@@ -84,11 +84,11 @@ async def test_an_outcome_the_database_refuses_fails_its_job_and_holds_back_no_o
 ) -> None:
     jobs = await claimed(chancy, 4)
     completer = Completer(chancy.engine)
-    poison = Outcome(jobs[1].id, jobs[1].attempts, JobState.SUCCEEDED, result="a\x00b")
-    completer.add(Outcome(jobs[0].id, jobs[0].attempts, JobState.SUCCEEDED, result=0))
+    poison = Outcome(jobs[1].id, jobs[1].fence, JobState.SUCCEEDED, result="a\x00b")
+    completer.add(Outcome(jobs[0].id, jobs[0].fence, JobState.SUCCEEDED, result=0))
     completer.add(poison)
     for job in jobs[2:]:
-        completer.add(Outcome(job.id, job.attempts, JobState.SUCCEEDED, result=job.id))
+        completer.add(Outcome(job.id, job.fence, JobState.SUCCEEDED, result=job.id))
     await completer.flush()
     assert completer.backlog == 0
     stored = [await chancy.get_job(job.id) for job in jobs]

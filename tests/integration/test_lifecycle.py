@@ -64,7 +64,7 @@ async def stored(chancy: Chancy, job_id: int) -> QueuedJob:
 async def test_success_stores_the_result_and_finishes(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
     written = await complete(
-        chancy, Outcome(claimed.id, claimed.attempts, JobState.SUCCEEDED, result={"n": [1, 2]})
+        chancy, Outcome(claimed.id, claimed.fence, JobState.SUCCEEDED, result={"n": [1, 2]})
     )
     assert written == {claimed.id}
     job = await stored(chancy, claimed.id)
@@ -82,9 +82,9 @@ async def test_a_stale_attempt_cannot_overwrite_the_newer_one(chancy: Chancy) ->
         }
         (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
     assert again.attempts == claimed.attempts + 1
-    stale = Outcome(claimed.id, claimed.attempts, JobState.SUCCEEDED, result="stale")
+    stale = Outcome(claimed.id, claimed.fence, JobState.SUCCEEDED, result="stale")
     assert await complete(chancy, stale) == set()
-    fresh = Outcome(again.id, again.attempts, JobState.SUCCEEDED, result="fresh")
+    fresh = Outcome(again.id, again.fence, JobState.SUCCEEDED, result="fresh")
     assert await complete(chancy, fresh) == {again.id}
     assert await complete(chancy, stale) == set()
     assert (await stored(chancy, claimed.id)).result == "fresh"
@@ -93,7 +93,7 @@ async def test_a_stale_attempt_cannot_overwrite_the_newer_one(chancy: Chancy) ->
 async def test_a_failed_attempt_with_attempts_left_waits_to_retry(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy, greet().with_max_attempts(2))
     error = {"attempt": 1, "type": "ValueError", "message": "boom", "traceback": "tb"}
-    outcome = Outcome(claimed.id, 1, JobState.RETRYING, error=error, retry_in=3600)
+    outcome = Outcome(claimed.id, claimed.fence, JobState.RETRYING, error=error, retry_in=3600)
     await complete(chancy, outcome)
     job = await stored(chancy, claimed.id)
     assert job.state is JobState.RETRYING
@@ -125,7 +125,7 @@ async def test_lease_extension_reports_jobs_no_longer_held(chancy: Chancy) -> No
         await jobs.cancel(connection, cancelled.id)
         held = await attempts.extend_leases_many(
             connection,
-            [Attempt(kept.id, kept.attempts), Attempt(cancelled.id, cancelled.attempts)],
+            [Attempt(kept.id, kept.fence), Attempt(cancelled.id, cancelled.fence)],
             60,
         )
     assert held == {kept.id}
@@ -137,7 +137,7 @@ async def test_release_makes_the_job_ready_at_once_keeping_its_attempts(chancy: 
     claimed = await push_and_claim(chancy)
     async with chancy.engine.begin() as connection:
         released = await attempts.release_many_if_running(
-            connection, [Attempt(claimed.id, claimed.attempts)]
+            connection, [Attempt(claimed.id, claimed.fence)]
         )
         assert released == {claimed.id}
         (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
@@ -175,7 +175,7 @@ async def test_rescue_leaves_live_leases_alone(chancy: Chancy) -> None:
 
 async def test_cancel_of_a_finished_job_changes_nothing(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
-    await complete(chancy, Outcome(claimed.id, 1, JobState.SUCCEEDED, result=1))
+    await complete(chancy, Outcome(claimed.id, claimed.fence, JobState.SUCCEEDED, result=1))
     async with chancy.engine.begin() as connection:
         assert await jobs.cancel(connection, claimed.id) is None
     assert (await stored(chancy, claimed.id)).state is JobState.SUCCEEDED
@@ -183,7 +183,8 @@ async def test_cancel_of_a_finished_job_changes_nothing(chancy: Chancy) -> None:
 
 async def test_retry_brings_a_failed_job_back_with_one_more_attempt(chancy: Chancy) -> None:
     claimed = await push_and_claim(chancy)
-    await complete(chancy, Outcome(claimed.id, 1, JobState.FAILED, error={"message": "x"}))
+    failed = Outcome(claimed.id, claimed.fence, JobState.FAILED, error={"message": "x"})
+    await complete(chancy, failed)
     async with chancy.engine.begin() as connection:
         retried = await jobs.retry(connection, claimed.id)
         assert retried is not None
@@ -205,8 +206,8 @@ async def test_finished_jobs_are_announced_once_per_batch(
     try:
         await complete(
             chancy,
-            Outcome(first.id, 1, JobState.SUCCEEDED),
-            Outcome(second.id, 1, JobState.FAILED, error={"message": "x"}),
+            Outcome(first.id, first.fence, JobState.SUCCEEDED),
+            Outcome(second.id, second.fence, JobState.FAILED, error={"message": "x"}),
         )
         payload = await asyncio.wait_for(received.get(), timeout=5)
     finally:
@@ -240,7 +241,7 @@ async def test_a_released_attempt_does_not_use_up_the_jobs_allowed_attempts(
 ) -> None:
     claimed = await push_and_claim(chancy)  # max_attempts 1
     async with chancy.engine.begin() as connection:
-        await attempts.release_many_if_running(connection, [Attempt(claimed.id, claimed.attempts)])
+        await attempts.release_many_if_running(connection, [Attempt(claimed.id, claimed.fence)])
         (again,) = await claims.claim_available(connection, "default", 1, "worker-b")
     # The attempt given back at a stop never ran to an end: the job may still run once.
     assert (again.attempts, again.max_attempts) == (2, 2)

@@ -118,14 +118,16 @@ async def test_heartbeat_extends_held_leases_and_stops_lost_runs(chancy: Chancy)
     unwritten = await claim(chancy, JOB, lease_seconds=5)
     async with chancy.engine.begin() as connection:  # another worker took it over
         await connection.execute(
-            sa.update(JobRow).where(JobRow.id == taken.id).values(attempts=JobRow.attempts + 1)
+            sa.update(JobRow)
+            .where(JobRow.id == taken.id)
+            .values(attempts=JobRow.attempts + 1, fence=JobRow.fence + 1)
         )
     lost: list[int] = []
     heartbeat = Heartbeat(
         chancy.engine,
         lease_seconds=60,
-        running=lambda: [Attempt(job.id, job.attempts) for job in (running, taken)],
-        unwritten=lambda: [Attempt(unwritten.id, unwritten.attempts)],
+        running=lambda: [Attempt(job.id, job.fence) for job in (running, taken)],
+        unwritten=lambda: [Attempt(unwritten.id, unwritten.fence)],
         lost=lost.append,
     )
     assert await heartbeat.run_once() == 2

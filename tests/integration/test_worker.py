@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chancy.app import Chancy
-from chancy.executor import Job
+from chancy.executor import Job, QueuedJob
 from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.repository import ClaimRepository
@@ -47,6 +48,29 @@ async def test_a_pushed_job_runs_and_its_result_is_stored(app: Chancy) -> None:
     assert tasks.calls == ["hello"]
     assert done.attempts == 1
     assert done.completed_at is not None
+
+
+class RecordedClaims(ClaimRepository):
+    """The claims as the worker makes them: whether each asked to be durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable: list[bool] = []
+
+    async def claim_available(self, *args: Any, **kwargs: Any) -> list[QueuedJob]:
+        self.durable.append(kwargs["durable"])
+        return await super().claim_available(*args, **kwargs)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_worker_claims_durably_only_with_durable_claims(app: Chancy, durable: bool) -> None:
+    worker = Worker(app, settings=WorkerSettings(durable_claims=durable))
+    worker._claims = recorded = RecordedClaims()
+    async with worker:
+        ref = await app.push("default", job(tasks.record, label="x"))
+        await app.wait_for_job(ref, timeout=10)
+    assert recorded.durable
+    assert set(recorded.durable) == {durable}
 
 
 async def test_coroutine_jobs_run_on_the_loop(app: Chancy) -> None:
@@ -192,7 +216,9 @@ async def test_a_worker_that_lost_its_lease_stops_the_run(app: Chancy) -> None:
         await until(lambda: ref.id in worker.running)
         async with app.engine.begin() as connection:  # another worker took it over
             await connection.execute(
-                sa.update(JobRow).where(JobRow.id == ref.id).values(attempts=JobRow.attempts + 1)
+                sa.update(JobRow)
+                .where(JobRow.id == ref.id)
+                .values(attempts=JobRow.attempts + 1, fence=JobRow.fence + 1)
             )
         await until(lambda: ref.id not in worker.running)
     stored = await app.get_job(ref)

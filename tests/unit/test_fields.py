@@ -69,6 +69,7 @@ def test_a_row_maps_to_a_queued_job_field_by_field() -> None:
         "rate_period": 10.0,
         "state": "running",
         "attempts": 2,
+        "fence": 1234567890123,
         "created_at": moment - timedelta(days=1),
         "started_at": moment + timedelta(seconds=1),
         "completed_at": moment + timedelta(seconds=2),

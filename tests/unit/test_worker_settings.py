@@ -114,3 +114,14 @@ def test_a_retention_may_name_its_states() -> None:
 def test_settings_are_hashable_values() -> None:
     assert hash(WorkerSettings()) == hash(WorkerSettings())
     assert WorkerSettings(lease_seconds=5) != WorkerSettings()
+
+
+def test_claims_commit_asynchronously_unless_durable_claims_is_set() -> None:
+    assert WorkerSettings().durable_claims is False
+    assert WorkerSettings(durable_claims=True).durable_claims is True
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_durable_claims_is_true_or_false(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="durable_claims="):
+        WorkerSettings(durable_claims=value)  # type: ignore[arg-type]
