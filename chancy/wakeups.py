@@ -115,12 +115,16 @@ class WakeUps:
         self._pending: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.sent = 0
         self.failed = 0
 
     def wake(self, queues: Collection[str]) -> None:
-        """Wake ``queues``' workers soon; from any thread; never raises."""
-        if not queues:
+        """Wake ``queues``' workers soon; from any thread; never raises. Once
+        closed (:meth:`close`), does nothing (a session committing after its ``Chancy`` closed
+        must not open a connection on an engine that was disposed of, which nothing would
+        ever close): the workers' polling finds the jobs."""
+        if not queues or self._closed:
             return
         try:
             if self._loop is not None and self._loop.is_closed():
@@ -140,6 +144,8 @@ class WakeUps:
             log.exception("could not schedule a wake-up; the workers' polling will find the jobs")
 
     def _add(self, queues: Collection[str]) -> None:
+        if self._closed:
+            return
         self._pending.update(queues)
         if self._task is None and self._loop is not None:
             self._task = self._loop.create_task(self._send_all(), name="chancy-wake-ups")
@@ -183,7 +189,8 @@ class WakeUps:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
 
     async def close(self) -> None:
-        """Send what is pending (briefly), then stop."""
+        """Send what is pending (briefly), then stop; later wake-ups are dropped."""
+        self._closed = True
         await self.flush()
         task, self._task = self._task, None
         if task is not None and self._loop is asyncio.get_running_loop():

@@ -1,0 +1,81 @@
+"""Hostile uses of issue 14's throughput changes: wake-ups after commit, split pushes,
+fenced claims on held connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from chancy.app import Chancy
+from chancy.executor import Job
+from chancy.models import JobRow
+from tests.support import tasks
+
+
+def greet(name: str = "w") -> Job:
+    return Job.from_func(tasks.greet, kwargs={"name": name})
+
+
+async def count_jobs(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(sa.select(sa.func.count()).select_from(JobRow)) or 0)
+
+
+async def backends(engine: AsyncEngine, name: str) -> int:
+    async with engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = :name"
+                ),
+                {"name": name},
+            )
+            or 0
+        )
+
+
+async def test_a_session_committing_after_its_chancy_closed_opens_no_connection(
+    database_url: URL,
+) -> None:
+    app_engine = create_async_engine(database_url)
+    chancy = Chancy(
+        database_url,
+        engine_options={"connect_args": {"server_settings": {"application_name": "probe"}}},
+    )
+    await chancy.open()
+    async with AsyncSession(app_engine) as session:
+        await session.begin()
+        await chancy.push("default", greet(), session=session)
+        await chancy.close()
+        await session.commit()
+    await asyncio.sleep(0.3)
+    assert await backends(app_engine, "probe") == 0
+    assert await count_jobs(app_engine) == 1
+    await app_engine.dispose()
+
+
+async def test_unique_keys_duplicated_across_the_chunk_boundary(chancy: Chancy) -> None:
+    held = await chancy.push("default", greet("held").with_unique_key("k-held"))
+    jobs = [greet(str(i)) for i in range(4_001)]
+    jobs[5] = jobs[5].with_unique_key("k-a")
+    jobs[1_999] = jobs[1_999].with_unique_key("k-b")
+    jobs[2_000] = jobs[2_000].with_unique_key("k-a")
+    jobs[2_001] = jobs[2_001].with_unique_key("k-b")
+    jobs[3_999] = jobs[3_999].with_unique_key("k-held")
+    jobs[4_000] = jobs[4_000].with_unique_key("k-c")
+    refs = await chancy.push_many("default", jobs)
+    assert refs[2_000] == refs[5]
+    assert refs[2_000].existing
+    assert not refs[5].existing
+    assert refs[2_001] == refs[1_999]
+    assert refs[3_999] == held
+    assert refs[3_999].existing
+    for index in (0, 6, 1_998, 2_002, 3_998, 4_000):
+        job = await chancy.get_job(refs[index])
+        assert job is not None
+        assert job.kwargs == {"name": str(index)}
+    assert len({int(r) for r in refs}) == 4_001 - 2
