@@ -4,12 +4,17 @@ fenced claims on held connections."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
+from chancy import sync
 from chancy.app import Chancy
+from chancy.errors import UnknownQueueError
 from chancy.executor import Job
 from chancy.models import JobRow
 from tests.support import tasks
@@ -56,6 +61,55 @@ async def test_a_session_committing_after_its_chancy_closed_opens_no_connection(
     assert await backends(app_engine, "probe") == 0
     assert await count_jobs(app_engine) == 1
     await app_engine.dispose()
+
+
+def with_an_unknown_queue_in_the_third_statement() -> list[Job]:
+    jobs = [greet(str(i)) for i in range(4_500)]
+    jobs[4_400] = dataclasses.replace(jobs[4_400], queue="nope")
+    return jobs
+
+
+async def test_a_split_push_on_an_autocommit_connection_stores_all_or_nothing(
+    chancy: Chancy,
+) -> None:
+    async with chancy.engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(UnknownQueueError):
+            await chancy.push_many(
+                with_an_unknown_queue_in_the_third_statement(), session=connection
+            )
+    assert await count_jobs(chancy.engine) == 0
+
+
+async def test_a_split_push_in_an_autocommit_session_stores_all_or_nothing(
+    chancy: Chancy,
+) -> None:
+    autocommit = chancy.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with AsyncSession(autocommit) as session:
+        with pytest.raises(UnknownQueueError):
+            await chancy.push_many(with_an_unknown_queue_in_the_third_statement(), session=session)
+    assert await count_jobs(chancy.engine) == 0
+
+
+def sync_push_on_autocommit(url: URL, *, in_session: bool) -> None:
+    engine = sa.create_engine(
+        url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with engine.connect() as connection:
+            target: sa.Connection | Session = Session(bind=connection) if in_session else connection
+            with pytest.raises(UnknownQueueError):
+                sync.push_many(target, with_an_unknown_queue_in_the_third_statement())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("in_session", [False, True], ids=["connection", "session"])
+async def test_a_sync_split_push_on_an_autocommit_connection_stores_all_or_nothing(
+    chancy: Chancy, database_url: URL, in_session: bool
+) -> None:
+    await asyncio.to_thread(sync_push_on_autocommit, database_url, in_session=in_session)
+    assert await count_jobs(chancy.engine) == 0
 
 
 async def test_unique_keys_duplicated_across_the_chunk_boundary(chancy: Chancy) -> None:
