@@ -17,6 +17,7 @@ from chancy.app import Chancy
 from chancy.errors import UnknownQueueError
 from chancy.executor import Job
 from chancy.models import JobRow
+from chancy.wakeups import thread_wake_ups
 from tests.support import tasks
 
 
@@ -133,3 +134,48 @@ async def test_unique_keys_duplicated_across_the_chunk_boundary(chancy: Chancy) 
         assert job is not None
         assert job.kwargs == {"name": str(index)}
     assert len({int(r) for r in refs}) == 4_001 - 2
+
+
+def sync_pushes_in_sessions(engine: sa.Engine, sessions: int) -> None:
+    """Push in ``sessions`` sessions one after the other, each after the last one's
+    wake-up went out."""
+    for _ in range(sessions):
+        with Session(engine) as session, session.begin():
+            sync.push(session, "default", greet())
+        thread_wake_ups(engine).join(5)
+
+
+async def test_sync_wake_ups_reuse_the_apps_pooled_connections(
+    chancy: Chancy, database_url: URL
+) -> None:
+    await chancy.declare_configured()
+    engine = sa.create_engine(database_url.set(drivername="postgresql+psycopg"))
+    connected: list[object] = []
+    sa.event.listen(engine, "connect", lambda *args: connected.append(args[0]))
+    try:
+        await asyncio.to_thread(sync_pushes_in_sessions, engine, 20)
+        assert thread_wake_ups(engine).sent == 20
+    finally:
+        engine.dispose()
+    assert len(connected) <= 2  # not a new connection per quiet commit
+    assert await count_jobs(chancy.engine) == 20
+
+
+def push_then_dispose(engine: sa.Engine) -> None:
+    with Session(engine) as session, session.begin():
+        sync.push(session, "default", greet())
+    engine.dispose()
+    thread_wake_ups(engine).join(5)
+
+
+async def test_a_sync_engine_disposed_right_after_a_commit_keeps_no_connection_open(
+    chancy: Chancy, database_url: URL
+) -> None:
+    await chancy.declare_configured()
+    for _ in range(5):
+        engine = sa.create_engine(
+            database_url.set(drivername="postgresql+psycopg"),
+            connect_args={"application_name": "disposed"},
+        )
+        await asyncio.to_thread(push_then_dispose, engine)
+    assert await backends(chancy.engine, "disposed") == 0
