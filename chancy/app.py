@@ -211,16 +211,20 @@ class Chancy:
         await check_reachable(self._engine, secrets=secrets_of(self._engine.url, connect_args))
 
     async def close(self) -> None:
-        """Dispose of the engine if chancy created it; an engine passed in stays usable."""
-        if self._wake_ups is not None:
-            await self._wake_ups.close()
-            self._wake_ups = None
+        """Dispose of the engine if chancy created it; an engine passed in stays usable.
+        Wake-ups of pushes that commit from now on are dropped (the workers' polling
+        finds their jobs)."""
+        # Closed first and kept until the end, so a push that completes meanwhile (in
+        # another task) sends nothing on an engine about to be disposed of.
+        if self._engine is not None:
+            await self.wake_ups.close()
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        self._wake_ups = None
 
     def replica(self) -> Chancy:
         """A Chancy configured as this one (its database, queues, schedules, allowed

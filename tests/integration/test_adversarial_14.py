@@ -179,3 +179,43 @@ async def test_a_sync_engine_disposed_right_after_a_commit_keeps_no_connection_o
         )
         await asyncio.to_thread(push_then_dispose, engine)
     assert await backends(chancy.engine, "disposed") == 0
+
+
+async def test_a_push_while_its_chancy_closes_opens_no_connection_after(database_url: URL) -> None:
+    settings = {"server_settings": {"application_name": "closing"}}
+    chancy = Chancy(database_url, engine_options={"connect_args": settings})
+    await chancy.open()
+    listener = await chancy.listener()
+    stop = listener.stop
+
+    async def push_then_stop() -> None:
+        # A push of another task that completes while close() is under way.
+        await chancy.push("default", greet())
+        await stop()
+
+    listener.stop = push_then_stop  # type: ignore[method-assign]
+    await chancy.close()
+    await asyncio.sleep(0.3)
+    observer = create_async_engine(database_url)
+    try:
+        assert await backends(observer, "closing") == 0
+        assert await count_jobs(observer) == 1
+    finally:
+        await observer.dispose()
+
+
+async def test_a_mixed_queue_split_batch_keeps_each_job_in_its_place(chancy: Chancy) -> None:
+    queues = ("default", "a", "b")
+    jobs = [
+        dataclasses.replace(greet(str(i)), queue=queues[i % 3]).with_priority(-(i % 7))
+        for i in range(4_321)
+    ]
+    refs = await chancy.push_many(jobs)
+    for index in (0, 1, 2, 1_999, 2_000, 2_001, 3_999, 4_000, 4_320):
+        job = await chancy.get_job(refs[index])
+        assert job is not None
+        assert (job.queue, job.kwargs, job.priority) == (
+            queues[index % 3],
+            {"name": str(index)},
+            -(index % 7),
+        )
