@@ -17,7 +17,11 @@ from chancy.app import Chancy
 from chancy.errors import UnknownQueueError
 from chancy.executor import Job
 from chancy.models import JobRow
+from chancy.queue import Queue
+from chancy.repository import ClaimRepository
+from chancy.states import JobState
 from chancy.wakeups import thread_wake_ups
+from chancy.worker import Worker, WorkerSettings
 from tests.support import tasks
 
 
@@ -219,3 +223,54 @@ async def test_a_mixed_queue_split_batch_keeps_each_job_in_its_place(chancy: Cha
             {"name": str(index)},
             -(index % 7),
         )
+
+
+async def test_a_claim_cut_off_while_waiting_for_its_queues_turn_loses_no_job(
+    database_url: URL,
+) -> None:
+    limited = Queue(name="limited", global_concurrency=2, polling_interval=0.2)
+    async with Chancy(database_url, queues=[limited]) as chancy:
+        await chancy.declare_configured()
+        turn = sa.text("SELECT pg_advisory_xact_lock(:k, hashtext('limited'))").bindparams(
+            k=int.from_bytes(b"chcl", "big", signed=True)
+        )
+        async with chancy.engine.connect() as blocker:
+            await blocker.execute(turn)  # the queue's claimers wait for this transaction
+            async with Worker(chancy, settings=WorkerSettings(lease_seconds=2)):
+                ref = await chancy.push("limited", greet("cut"))
+                waiting = sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%pg_advisory_xact_lock%' AND pid <> pg_backend_pid()"
+                )
+                async with chancy.engine.connect() as observer:
+                    for _ in range(100):
+                        pids = (await observer.execute(waiting)).scalars().all()
+                        if pids:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert pids
+                    for pid in pids:
+                        await observer.execute(sa.select(sa.func.pg_terminate_backend(pid)))
+                await blocker.rollback()
+                done = await chancy.wait_for_job(ref, timeout=15)
+        assert done.state is JobState.SUCCEEDED
+        assert done.attempts == 1
+
+
+async def test_a_seeded_random_generator_never_repeats_a_fence(chancy: Chancy) -> None:
+    """An application that seeds PostgreSQL's random() (setseed, for reproducible
+    sampling, say) on the connections a worker claims on must not make two claims of
+    one job draw the same fencing token: the stale attempt would write over the new."""
+    ref = await chancy.push("default", greet())
+    fences = []
+    async with chancy.engine.connect() as connection:
+        for _ in range(2):
+            await connection.execute(sa.select(sa.func.setseed(0.42)))
+            (job,) = await ClaimRepository().claim_available(connection, "default", 1, "w")
+            fences.append(job.fence)
+            # Its lease ran out and the job is ready again, as the rescuer leaves it.
+            await connection.execute(
+                sa.update(JobRow).where(JobRow.id == int(ref)).values(state="pending")
+            )
+        await connection.rollback()
+    assert fences[0] != fences[1]
