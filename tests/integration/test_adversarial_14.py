@@ -274,3 +274,50 @@ async def test_a_seeded_random_generator_never_repeats_a_fence(chancy: Chancy) -
             )
         await connection.rollback()
     assert fences[0] != fences[1]
+
+
+# Two pushes of the same unique keys in opposite orders: each inserts the keys the other
+# inserts last, and waits for them at the first one the other holds.
+N_KEYS = 1_500
+
+
+def keyed_both_ways(round_: int) -> tuple[list[Job], list[Job]]:
+    keys = [f"r{round_}-k{i}" for i in range(N_KEYS)]
+    forward = [greet(key).with_unique_key(key) for key in keys]
+    return forward, forward[::-1]
+
+
+@pytest.mark.parametrize("n_keys", [N_KEYS, 4_000], ids=["one-statement", "split"])
+async def test_concurrent_pushes_of_the_same_unique_keys_both_succeed(
+    chancy: Chancy, n_keys: int
+) -> None:
+    await chancy.declare_configured()
+    forward = [greet(f"k{i}").with_unique_key(f"k{i}") for i in range(n_keys)]
+    first, second = await asyncio.gather(
+        chancy.push_many("default", forward), chancy.push_many("default", forward[::-1])
+    )
+    assert [int(r) for r in first] == [int(r) for r in second[::-1]]
+    assert await count_jobs(chancy.engine) == n_keys
+
+
+async def push_in_a_session(chancy: Chancy, jobs: list[Job]) -> list[int]:
+    async with AsyncSession(chancy.engine) as session, session.begin():
+        return [int(r) for r in await chancy.push_many("default", jobs, session=session)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pushes in the application's transactions deadlock when their unique keys "
+    "overlap in different orders; chancy cannot run the application's transaction again, "
+    "and inserting in key order would give the batch's ids out of its order",
+)
+async def test_concurrent_session_pushes_of_the_same_unique_keys_both_succeed(
+    chancy: Chancy,
+) -> None:
+    await chancy.declare_configured()
+    for round_ in range(6):  # the two cross (and deadlock) in most rounds, not in all
+        forward, backward = keyed_both_ways(round_)
+        first, second = await asyncio.gather(
+            push_in_a_session(chancy, forward), push_in_a_session(chancy, backward)
+        )
+        assert first == second[::-1]
