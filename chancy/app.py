@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import logging
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType, TracebackType
@@ -21,6 +23,7 @@ from typing import Any, Self, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chancy import migrations
@@ -58,8 +61,8 @@ from chancy.repository import (
     PushRepository,
     QueueRepository,
 )
-from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
-from chancy.repository.runner import HotExecutable, translated
+from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, Pushed, check_kwargs_size
+from chancy.repository.runner import HotExecutable, sqlstate_of, translated
 from chancy.states import FINISHED_STATES, JobState
 from chancy.wakeups import WakeUps, on_engine, wake_after_commit
 
@@ -67,6 +70,11 @@ __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
 
 Transaction = AsyncSession | AsyncConnection
 WAIT_POLL_INTERVAL_DEFAULT = 1.0
+_DEADLOCK_RETRIES = 5
+"""How many times a push chancy commits itself is tried when it deadlocks with another
+(see :meth:`Chancy._push_on_own_connection`)."""
+_DEADLOCK_DETECTED = "40P01"
+log = logging.getLogger("chancy.push")
 # Migrations wait for each other (an advisory lock) and may rewrite big tables: chancy's
 # own timeouts would fail them, so they run without (for their transaction only).
 _NO_TIMEOUTS_FOR_MIGRATIONS = sa.text(
@@ -211,16 +219,20 @@ class Chancy:
         await check_reachable(self._engine, secrets=secrets_of(self._engine.url, connect_args))
 
     async def close(self) -> None:
-        """Dispose of the engine if chancy created it; an engine passed in stays usable."""
-        if self._wake_ups is not None:
-            await self._wake_ups.close()
-            self._wake_ups = None
+        """Dispose of the engine if chancy created it; an engine passed in stays usable.
+        Wake-ups of pushes that commit from now on are dropped (the workers' polling
+        finds their jobs)."""
+        # Closed first and kept until the end, so a push that completes meanwhile (in
+        # another task) sends nothing on an engine about to be disposed of.
+        if self._engine is not None:
+            await self.wake_ups.close()
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        self._wake_ups = None
 
     def replica(self) -> Chancy:
         """A Chancy configured as this one (its database, queues, schedules, allowed
@@ -350,10 +362,7 @@ class Chancy:
                 names = sorted({job.queue for job in batch})
                 await self._queues.declare_many(connection, names)
         if session is None:
-            pushed = await retry_once(
-                lambda: hot_connection(self.engine),
-                lambda connection: self._pushes.insert_many(connection, batch, announce=False),
-            )
+            pushed = await self._push_on_own_connection(batch)
             self.wake_ups.wake(pushed.ready_queues)  # committed: the statement was its own
             return pushed.references
         # A session's commit is seen (after_commit); a connection's is not, so its push
@@ -366,6 +375,27 @@ class Chancy:
         if isinstance(session, AsyncSession) and sees_commit:
             wake_after_commit(session.sync_session, self.wake_ups, pushed.ready_queues)
         return pushed.references
+
+    async def _push_on_own_connection(self, batch: list[Job]) -> Pushed:
+        """Push ``batch`` in a transaction of chancy's own. Two pushes whose unique keys
+        overlap in different orders may deadlock (each waits for a key the other
+        inserted first); the one PostgreSQL picks stored nothing (its transaction is
+        rolled back), so it runs again a little later, and then finds the other's jobs
+        holding them."""
+        for attempt in range(1, _DEADLOCK_RETRIES + 1):
+            try:
+                return await retry_once(
+                    lambda: hot_connection(self.engine),
+                    lambda connection: self._pushes.insert_many(connection, batch, announce=False),
+                )
+            except DBAPIError as exc:
+                if sqlstate_of(exc) != _DEADLOCK_DETECTED or attempt == _DEADLOCK_RETRIES:
+                    raise
+                log.info("a push deadlocked on unique keys with another; pushing again")
+                # Meanwhile the other's statement ends; at once, this one could cross it
+                # again (each inserting the keys the other holds, from opposite ends).
+                await asyncio.sleep(random.uniform(0.05, 0.2) * attempt)
+        raise AssertionError("unreachable")
 
     @property
     def wake_ups(self) -> WakeUps:

@@ -40,9 +40,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.pool import Pool
 
 from chancy.database.engine import hot_connection
 from chancy.events import EVENTS_CHANNEL, EventKind
@@ -115,12 +116,16 @@ class WakeUps:
         self._pending: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.sent = 0
         self.failed = 0
 
     def wake(self, queues: Collection[str]) -> None:
-        """Wake ``queues``' workers soon; from any thread; never raises."""
-        if not queues:
+        """Wake ``queues``' workers soon; from any thread; never raises. Once
+        closed (:meth:`close`), does nothing (a session committing after its ``Chancy`` closed
+        must not open a connection on an engine that was disposed of, which nothing would
+        ever close): the workers' polling finds the jobs."""
+        if not queues or self._closed:
             return
         try:
             if self._loop is not None and self._loop.is_closed():
@@ -140,6 +145,8 @@ class WakeUps:
             log.exception("could not schedule a wake-up; the workers' polling will find the jobs")
 
     def _add(self, queues: Collection[str]) -> None:
+        if self._closed:
+            return
         self._pending.update(queues)
         if self._task is None and self._loop is not None:
             self._task = self._loop.create_task(self._send_all(), name="chancy-wake-ups")
@@ -183,7 +190,8 @@ class WakeUps:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
 
     async def close(self) -> None:
-        """Send what is pending (briefly), then stop."""
+        """Send what is pending (briefly), then stop; later wake-ups are dropped."""
+        self._closed = True
         await self.flush()
         task, self._task = self._task, None
         if task is not None and self._loop is asyncio.get_running_loop():
@@ -195,8 +203,8 @@ class WakeUps:
 
 class ThreadWakeUps:
     """The coalescer of a synchronous engine: a thread started by the first wake-up,
-    sending as :class:`WakeUps` does on a connection of the engine's taken out of its
-    pool, and ending (closing it) when nothing is left."""
+    sending as :class:`WakeUps` does on a connection of the engine's pool, and ending
+    (giving it back) when nothing is left."""
 
     def __init__(
         self,
@@ -224,7 +232,10 @@ class ThreadWakeUps:
                 self._pending.update(queues)
                 if self._thread is None:
                     self._thread = threading.Thread(
-                        target=self._send_all, name="chancy-wake-ups", daemon=True
+                        target=self._send_all,
+                        args=(self._engine.pool,),
+                        name="chancy-wake-ups",
+                        daemon=True,
                     )
                     self._thread.start()
                     self._threads = [t for t in self._threads if t.is_alive()]
@@ -241,23 +252,21 @@ class ThreadWakeUps:
                 self._thread = None
             return queues
 
-    def _send_all(self) -> None:
+    def _send_all(self, pool: Pool) -> None:
+        """Send until nothing is left, on a connection of ``pool``, the engine's pool when
+        the wake-up came. Returned to it after, so a burst of commits costs the
+        application no connection (a new one per burst was a reconnection per quiet
+        commit); unless the engine was disposed of meanwhile (right after a commit, say):
+        then it is closed for good, not kept open by a pool no one disposes of again."""
         try:
             with self._engine.connect() as connection:
-                # Out of the pool: closed for good when the thread ends, so an engine
-                # disposed of meanwhile (right after a commit, say) leaves no connection
-                # open behind it.
-                connection.detach()
-                last = -self.window
-                while queues := self._take():
-                    time.sleep(max(0.0, last + self.window - time.monotonic()))
-                    with self._lock:
-                        queues |= self._pending
-                        self._pending.clear()
-                    last = time.monotonic()
-                    _SEND.rows_sync(connection, {"p_payloads": payloads(queues)})
-                    connection.commit()
-                    self.sent += 1
+                try:
+                    self._send_pending(connection)
+                finally:
+                    if self._engine.pool is not pool:
+                        connection.detach()  # checked out of the new pool: close it
+            if self._engine.pool is not pool:
+                pool.dispose()  # disposed of as it was given back: close it there
         except Exception as exc:
             self.failed += 1
             log.warning(
@@ -266,6 +275,18 @@ class ThreadWakeUps:
             with self._lock:
                 self._pending.clear()
                 self._thread = None
+
+    def _send_pending(self, connection: Connection) -> None:
+        last = -self.window
+        while queues := self._take():
+            time.sleep(max(0.0, last + self.window - time.monotonic()))
+            with self._lock:
+                queues |= self._pending
+                self._pending.clear()
+            last = time.monotonic()
+            _SEND.rows_sync(connection, {"p_payloads": payloads(queues)})
+            connection.commit()
+            self.sent += 1
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the threads sending wake-ups (for tests and shutdown): once they end,

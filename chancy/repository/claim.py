@@ -48,11 +48,13 @@ _QUEUE_HELD_BACK = (
 )
 
 
-# The fencing token of a new attempt: 52 random bits (PostgreSQL's random(), seeded from
-# a strong random source in each new backend) scaled into a bigint. Unlike a counter, it
-# does not come back when a server crash loses the claim that drew it: the next claim of
-# that job draws anew, and two draws of one job agree once in 2**52.
-NEW_FENCE = "(random() * 9e18)::bigint"
+# The fencing token of a new attempt: 60 random bits of a version 4 UUID (the first 16
+# hex digits, one of which is its version), drawn from the server's strong random source.
+# Not random(): an application may seed that one (setseed, on a connection a worker
+# later claims on), and two claims of one job would then draw the same token. Unlike a
+# counter, a token does not come back when a server crash loses the claim that drew it:
+# the next claim of that job draws anew, and two draws of one job agree once in 2**60.
+NEW_FENCE = "('x' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))::bit(64)::bigint"
 # A claim sets its own transaction's synchronous_commit ('off' unless the worker wants
 # durable claims): it may return before its commit reaches the disk. Safe because the
 # fence is random: a claim lost in a crash leaves a worker with a token no row will ever

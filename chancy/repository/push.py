@@ -16,7 +16,10 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from chancy.errors import InvalidKwargsError, UnknownQueueError
 from chancy.jobs import JOB_FIELDS, Job, Reference, json_text
@@ -241,6 +244,8 @@ class PushRepository(Repository):
         plan = _PushPlan(jobs)
         if not plan.batch:
             return Pushed([], frozenset())
+        if len(plan.batch) > CHUNK_SIZE and await _commits_each_statement(conn):
+            plan.chunk_size = len(plan.batch)  # one statement: all stored or none
         try:
             if isinstance(conn, asyncpg.Connection) and len(plan.batch) > CHUNK_SIZE:
                 async with conn.transaction():
@@ -264,7 +269,7 @@ class PushRepository(Repository):
     async def _insert_chunks(self, conn: HotExecutable, plan: _PushPlan, announce: bool) -> None:
         """Run the batch's statements one after the other, building the parameters of the
         next while the server runs one (one statement in flight at a time)."""
-        if len(plan.batch) <= CHUNK_SIZE:
+        if len(plan.batch) <= plan.chunk_size:
             ((statement, parameters),) = plan.statements(announce=announce)
             plan.record(await statement.rows(conn, parameters, timeouts=self.timeouts))
             return
@@ -295,6 +300,8 @@ class PushRepository(Repository):
         plan = _PushPlan(jobs)
         if not plan.batch:
             return Pushed([], frozenset())
+        if len(plan.batch) > CHUNK_SIZE and _dbapi_autocommits(_sync_connection(conn)):
+            plan.chunk_size = len(plan.batch)  # one statement: all stored or none
         try:
             for statement, parameters in plan.statements(announce=announce):
                 plan.record(statement.rows_sync(conn, parameters, timeouts=self.timeouts))
@@ -339,12 +346,13 @@ class _PushPlan:
         self._new_ids: list[int] = []
         self._new_keys: set[str] = set()
         self.ready_queues: set[str] = set()
+        self.chunk_size = CHUNK_SIZE
 
     def statements(self, *, announce: bool) -> Iterator[tuple[Statement, dict[str, Any]]]:
         """The INSERTs for the batch, one per :data:`CHUNK_SIZE` jobs, and their
         parameters: arrays, or scalars for one job."""
-        for start in range(0, len(self.batch), CHUNK_SIZE):
-            chunk = self.batch[start : start + CHUNK_SIZE]
+        for start in range(0, len(self.batch), self.chunk_size):
+            chunk = self.batch[start : start + self.chunk_size]
             if len(chunk) == 1:
                 columns, single = _single_parameters(chunk[0])
                 yield _statement_for(columns, single=True, announce=announce), single
@@ -445,6 +453,29 @@ def _json_object(value: Mapping[str, Any], encoded: dict[int, str]) -> str:
 
 def _autocommits(conn: HotExecutable) -> bool:
     return isinstance(conn, asyncpg.Connection) and not conn.is_in_transaction()
+
+
+async def _commits_each_statement(conn: HotExecutable) -> bool:
+    """Whether ``conn``, the caller's connection or session, is in ``AUTOCOMMIT``: each
+    statement of a split batch would commit on its own, so a failing one (an unknown
+    queue) would leave the earlier ones stored. (A bare asyncpg connection gets a
+    transaction of its own.)"""
+    if isinstance(conn, asyncpg.Connection):
+        return False
+    connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
+    return _dbapi_autocommits(connection.sync_connection)
+
+
+def _sync_connection(conn: SyncExecutable) -> Connection:
+    return conn.connection() if isinstance(conn, Session) else conn
+
+
+def _dbapi_autocommits(connection: Connection | None) -> bool:
+    """Whether the driver connection under ``connection`` commits every statement
+    (psycopg, psycopg2 and SQLAlchemy's asyncpg adapter all say so as ``autocommit``)."""
+    if connection is None:
+        return False
+    return bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
 
 
 def _unknown_queue(jobs: Sequence[Job], known: Sequence[str]) -> UnknownQueueError:
