@@ -319,8 +319,22 @@ class PushRepository(Repository):
 
 def _is_unknown_queue(exc: DBAPIError) -> bool:
     """Whether ``exc`` is the push statement's refusal of an undeclared queue: the NULL
-    it puts in the ``queue`` column for one (see :func:`_push_statement`)."""
-    return sqlstate_of(exc) == NOT_NULL_VIOLATION and '"queue"' in str(exc.orig)
+    it puts in the ``queue`` column for one (see :func:`_push_statement`). The column is
+    read from the error's fields, not its message, which the server may word in another
+    language (``lc_messages``)."""
+    return sqlstate_of(exc) == NOT_NULL_VIOLATION and _column_of(exc) == "queue"
+
+
+def _column_of(exc: DBAPIError) -> str | None:
+    """The column an integrity error names in its fields (asyncpg: ``column_name``;
+    psycopg and psycopg2: ``diag.column_name``), or None."""
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        name = getattr(error, "column_name", None) or getattr(
+            getattr(error, "diag", None), "column_name", None
+        )
+        if name:
+            return str(name)
+    return None
 
 
 class _PushPlan:
