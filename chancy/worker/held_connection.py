@@ -47,6 +47,11 @@ class HeldConnection:
         self._turn = asyncio.Lock()
         self._closed = False
 
+    @property
+    def busy(self) -> bool:
+        """Whether an action runs on the connection now (the next would wait its turn)."""
+        return self._turn.locked()
+
     async def run(self, action: Callable[[HotExecutable], Awaitable[T]]) -> T:
         """``action`` on the held connection, sent again on a new one if the held one
         turned out dead before anything was sent."""
