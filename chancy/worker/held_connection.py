@@ -1,4 +1,5 @@
-"""One connection a worker keeps for its hot path, instead of a pool checkout per batch.
+"""One connection a worker keeps for its hot path, instead of a pool checkout per batch
+(a :class:`~chancy.app.Chancy` keeps one so too, for its grouped pushes and its wake-ups).
 
 A worker's producers claim, and its completer writes outcomes, many times a second; a
 checkout from SQLAlchemy's pool (and its return) for each of those statements costs
