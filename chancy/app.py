@@ -191,6 +191,7 @@ class Chancy:
         # The connection the grouped pushes run on, one statement at a time, checked out
         # on the first and kept until close (when the engine's pool can spare it).
         self._push_connection: tuple[HeldConnection, asyncio.AbstractEventLoop] | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         where = describe(self._engine.url) if self._engine is not None else "not open"
@@ -210,6 +211,7 @@ class Chancy:
 
     async def open(self) -> None:
         """Create the engine (unless one was given) and check that the server answers."""
+        self._closing = False
         if self._engine is None:
             self._engine = create_engine(
                 resolve_url(self._dsn), timeouts=self.timeouts, **self._engine_options
@@ -219,6 +221,7 @@ class Chancy:
 
     async def close(self) -> None:
         """Dispose of the engine if chancy created it; an engine passed in stays usable."""
+        self._closing = True  # pushes from now on run on the pool: none is kept
         await self._group_commit.close()
         if self._push_connection is not None:
             held, self._push_connection = self._push_connection[0], None
@@ -404,7 +407,7 @@ class Chancy:
         pool cannot spare one or the push comes from another event loop than the first."""
         loop = asyncio.get_running_loop()
         if self._push_connection is None:
-            if not can_spare_connection(self.engine):
+            if self._closing or not can_spare_connection(self.engine):
                 return None
             self._push_connection = (HeldConnection(self.engine), loop)
         held, held_loop = self._push_connection
@@ -417,7 +420,7 @@ class Chancy:
         if self._wake_ups is None:
             # A connection kept for the sends when the pool can spare it besides the
             # grouped pushes' (many a second under load, each a checkout otherwise).
-            spare = can_spare_connection(self.engine, kept=1)
+            spare = not self._closing and can_spare_connection(self.engine, kept=1)
             held = HeldConnection(self.engine) if spare else None
             self._wake_ups = WakeUps(self.engine, held=held)
         return self._wake_ups

@@ -66,6 +66,7 @@ class GroupCommit:
         self._queue: list[_Waiting] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatching = False
+        self._idle: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
 
@@ -83,6 +84,7 @@ class GroupCommit:
             finally:
                 self._in_flight -= 1
                 self._dispatch_soon()
+                self._tell_if_idle()
         waiting = _Waiting(job, loop.create_future())
         self._queue.append(waiting)
         return await waiting.future  # cancelled: _dispatch skips it, unsent
@@ -107,6 +109,16 @@ class GroupCommit:
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        self._tell_if_idle()
+
+    def _tell_if_idle(self) -> None:
+        """Wake :meth:`close` once nothing is in flight, queued or about to be sent."""
+        if self._in_flight or self._queue or self._dispatching:
+            return
+        idle, self._idle = self._idle, []
+        for future in idle:
+            if not future.done():
+                future.set_result(None)
 
     async def _run(self, batch: list[_Waiting]) -> None:
         try:
@@ -140,7 +152,13 @@ class GroupCommit:
             self._dispatch_soon(answered=True)
 
     async def close(self) -> None:
-        """Wait for the batches in flight (their callers are told their outcome)."""
+        """Wait until the pushes in flight and those queued are sent (their callers are
+        told their outcome)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and (self._in_flight or self._queue or self._dispatching):
+            idle = loop.create_future()
+            self._idle.append(idle)
+            await idle
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -18,6 +18,7 @@ from chancy.executor import Job, Reference
 from chancy.models import JobRow
 from chancy.queue import Queue
 from tests.support import tasks
+from tests.support.waiting import until
 
 CONCURRENT = 200
 
@@ -192,6 +193,26 @@ async def test_the_kept_connections_go_back_to_the_applications_pool_at_close(
             await chancy.wake_ups.flush()
             assert engine.sync_engine.pool.checkedout() == kept  # type: ignore[attr-defined]
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_pushes_racing_close_succeed_and_keep_no_connection(database_url: URL) -> None:
+    engine = create_engine(database_url, pool_size=5)
+    try:
+        chancy = Chancy(engine=engine)
+        await chancy.open()
+        await chancy.push("default", greet("warm-up"))
+        pushes = [asyncio.ensure_future(chancy.push("default", greet(f"n{i}"))) for i in range(100)]
+        await asyncio.sleep(0)  # the first is in flight, the others wait
+        await chancy.close()
+        assert all(push.done() for push in pushes)  # close waited for them
+        late = [asyncio.ensure_future(chancy.push("default", greet(f"late{i}"))) for i in range(20)]
+        results = await asyncio.gather(*pushes, *late)
+        assert all(isinstance(r, Reference) for r in results)
+        pool = engine.sync_engine.pool
+        await until(lambda: pool.checkedout() == 0, what="every connection back in the pool")  # type: ignore[attr-defined]
+        assert sum((await names_stored(chancy)).values()) == 121
     finally:
         await engine.dispose()
 
