@@ -76,7 +76,9 @@ class GroupCommit:
         if self._loop is not loop:
             if self._loop is not None and not self._loop.is_closed() and self._in_flight:
                 return (await self._send([job]))[0]  # another loop's: not batched
-            self._loop, self._in_flight, self._queue, self._dispatching = loop, 0, [], False
+            # The first push, or the first since the last loop ended (with its tasks).
+            self._loop, self._in_flight, self._dispatching = loop, 0, False
+            self._queue, self._tasks, self._idle = [], set(), []
         if self._in_flight < self.lanes and not self._queue and not self._dispatching:
             self._in_flight += 1
             try:
@@ -155,7 +157,9 @@ class GroupCommit:
         """Wait until the pushes in flight and those queued are sent (their callers are
         told their outcome)."""
         loop = asyncio.get_running_loop()
-        if self._loop is loop and (self._in_flight or self._queue or self._dispatching):
+        if self._loop is not loop:
+            return  # nothing of this loop's is under way
+        if self._in_flight or self._queue or self._dispatching:
             idle = loop.create_future()
             self._idle.append(idle)
             await idle
