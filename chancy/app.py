@@ -31,6 +31,7 @@ from chancy.allowed import AllowedFunctions
 from chancy.cron import Cron
 from chancy.database.dsn import describe, resolve_url, secrets_of
 from chancy.database.engine import (
+    can_spare_connection,
     check_reachable,
     create_engine,
     hot_connection,
@@ -52,6 +53,7 @@ from chancy.errors import (
     UnknownQueueError,
 )
 from chancy.events import Event, EventKind
+from chancy.group_commit import GroupCommit
 from chancy.jobs import QUEUE_DEFAULT, Job, QueuedJob, Reference, many_jobs, one_job
 from chancy.listener import Listener
 from chancy.queue import Queue, QueueInfo
@@ -65,6 +67,7 @@ from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, Pushed, check_kwarg
 from chancy.repository.runner import HotExecutable, sqlstate_of, translated
 from chancy.states import FINISHED_STATES, JobState
 from chancy.wakeups import WakeUps, on_engine, wake_after_commit
+from chancy.worker.held_connection import HeldConnection
 
 __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
 
@@ -192,6 +195,11 @@ class Chancy:
         self._declared = False
         self._listener: Listener | None = None
         self._wake_ups: WakeUps | None = None
+        self._group_commit = GroupCommit(self._push_grouped)
+        # The connection the grouped pushes run on, one statement at a time, checked out
+        # on the first and kept until close (when the engine's pool can spare it).
+        self._push_connection: tuple[HeldConnection, asyncio.AbstractEventLoop] | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         where = describe(self._engine.url) if self._engine is not None else "not open"
@@ -211,6 +219,7 @@ class Chancy:
 
     async def open(self) -> None:
         """Create the engine (unless one was given) and check that the server answers."""
+        self._closing = False
         if self._engine is None:
             self._engine = create_engine(
                 resolve_url(self._dsn), timeouts=self.timeouts, **self._engine_options
@@ -220,9 +229,15 @@ class Chancy:
 
     async def close(self) -> None:
         """Dispose of the engine if chancy created it; an engine passed in stays usable.
-        Wake-ups of pushes that commit from now on are dropped (the workers' polling
-        finds their jobs)."""
-        # Closed first and kept until the end, so a push that completes meanwhile (in
+        Pushes queued for a grouped statement are sent first; wake-ups of pushes that
+        commit from then on are dropped (the workers' polling finds their jobs)."""
+        self._closing = True  # pushes from now on run on the pool: none is kept
+        await self._group_commit.close()
+        if self._push_connection is not None:
+            held, self._push_connection = self._push_connection[0], None
+            with contextlib.suppress(Exception):  # another loop's: it cannot be reached
+                await held.close()
+        # Closed here and kept until the end, so a push that completes meanwhile (in
         # another task) sends nothing on an engine about to be disposed of.
         if self._engine is not None:
             await self.wake_ups.close()
@@ -362,9 +377,9 @@ class Chancy:
                 names = sorted({job.queue for job in batch})
                 await self._queues.declare_many(connection, names)
         if session is None:
-            pushed = await self._push_on_own_connection(batch)
-            self.wake_ups.wake(pushed.ready_queues)  # committed: the statement was its own
-            return pushed.references
+            if len(batch) == 1:
+                return [await self._group_commit.push(batch[0])]
+            return await self._push_alone(batch)
         # A session's commit is seen (after_commit); a connection's is not, so its push
         # announces itself, at its commit.
         sees_commit = isinstance(session, AsyncSession) and on_engine(session.sync_session)
@@ -376,7 +391,7 @@ class Chancy:
             wake_after_commit(session.sync_session, self.wake_ups, pushed.ready_queues)
         return pushed.references
 
-    async def _push_on_own_connection(self, batch: list[Job]) -> Pushed:
+    async def _push_on_own_connection(self, batch: Sequence[Job]) -> Pushed:
         """Push ``batch`` in a transaction of chancy's own. Two pushes whose unique keys
         overlap in different orders may deadlock (each waits for a key the other
         inserted first); the one PostgreSQL picks stored nothing (its transaction is
@@ -397,12 +412,52 @@ class Chancy:
                 await asyncio.sleep(random.uniform(0.05, 0.2) * attempt)
         raise AssertionError("unreachable")
 
+    async def _push_alone(self, batch: Sequence[Job]) -> list[Reference]:
+        """Push ``batch`` in a transaction of its own, on a connection of the pool, and
+        wake its queues' workers once it committed."""
+        pushed = await self._push_on_own_connection(batch)
+        self.wake_ups.wake(pushed.ready_queues)  # committed: the statement was its own
+        return pushed.references
+
+    async def _push_grouped(self, batch: Sequence[Job]) -> list[Reference]:
+        """:meth:`_push_alone` for the group commit's statements (one in flight at a
+        time), on the connection it keeps: a pool checkout and return cost more Python
+        than the push itself."""
+        held = self._held_for_pushes()
+        if held is None or held.busy:
+            return await self._push_alone(batch)
+        try:
+            pushed = await held.run(
+                lambda connection: self._pushes.insert_many(connection, batch, announce=False)
+            )
+        except DBAPIError as exc:
+            if sqlstate_of(exc) != _DEADLOCK_DETECTED:
+                raise
+            return await self._push_alone(batch)  # it stored nothing: again, with retries
+        self.wake_ups.wake(pushed.ready_queues)  # committed: the statement was its own
+        return pushed.references
+
+    def _held_for_pushes(self) -> HeldConnection | None:
+        """The connection kept for grouped pushes (made on first use), or None where the
+        pool cannot spare one or the push comes from another event loop than the first."""
+        loop = asyncio.get_running_loop()
+        if self._push_connection is None:
+            if self._closing or not can_spare_connection(self.engine):
+                return None
+            self._push_connection = (HeldConnection(self.engine), loop)
+        held, held_loop = self._push_connection
+        return held if held_loop is loop else None
+
     @property
     def wake_ups(self) -> WakeUps:
         """The coalescer that wakes idle workers after pushes commit (see
         :mod:`chancy.wakeups`)."""
         if self._wake_ups is None:
-            self._wake_ups = WakeUps(self.engine)
+            # A connection kept for the sends when the pool can spare it besides the
+            # grouped pushes' (many a second under load, each a checkout otherwise).
+            spare = not self._closing and can_spare_connection(self.engine, kept=1)
+            held = HeldConnection(self.engine) if spare else None
+            self._wake_ups = WakeUps(self.engine, held=held)
         return self._wake_ups
 
     async def declare_configured(self) -> None:

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Collection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -49,6 +50,9 @@ from chancy.database.engine import hot_connection
 from chancy.events import EVENTS_CHANNEL, EventKind
 from chancy.models import JobRow as _JobRow
 from chancy.repository.runner import Statement
+
+if TYPE_CHECKING:
+    from chancy.worker.held_connection import HeldConnection
 
 __all__ = [
     "SEND_TIMEOUT_DEFAULT",
@@ -93,15 +97,19 @@ class Waker(Protocol):
 
 def payloads(queues: Collection[str]) -> list[str]:
     """The ``pushed`` events for ``queues``, as the listener reads them."""
-    return [
-        json.dumps({"event": EventKind.PUSHED.value, "queue": queue}) for queue in sorted(queues)
-    ]
+    return [_payload(queue) for queue in sorted(queues)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _payload(queue: str) -> str:
+    return json.dumps({"event": EventKind.PUSHED.value, "queue": queue})
 
 
 class WakeUps:
-    """The coalescer of one :class:`~chancy.app.Chancy`: sends on ``engine``, from the
-    event loop the first wake-up came from. ``sent`` counts the wake-up transactions sent,
-    ``failed`` those that failed."""
+    """The coalescer of one :class:`~chancy.app.Chancy`: sends on ``engine`` (on ``held``,
+    a connection of its kept for the sends, if given: it is closed with the coalescer),
+    from the event loop the first wake-up came from. ``sent`` counts the wake-up
+    transactions sent, ``failed`` those that failed."""
 
     def __init__(
         self,
@@ -109,8 +117,10 @@ class WakeUps:
         *,
         window: float = WINDOW_DEFAULT,
         send_timeout: float = SEND_TIMEOUT_DEFAULT,
+        held: HeldConnection | None = None,
     ) -> None:
         self._engine = engine
+        self._held = held
         self.window = window
         self.send_timeout = send_timeout
         self._pending: set[str] = set()
@@ -129,8 +139,9 @@ class WakeUps:
             return
         try:
             if self._loop is not None and self._loop.is_closed():
-                # The loop of the last wake-ups ended (its task with it): start afresh.
-                self._loop, self._task = None, None
+                # The loop of the last wake-ups ended (its task and its connections with
+                # it): start afresh, on the pool.
+                self._loop, self._task, self._held = None, None, None
                 self._pending.clear()
             with contextlib.suppress(RuntimeError):
                 running = asyncio.get_running_loop()
@@ -157,13 +168,17 @@ class WakeUps:
         loop = asyncio.get_running_loop()
         try:
             last = -self.window
-            while self._pending:
+            while True:
                 wait = last + self.window - loop.time()
                 if wait > 0:
+                    # What arrives meanwhile goes with the next send (none: the task ends).
                     await asyncio.sleep(wait)
+                if not self._pending:
+                    break
                 queues, self._pending = self._pending, set()
                 last = loop.time()
-                await asyncio.wait_for(self._send(queues), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):
+                    await self._send(queues)
                 self.sent += 1
         except asyncio.CancelledError:
             raise
@@ -179,8 +194,12 @@ class WakeUps:
     async def _send(self, queues: Collection[str]) -> None:
         # One transaction per send: on asyncpg the statement is its own; on another
         # driver, hot_connection's transaction commits when the block ends.
+        parameters = {"p_payloads": payloads(queues)}
+        if self._held is not None:
+            await self._held.run(lambda connection: _SEND.rows(connection, parameters))
+            return
         async with hot_connection(self._engine) as connection:
-            await _SEND.rows(connection, {"p_payloads": payloads(queues)})
+            await _SEND.rows(connection, parameters)
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Wait (up to ``timeout`` seconds) for the pending wake-ups to be sent."""
@@ -199,6 +218,10 @@ class WakeUps:
             with contextlib.suppress(BaseException):
                 await task
         self._pending.clear()
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):  # another loop's (see wake)
+                await held.close()
 
 
 class ThreadWakeUps:
@@ -277,16 +300,14 @@ class ThreadWakeUps:
                 self._thread = None
 
     def _send_pending(self, connection: Connection) -> None:
-        last = -self.window
+        """Send what is pending, then collect for a window and send again, until a
+        window passes with nothing new (then the thread ends)."""
         while queues := self._take():
-            time.sleep(max(0.0, last + self.window - time.monotonic()))
-            with self._lock:
-                queues |= self._pending
-                self._pending.clear()
-            last = time.monotonic()
             _SEND.rows_sync(connection, {"p_payloads": payloads(queues)})
             connection.commit()
             self.sent += 1
+            # What arrives meanwhile goes with the next send (none: the thread ends).
+            time.sleep(self.window)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the threads sending wake-ups (for tests and shutdown): once they end,

@@ -4,7 +4,8 @@
 :data:`CONNECT_TIMEOUT_DEFAULT` seconds, parameters hidden from error messages, chancy's
 timeouts as server settings of every connection, and a check at checkout that replaces a
 connection the server closed, without a round trip (unlike ``pool_pre_ping``).
-:func:`hot_connection` lends the bare asyncpg connection the hot path runs on.
+:func:`hot_connection` lends the bare asyncpg connection the hot path runs on;
+:func:`can_spare_connection` says whether one may be kept checked out for it.
 :func:`retry_once` runs an action once more on another connection when the first turned
 out dead: always when nothing had been sent (:func:`never_sent`: the server ended the
 connection while it sat in the pool), and for an action that is safe to repeat (a read)
@@ -29,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from chancy.database.dsn import (
@@ -45,6 +47,7 @@ from chancy.errors import DatabaseUnavailableError
 __all__ = [
     "CONNECT_TIMEOUT_DEFAULT",
     "answered_by_server",
+    "can_spare_connection",
     "check_reachable",
     "create_engine",
     "hot_connection",
@@ -148,6 +151,19 @@ async def hot_connection(
         # Given back to a full pool, a connection is closed, which awaits asyncpg:
         # SQLAlchemy can only do that inside greenlet_spawn.
         await greenlet_spawn(pooled.close)
+
+
+def can_spare_connection(engine: AsyncEngine, *, kept: int = 0) -> bool:
+    """Whether chancy may keep one more of ``engine``'s connections checked out for its
+    hot path, ``kept`` being kept already: on asyncpg, from a queue pool that keeps at
+    least one more than that (a ``NullPool`` keeps none; the application always keeps
+    one of its pool's)."""
+    pool = engine.sync_engine.pool
+    return (
+        engine.dialect.driver == "asyncpg"
+        and isinstance(pool, QueuePool)
+        and pool.size() >= kept + 2
+    )
 
 
 def never_sent(exc: BaseException) -> bool:

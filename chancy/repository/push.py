@@ -441,20 +441,29 @@ def _push_parameters(jobs: Sequence[Job]) -> tuple[frozenset[str], dict[str, lis
     return frozenset(columns), parameters
 
 
+# Per field: its name, parameter, getter, default (or _NO_DEFAULT) and whether it is JSON.
+_SINGLE_FIELDS = tuple(
+    (name, f"p_{name}", _GETTERS[name], _DEFAULTS.get(name, _NO_DEFAULT), name in _JSON_FIELDS)
+    for name in JOB_FIELDS
+)
+_COLUMN_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
 def _single_parameters(job: Job) -> tuple[frozenset[str], dict[str, Any]]:
     """:func:`_push_parameters` of one job, as scalars (the hot path of ``push``)."""
     columns: list[str] = []
     parameters: dict[str, Any] = {"p_queues": [job.queue]}
-    for name, getter in _GETTERS.items():
+    for name, parameter, getter, default, is_json in _SINGLE_FIELDS:
         value = getter(job)
-        default = _DEFAULTS.get(name, _NO_DEFAULT)
-        if default is not _NO_DEFAULT and value == default:
+        if value is default or (default is not _NO_DEFAULT and value == default):
             continue
-        if name in _JSON_FIELDS:
-            value = json_text(value)
         columns.append(name)
-        parameters[f"p_{name}"] = value
-    return frozenset(columns), parameters
+        parameters[parameter] = json_text(value) if is_json else value
+    key = tuple(columns)
+    column_set = _COLUMN_SETS.get(key)
+    if column_set is None:
+        column_set = _COLUMN_SETS[key] = frozenset(columns)
+    return column_set, parameters
 
 
 def _json_object(value: Mapping[str, Any], encoded: dict[int, str]) -> str:

@@ -1,4 +1,5 @@
-"""One connection a worker keeps for its hot path, instead of a pool checkout per batch.
+"""One connection a worker keeps for its hot path, instead of a pool checkout per batch
+(a :class:`~chancy.app.Chancy` keeps one so too, for its grouped pushes and its wake-ups).
 
 A worker's producers claim, and its completer writes outcomes, many times a second; a
 checkout from SQLAlchemy's pool (and its return) for each of those statements costs
@@ -46,6 +47,11 @@ class HeldConnection:
         self._held: Any = None  # SQLAlchemy's pooled connection, while held
         self._turn = asyncio.Lock()
         self._closed = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether an action runs on the connection now (the next would wait its turn)."""
+        return self._turn.locked()
 
     async def run(self, action: Callable[[HotExecutable], Awaitable[T]]) -> T:
         """``action`` on the held connection, sent again on a new one if the held one

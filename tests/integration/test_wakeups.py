@@ -126,6 +126,19 @@ async def test_many_concurrent_pushes_send_far_fewer_notifications(
     assert len(events) <= pushers * each // 4
 
 
+async def test_sequential_pushes_send_at_most_one_wake_up_per_window(chancy: Chancy) -> None:
+    chancy.wake_ups.window = 0.5
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(20):
+        await chancy.push("default", greet())
+        await asyncio.sleep(0.01)  # longer than a send: each finds the last one done
+    pushed_for = loop.time() - started
+    await chancy.wake_ups.flush(timeout=2)
+    # The first at once; then one per window, however briefly each send found nothing.
+    assert 1 <= chancy.wake_ups.sent <= 2 + int(pushed_for / chancy.wake_ups.window)
+
+
 async def test_a_failing_wake_up_fails_no_push_and_the_job_runs_by_polling(
     database_url: URL,
 ) -> None:
