@@ -1,0 +1,234 @@
+"""Adversarial checks of the group commit of concurrent pushes: cancellations under load,
+batches mixing fields, unique keys and queues, a push stuck on a lock, kept connections
+ended by the server, close and reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from chancy.app import Chancy
+from chancy.database.engine import create_engine
+from chancy.errors import LockTimeoutError, UnknownQueueError
+from chancy.executor import Job, Reference
+from chancy.models import JobRow
+from chancy.queue import Queue
+from tests.support import tasks
+
+CONCURRENT = 200
+
+
+def greet(name: str) -> Job:
+    return Job.from_func(tasks.greet, kwargs={"name": name})
+
+
+async def names_stored(chancy: Chancy) -> Counter[str]:
+    async with chancy.engine.connect() as connection:
+        rows = await connection.execute(sa.select(JobRow.kwargs["name"].astext))
+        return Counter(name for (name,) in rows)
+
+
+async def test_pushes_cancelled_at_random_points_never_store_a_job_twice_nor_lose_one(
+    chancy: Chancy,
+) -> None:
+    await chancy.push("default", greet("warm-up"))
+    rng = random.Random(7)
+    returned: dict[str, Reference] = {}
+
+    async def one(i: int) -> None:
+        name = f"n{i}"
+        try:
+            ref = await asyncio.wait_for(
+                chancy.push("default", greet(name)), timeout=rng.uniform(0, 0.02)
+            )
+        except TimeoutError:
+            return
+        returned[name] = ref
+
+    for _ in range(5):
+        await asyncio.gather(*(one(rng.randrange(10**9)) for _ in range(CONCURRENT)))
+    await chancy._group_commit.close()
+    stored = await names_stored(chancy)
+    assert all(count == 1 for count in stored.values())
+    for name, ref in returned.items():
+        assert stored[name] == 1
+        job = await chancy.get_job(ref)
+        assert job is not None
+        assert job.kwargs["name"] == name
+
+
+async def test_a_batch_mixing_fields_stores_each_job_as_pushed_alone(chancy: Chancy) -> None:
+    await chancy.push("default", greet("warm-up"))
+    at = datetime.now(UTC) + timedelta(hours=1)
+    jobs = []
+    for i in range(60):
+        job = greet(f"n{i}")
+        if i % 2:
+            job = job.with_priority(i)
+        if i % 3 == 0:
+            job = job.with_scheduled_at(at)
+        elif i % 3 == 1 and i % 2 == 0:
+            job = job.with_delay(3600)
+        if i % 5 == 0:
+            job = job.with_meta({"m": i})
+        jobs.append(job)
+    queues = ["default", "other", "emails"]
+    refs = await asyncio.gather(*(chancy.push(queues[i % 3], job) for i, job in enumerate(jobs)))
+    assert chancy._group_commit.batches >= 1
+    for i, (job, ref) in enumerate(zip(jobs, refs, strict=True)):
+        row = await chancy.get_job(ref)
+        assert row is not None
+        assert row.kwargs["name"] == f"n{i}"
+        assert row.queue == queues[i % 3]
+        assert row.priority == job.priority
+        assert dict(row.meta) == dict(job.meta)
+        future = job.scheduled_at is not None or job.delay is not None
+        assert (row.state == "scheduled") == future, (i, row.state)
+
+
+async def test_unique_keys_in_a_batch_resolve_as_sequential_pushes(database_url: URL) -> None:
+    keys = ["a", "b", None, "a", "c", "b", None, "a", "held"]
+    jobs = [
+        greet(f"n{i}") if k is None else greet(f"n{i}").with_unique_key(k)
+        for i, k in enumerate(keys)
+    ]
+
+    async def outcome(concurrent: bool) -> list[tuple[int, bool]]:
+        async with Chancy(database_url) as chancy:
+            async with chancy.engine.begin() as connection:
+                await connection.execute(sa.delete(JobRow))
+            held = await chancy.push("default", greet("h").with_unique_key("held"))
+            base = held.id
+            if concurrent:
+                refs = await asyncio.gather(*(chancy.push("default", job) for job in jobs))
+                assert chancy._group_commit.batches >= 1
+            else:
+                refs = [await chancy.push("default", job) for job in jobs]
+            # Ids relative to the first push's, and whether each found an earlier job.
+            order = sorted({ref.id for ref in refs})
+            return [(order.index(ref.id) if ref.id != base else -1, ref.existing) for ref in refs]
+
+    assert await outcome(True) == await outcome(False)
+
+
+async def test_an_undeclared_queue_and_a_locked_queue_in_one_batch_fail_only_their_pushes(
+    database_url: URL,
+) -> None:
+    # "emails" is locked by an administrator's transaction: its pushes time out on the
+    # lock; "nowhere" is not declared. The others of their batches are stored.
+    queues = [Queue(name="default"), Queue(name="emails")]
+    async with Chancy(database_url, queues=queues, lock_timeout=0.3) as chancy:
+        await chancy.push("default", greet("warm-up"))
+        async with chancy.engine.connect() as locker:
+            await locker.begin()
+            await locker.execute(
+                sa.text("SELECT * FROM chancy_queues WHERE name = 'emails' FOR UPDATE")
+            )
+            results = await asyncio.gather(
+                *(
+                    chancy.push(
+                        "nowhere" if i == 3 else "emails" if i % 10 == 5 else "default",
+                        greet(f"n{i}"),
+                    )
+                    for i in range(40)
+                ),
+                return_exceptions=True,
+            )
+            await locker.rollback()
+        assert isinstance(results[3], UnknownQueueError)
+        for i in (5, 15, 25, 35):
+            assert isinstance(results[i], LockTimeoutError), results[i]
+        failed = {3, 5, 15, 25, 35}
+        assert all(isinstance(r, Reference) for i, r in enumerate(results) if i not in failed)
+        stored = await names_stored(chancy)
+        assert not failed & {int(name[1:]) for name in stored if name != "warm-up"}
+        assert sum(stored.values()) == 1 + 40 - len(failed)
+
+
+async def test_a_push_stuck_on_a_lock_does_not_hold_up_pushes_to_other_jobs(
+    database_url: URL,
+) -> None:
+    # An application transaction holds unique key "k" (pushed in it, not yet committed):
+    # a push of "k" waits for that transaction. Pushes of other jobs, meanwhile, must not
+    # wait behind it as they would not have without group commit.
+    async with Chancy(
+        database_url, lock_timeout=None, queues=[Queue(name="default"), Queue(name="other")]
+    ) as chancy:
+        await chancy.push("default", greet("warm-up"))
+        async with chancy.engine.connect() as holder:
+            await holder.begin()
+            await chancy.push("default", greet("k").with_unique_key("k"), session=holder)
+            stuck = asyncio.ensure_future(chancy.push("default", greet("k2").with_unique_key("k")))
+            await asyncio.sleep(0.3)
+            assert not stuck.done()
+            others = asyncio.gather(*(chancy.push("other", greet(f"n{i}")) for i in range(20)))
+            try:
+                refs = await asyncio.wait_for(asyncio.shield(others), timeout=5)
+            finally:
+                await holder.commit()
+                await others
+        ref = await stuck
+        assert ref.existing
+        assert len(refs) == 20
+
+
+async def test_a_kept_connection_ended_mid_statement_fails_or_stores_each_push_once(
+    database_url: URL,
+) -> None:
+    async with Chancy(database_url, queues=[Queue(name="default")]) as chancy:
+        await chancy.push("default", greet("warm-up"))
+        async with chancy.engine.connect() as killer:
+            await killer.execute(sa.text("SELECT 1"))
+            # The kept connection's next statement waits on a lock, so it is mid-way.
+            async with chancy.engine.connect() as locker:
+                await locker.begin()
+                await locker.execute(sa.text("SELECT * FROM chancy_queues FOR UPDATE"))
+                pushes = [
+                    asyncio.ensure_future(chancy.push("default", greet(f"n{i}"))) for i in range(50)
+                ]
+                await asyncio.sleep(0.3)
+                await killer.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+                await killer.commit()
+                await asyncio.sleep(0.1)
+                await locker.rollback()
+            results = await asyncio.gather(*pushes, return_exceptions=True)
+        stored = await names_stored(chancy)
+        assert all(count == 1 for count in stored.values())
+        for i, result in enumerate(results):
+            if isinstance(result, Reference):
+                assert stored[f"n{i}"] == 1
+        late = await chancy.push("default", greet("late"))
+        assert (await chancy.get_job(late)) is not None
+
+
+async def test_close_with_500_queued_then_reopen_groups_again(database_url: URL) -> None:
+    engine = create_engine(database_url, pool_size=5)
+    try:
+        chancy = Chancy(engine=engine)
+        for round_ in range(2):
+            await chancy.open()
+            await chancy.push("default", greet(f"w{round_}"))
+            pushes = [
+                asyncio.ensure_future(chancy.push("default", greet(f"r{round_}n{i}")))
+                for i in range(500)
+            ]
+            await asyncio.sleep(0)
+            await chancy.close()
+            assert all(isinstance(p.result(), Reference) for p in pushes)
+        assert chancy._group_commit.batches >= 2
+        stored = await names_stored(chancy)
+        assert sum(stored.values()) == 1002
+        assert set(stored.values()) == {1}
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
