@@ -18,6 +18,8 @@ from chancy.errors import LockTimeoutError, UnknownQueueError
 from chancy.executor import Job, Reference
 from chancy.models import JobRow
 from chancy.queue import Queue
+from chancy.states import JobState
+from chancy.worker import Worker
 from tests.support import tasks
 
 CONCURRENT = 200
@@ -232,3 +234,34 @@ async def test_close_with_500_queued_then_reopen_groups_again(database_url: URL)
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+async def test_grouped_pushes_and_pushes_sent_past_a_stuck_one_wake_an_idle_worker(
+    database_url: URL,
+) -> None:
+    # Workers poll once a minute: only the wake-ups can start the jobs within seconds.
+    queues = [Queue(name="default", polling_interval=60), Queue(name="other", polling_interval=60)]
+    async with Chancy(database_url, queues=queues) as chancy, Worker(chancy):
+        first = await chancy.push("default", greet("first"))
+        await chancy.wait_for_job(first, timeout=10)  # the worker is idle from here
+        refs = await asyncio.gather(*(chancy.push("default", greet(f"n{i}")) for i in range(50)))
+        assert chancy._group_commit.batches >= 1
+        for ref in refs:
+            assert (await chancy.wait_for_job(ref, timeout=10)).state is JobState.SUCCEEDED
+        # A push waits on a unique key an open transaction holds; those behind it are sent
+        # without it, and wake the worker too.
+        async with chancy.engine.connect() as holder:
+            await holder.begin()
+            await chancy.push("default", greet("k").with_unique_key("k"), session=holder)
+            stuck = asyncio.ensure_future(chancy.push("default", greet("k").with_unique_key("k")))
+            await asyncio.sleep(0.1)
+            behind = await asyncio.gather(
+                *(chancy.push("other", greet(f"o{i}")) for i in range(20))
+            )
+            for ref in behind:
+                assert (await chancy.wait_for_job(ref, timeout=10)).state is JobState.SUCCEEDED
+            assert not stuck.done()
+            await holder.commit()
+        held = await stuck
+        assert held.existing
+        assert (await chancy.wait_for_job(held, timeout=10)).state is JobState.SUCCEEDED
