@@ -32,6 +32,7 @@ own on another connection of the pool, as they would have been without group com
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 from chancy.database.engine import answered_by_server
@@ -79,18 +80,14 @@ class GroupCommit:
         self._idle: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._switching = threading.Lock()
         self.batches = 0
 
     async def push(self, job: Job) -> Reference:
         """Push ``job``: at once on a free lane, else with the pushes queued meanwhile."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed() and self._in_flight:
-                return (await self._send([job]))[0]  # another loop's: not batched
-            # The first push, or the first since the last loop ended (with its tasks).
-            self._loop, self._in_flight, self._dispatching = loop, 0, False
-            self._queue, self._tasks, self._idle = [], set(), []
-            self._stall_timer = None
+        if self._loop is not loop and not self._adopt(loop):
+            return (await self._send([job]))[0]  # another loop's: not batched
         if self._in_flight < self.lanes and not self._queue and not self._dispatching:
             self._in_flight += 1
             try:
@@ -104,6 +101,19 @@ class GroupCommit:
         if self._stall_timer is None:
             self._stall_timer = loop.call_later(STALLED_AFTER, self._send_stalled)
         return await waiting.future  # cancelled: _dispatch skips it, unsent
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Make ``loop`` the group commit's if no other loop still runs with it (the
+        first push, or the first since the last loop stopped): its state is reset. From
+        another thread at once, while that loop runs, its pushes are not batched."""
+        with self._switching:
+            owner = self._loop
+            if owner is not None and not owner.is_closed() and owner.is_running():
+                return False
+            self._loop, self._in_flight, self._dispatching = loop, 0, False
+            self._queue, self._tasks, self._idle = [], set(), []
+            self._stall_timer = None
+            return True
 
     def _dispatch_soon(self, *, answered: bool = False) -> None:
         """Dispatch what is queued once the callers just ``answered`` (by a batch) have

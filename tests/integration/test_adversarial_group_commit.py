@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
@@ -265,3 +267,50 @@ async def test_grouped_pushes_and_pushes_sent_past_a_stuck_one_wake_an_idle_work
         held = await stuck
         assert held.existing
         assert (await chancy.wait_for_job(held, timeout=10)).state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize("first_loop", ["this", "ended"])
+async def test_pushes_from_event_loops_of_several_threads_at_once_all_complete(
+    database_url: URL, first_loop: str
+) -> None:
+    # One Chancy (on a NullPool, whose connections belong to no loop) pushed to from its
+    # own loop's task and from three threads' loops at once: none is batched with another
+    # loop's, none waits forever, and close finds nothing under way.
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        chancy = Chancy(engine=engine)
+        await chancy.open()
+        if first_loop == "this":
+            await chancy.push("default", greet("warm-up"))
+        else:  # the first push's loop ended: a thread's loop takes the group commit over
+            await asyncio.to_thread(asyncio.run, chancy.push("default", greet("warm-up")))
+        outcomes: list[object] = []
+
+        def pushing(tag: str) -> None:
+            async def rounds() -> None:
+                for r in range(15):
+                    pushes = (chancy.push("default", greet(f"{tag}{r}-{i}")) for i in range(20))
+                    try:
+                        outcomes.extend(
+                            await asyncio.wait_for(
+                                asyncio.gather(*pushes, return_exceptions=True), 20
+                            )
+                        )
+                    except TimeoutError as exc:
+                        outcomes.append(exc)
+                        return
+
+            asyncio.run(rounds())
+
+        threads = [threading.Thread(target=pushing, args=(tag,)) for tag in "abc"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        assert [o for o in outcomes if not isinstance(o, Reference)] == []
+        assert len(outcomes) == 3 * 15 * 20
+        stored = await names_stored(chancy)
+        assert sum(stored.values()) == 1 + 3 * 15 * 20
+        await asyncio.wait_for(chancy.close(), 5)
+    finally:
+        await engine.dispose()
