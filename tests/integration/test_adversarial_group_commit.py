@@ -155,15 +155,22 @@ async def test_an_undeclared_queue_and_a_locked_queue_in_one_batch_fail_only_the
         assert sum(stored.values()) == 1 + 40 - len(failed)
 
 
+@pytest.mark.parametrize("given", ["dsn", "engine"])
 async def test_a_push_stuck_on_a_lock_does_not_hold_up_pushes_to_other_jobs(
-    database_url: URL,
+    database_url: URL, given: str
 ) -> None:
     # An application transaction holds unique key "k" (pushed in it, not yet committed):
     # a push of "k" waits for that transaction. Pushes of other jobs, meanwhile, must not
-    # wait behind it as they would not have without group commit.
-    async with Chancy(
-        database_url, lock_timeout=None, queues=[Queue(name="default"), Queue(name="other")]
-    ) as chancy:
+    # wait behind it as they would not have without group commit. No lock_timeout: set
+    # to None, or on the application's engine (chancy sets none on it).
+    queues = [Queue(name="default"), Queue(name="other")]
+    engine = create_engine(database_url) if given == "engine" else None
+    app = (
+        Chancy(engine=engine, queues=queues)
+        if engine
+        else Chancy(database_url, lock_timeout=None, queues=queues)
+    )
+    async with app as chancy:
         await chancy.push("default", greet("warm-up"))
         async with chancy.engine.connect() as holder:
             await holder.begin()
@@ -180,6 +187,8 @@ async def test_a_push_stuck_on_a_lock_does_not_hold_up_pushes_to_other_jobs(
         ref = await stuck
         assert ref.existing
         assert len(refs) == 20
+    if engine is not None:
+        await engine.dispose()
 
 
 async def test_a_kept_connection_ended_mid_statement_fails_or_stores_each_push_once(
