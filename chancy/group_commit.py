@@ -21,7 +21,8 @@ The batch behaves as its pushes one after the other would:
   of the batch, as it would have been to each;
 - a push cancelled while it waits is taken out and stores nothing; once its batch is
   sent, the batch goes on without it (its job is stored, like a push cancelled while its
-  own statement ran may be).
+  own statement ran may be), unless the server refuses the batch: then it is not sent
+  again.
 
 A statement that stays in flight (waiting on a lock: a unique key an application's open
 transaction pushed, a queue row locked) holds up no other push for long: pushes that
@@ -173,8 +174,11 @@ class GroupCommit:
                     for waiting in batch:
                         _fail(waiting, exc)
                     return
-                # Refused as a whole, so nothing is stored: each on its own.
+                # Refused as a whole, so nothing is stored: each on its own (but those
+                # whose callers gave up meanwhile: they store nothing, as they were told).
                 for waiting in batch:
+                    if waiting.future.done():
+                        continue
                     try:
                         (reference,) = await self._send([waiting.job])
                     except Exception as one:

@@ -359,3 +359,43 @@ async def test_pushes_refused_with_locked_ones_wait_no_longer_than_one_lock_time
         assert len(done_at) == 32
         # The lock timeout of the batch, then one more at most (8 in a row: 4.5 s).
         assert max(done_at) < 4 * 0.5, max(done_at)
+
+
+async def test_a_push_cancelled_while_its_refused_batch_waited_is_not_sent_again(
+    database_url: URL,
+) -> None:
+    # The batch waits on the lock of "emails", then is refused as a whole (lock timeout):
+    # it stored nothing, so the pushes whose callers gave up meanwhile are not sent again.
+    queues = [Queue(name="default"), Queue(name="emails")]
+    async with Chancy(database_url, queues=queues, lock_timeout=0.5) as chancy:
+        await chancy.push("default", greet("warm-up"))
+        async with chancy.engine.connect() as locker:
+            await locker.begin()
+            await locker.execute(
+                sa.text("SELECT * FROM chancy_queues WHERE name = 'emails' FOR UPDATE")
+            )
+            first = asyncio.ensure_future(chancy.push("default", greet("first")))
+            await asyncio.sleep(0)  # first is in flight; the others go as one batch after it
+            pushes = [
+                asyncio.ensure_future(
+                    chancy.push("emails" if i == 0 else "default", greet(f"n{i}"))
+                )
+                for i in range(20)
+            ]
+            await first
+            await asyncio.sleep(0.2)  # the batch waits on the lock
+            assert chancy._group_commit._tasks
+            cancelled = {i for i in range(1, 20) if i % 4 == 0}
+            for i in cancelled:
+                pushes[i].cancel()
+            results = await asyncio.gather(*pushes, return_exceptions=True)
+            await locker.rollback()
+        assert isinstance(results[0], LockTimeoutError)
+        stored = await names_stored(chancy)
+        for i in range(1, 20):
+            if i in cancelled:
+                assert isinstance(results[i], asyncio.CancelledError)
+                assert f"n{i}" not in stored
+            else:
+                assert isinstance(results[i], Reference)
+                assert stored[f"n{i}"] == 1
