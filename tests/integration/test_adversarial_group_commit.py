@@ -399,3 +399,25 @@ async def test_a_push_cancelled_while_its_refused_batch_waited_is_not_sent_again
             else:
                 assert isinstance(results[i], Reference)
                 assert stored[f"n{i}"] == 1
+
+
+async def test_pushes_past_a_stuck_one_wait_for_it_rather_than_for_a_full_pool(
+    database_url: URL,
+) -> None:
+    # A request handler pushes key "k" in its transaction (the pool's other connection),
+    # then a plain push, before it commits; another task's push of "k" waits on it, on
+    # the kept connection. The pool can lend none: the plain push waits for the kept one
+    # (free once the stuck push hits its lock_timeout), not for the pool's timeout.
+    options = {"pool_size": 2, "max_overflow": 0, "pool_timeout": 3}
+    async with Chancy(database_url, engine_options=options, lock_timeout=1) as chancy:
+        await chancy.push("default", greet("warm-up"))
+        async with chancy.engine.connect() as holder:
+            await holder.begin()
+            await chancy.push("default", greet("k").with_unique_key("k"), session=holder)
+            stuck = asyncio.ensure_future(chancy.push("default", greet("k2").with_unique_key("k")))
+            await asyncio.sleep(0.1)
+            plain = await chancy.push("default", greet("plain"))
+            await holder.commit()
+        with pytest.raises(LockTimeoutError):
+            await stuck
+        assert (await chancy.get_job(plain)) is not None
