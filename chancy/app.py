@@ -35,6 +35,7 @@ from chancy.database.engine import (
     check_reachable,
     create_engine,
     hot_connection,
+    lends_at_once,
     retry_once,
     twin_engine,
 )
@@ -424,7 +425,9 @@ class Chancy:
         time), on the connection it keeps: a pool checkout and return cost more Python
         than the push itself."""
         held = self._held_for_pushes()
-        if held is None or held.busy:
+        # Busy: a statement stuck on a lock (group_commit's STALLED_AFTER); this batch goes
+        # on the pool, unless the pool can lend nothing now: then it waits its turn.
+        if held is None or (held.busy and lends_at_once(self.engine)):
             return await self._push_alone(batch)
         try:
             pushed = await held.run(

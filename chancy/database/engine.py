@@ -166,6 +166,16 @@ def can_spare_connection(engine: AsyncEngine, *, kept: int = 0) -> bool:
     )
 
 
+def lends_at_once(engine: AsyncEngine) -> bool:
+    """Whether ``engine``'s pool would hand out a connection now, without waiting for one
+    to be given back (any pool but a ``QueuePool`` at its limit)."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return True
+    limit = pool._max_overflow
+    return pool.checkedin() > 0 or limit < 0 or pool.overflow() < limit
+
+
 def never_sent(exc: BaseException) -> bool:
     """Whether ``exc`` (or its cause) says the statement never left this process because
     its pooled connection was already dead: the server ended it while it sat idle in the
