@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import random
 import threading
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,24 +17,14 @@ from sqlalchemy.engine import URL
 from chancy.app import Chancy
 from chancy.database.engine import create_engine
 from chancy.errors import LockTimeoutError, UnknownQueueError
-from chancy.executor import Job, Reference
+from chancy.executor import Reference
 from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.support import tasks
+from tests.support.pushes import greet, names_stored
 
 CONCURRENT = 200
-
-
-def greet(name: str) -> Job:
-    return Job.from_func(tasks.greet, kwargs={"name": name})
-
-
-async def names_stored(chancy: Chancy) -> Counter[str]:
-    async with chancy.engine.connect() as connection:
-        rows = await connection.execute(sa.select(JobRow.kwargs["name"].astext))
-        return Counter(name for (name,) in rows)
 
 
 async def test_pushes_cancelled_at_random_points_never_store_a_job_twice_nor_lose_one(

@@ -4,7 +4,6 @@ outcome it would have had alone; the connection the grouped pushes keep."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -14,24 +13,12 @@ from sqlalchemy.engine import URL
 from chancy.app import Chancy
 from chancy.database.engine import create_engine
 from chancy.errors import InvalidKwargsError, UnknownQueueError
-from chancy.executor import Job, Reference
-from chancy.models import JobRow
+from chancy.executor import Reference
 from chancy.queue import Queue
-from tests.support import tasks
+from tests.support.pushes import greet, names_stored
 from tests.support.waiting import until
 
 CONCURRENT = 200
-
-
-def greet(name: str) -> Job:
-    return Job.from_func(tasks.greet, kwargs={"name": name})
-
-
-async def names_stored(chancy: Chancy) -> Counter[str]:
-    """How many jobs hold each ``name`` kwarg."""
-    async with chancy.engine.connect() as connection:
-        rows = await connection.execute(sa.select(JobRow.kwargs["name"].astext))
-        return Counter(name for (name,) in rows)
 
 
 async def test_a_lone_producer_sends_each_push_at_once(chancy: Chancy) -> None:
