@@ -355,6 +355,7 @@ class _PushPlan:
                 first_by_key[key] = len(self.batch)
             self._stand_in.append(len(self.batch))
             self.batch.append(job)
+        self._keyed = bool(first_by_key)  # without keys, every job is inserted, in order
         self._ids: list[int | None] = []
         self._inserted: set[int] = set()
         self._new_ids: list[int] = []
@@ -389,8 +390,11 @@ class _PushPlan:
         """Match the recorded ids to the batch (they come back in any order; they follow
         the batch's order); returns the unique keys that were held by existing jobs,
         whose ids must be looked up."""
-        keys = self._new_keys
         ordered = sorted(self._new_ids)
+        if not self._keyed:
+            self._ids = list(ordered)
+            return []
+        keys = self._new_keys
         self._inserted = set(ordered)
         ids = iter(ordered)
         self._ids = [
@@ -412,6 +416,8 @@ class _PushPlan:
     def references(self) -> list[Reference]:
         """One reference per given job: ``existing`` for a job that was not inserted (a
         job held its key: an earlier one, or the first of its key in the batch)."""
+        if not self._keyed:  # no stand-ins, nothing held: one fresh job per id, in order
+            return [Reference(id_) for id_ in cast(list[int], self._ids)]
         first = {k: given for given, k in reversed(list(enumerate(self._stand_in)))}
         return [
             Reference(
