@@ -37,6 +37,7 @@ from chancy.repository.tables import PENDING, SCHEDULED, SECOND, jobs, queues
 from chancy.states import UNFINISHED_STATES, JobState
 
 __all__ = [
+    "CHUNK_BYTES",
     "CHUNK_SIZE",
     "MAX_KWARGS_BYTES_DEFAULT",
     "PushRepository",
@@ -49,6 +50,10 @@ _WHAT = "the push"
 CHUNK_SIZE = 2_000
 """The most jobs one INSERT carries: a bigger batch runs as several, in one transaction
 (past a few thousand rows, one statement gets slower per row)."""
+CHUNK_BYTES = 64 * 1024 * 1024
+"""The most JSON (kwargs and meta) one INSERT carries: a batch of large jobs runs as
+several statements, in one transaction (PostgreSQL refuses a message over 1 GB, and
+2,000 jobs of 1 MB of kwargs each would be 2 GB)."""
 # JSON objects are sent as text and cast, so every driver sends them the same way.
 _JSON_FIELDS = frozenset({"kwargs", "meta"})
 _NO_DEFAULT = object()
@@ -244,10 +249,10 @@ class PushRepository(Repository):
         plan = _PushPlan(jobs)
         if not plan.batch:
             return Pushed([], frozenset())
-        if len(plan.batch) > CHUNK_SIZE and await _commits_each_statement(conn):
-            plan.chunk_size = len(plan.batch)  # one statement: all stored or none
+        if plan.split() > 1 and await _commits_each_statement(conn):
+            plan.unsplit()  # one statement: all stored or none
         try:
-            if isinstance(conn, asyncpg.Connection) and len(plan.batch) > CHUNK_SIZE:
+            if isinstance(conn, asyncpg.Connection) and len(plan.bounds) > 1:
                 async with conn.transaction():
                     await self._insert_chunks(conn, plan, announce)
             else:
@@ -269,7 +274,7 @@ class PushRepository(Repository):
     async def _insert_chunks(self, conn: HotExecutable, plan: _PushPlan, announce: bool) -> None:
         """Run the batch's statements one after the other, building the parameters of the
         next while the server runs one (one statement in flight at a time)."""
-        if len(plan.batch) <= plan.chunk_size:
+        if len(plan.bounds) == 1:
             ((statement, parameters),) = plan.statements(announce=announce)
             plan.record(await statement.rows(conn, parameters, timeouts=self.timeouts))
             return
@@ -300,8 +305,8 @@ class PushRepository(Repository):
         plan = _PushPlan(jobs)
         if not plan.batch:
             return Pushed([], frozenset())
-        if len(plan.batch) > CHUNK_SIZE and _dbapi_autocommits(_sync_connection(conn)):
-            plan.chunk_size = len(plan.batch)  # one statement: all stored or none
+        if plan.split() > 1 and _dbapi_autocommits(_sync_connection(conn)):
+            plan.unsplit()  # one statement: all stored or none
         try:
             for statement, parameters in plan.statements(announce=announce):
                 plan.record(statement.rows_sync(conn, parameters, timeouts=self.timeouts))
@@ -361,18 +366,41 @@ class _PushPlan:
         self._new_ids: list[int] = []
         self._new_keys: set[str] = set()
         self.ready_queues: set[str] = set()
-        self.chunk_size = CHUNK_SIZE
+        self.bounds: list[tuple[int, int]] = [(0, len(self.batch))]
+        self._encoded: dict[int, str] = {}  # id() is safe: every job of the batch stays alive
+
+    def split(self) -> int:
+        """Cut the batch into statements of at most :data:`CHUNK_SIZE` jobs and
+        :data:`CHUNK_BYTES` of JSON each (encoding each JSON object once, for the
+        statements too); how many statements."""
+        if len(self.batch) == 1:
+            return 1
+        self.bounds = []
+        start = size = 0
+        for index, job in enumerate(self.batch):
+            weight = len(_json_object(job.kwargs, self._encoded))
+            weight += len(_json_object(job.meta, self._encoded))
+            if index > start and (index - start >= CHUNK_SIZE or size + weight > CHUNK_BYTES):
+                self.bounds.append((start, index))
+                start, size = index, 0
+            size += weight
+        self.bounds.append((start, len(self.batch)))
+        return len(self.bounds)
+
+    def unsplit(self) -> None:
+        """One statement for the whole batch (where each statement would commit alone)."""
+        self.bounds = [(0, len(self.batch))]
 
     def statements(self, *, announce: bool) -> Iterator[tuple[Statement, dict[str, Any]]]:
-        """The INSERTs for the batch, one per :data:`CHUNK_SIZE` jobs, and their
-        parameters: arrays, or scalars for one job."""
-        for start in range(0, len(self.batch), self.chunk_size):
-            chunk = self.batch[start : start + self.chunk_size]
+        """The INSERTs for the batch, one per :attr:`bounds`, and their parameters:
+        arrays, or scalars for one job."""
+        for start, end in self.bounds:
+            chunk = self.batch[start:end]
             if len(chunk) == 1:
                 columns, single = _single_parameters(chunk[0])
                 yield _statement_for(columns, single=True, announce=announce), single
                 continue
-            columns, parameters = _push_parameters(chunk)
+            columns, parameters = _push_parameters(chunk, self._encoded)
             parameters["p_queues"] = sorted({job.queue for job in chunk})
             yield _statement_for(columns, single=False, announce=announce), parameters
 
@@ -428,11 +456,13 @@ class _PushPlan:
         ]
 
 
-def _push_parameters(jobs: Sequence[Job]) -> tuple[frozenset[str], dict[str, list[Any]]]:
+def _push_parameters(
+    jobs: Sequence[Job], encoded: dict[int, str]
+) -> tuple[frozenset[str], dict[str, list[Any]]]:
     """The fields some job of ``jobs`` sets (``func`` and ``queue`` always; the others
     when a job's value is not the default, which the server also has), and one array per
-    such field, the JSON objects encoded once per batch however many jobs share them."""
-    encoded: dict[int, str] = {}  # id() is safe: every job of the batch stays alive
+    such field, the JSON objects encoded once per batch however many jobs share them
+    (``encoded``: by ``id()``, kept by the caller while the batch lives)."""
     columns: set[str] = set()
     parameters: dict[str, list[Any]] = {}
     for name in JOB_FIELDS:

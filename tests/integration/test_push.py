@@ -331,3 +331,48 @@ async def waiting_for_a_lock(chancy: Chancy) -> bool:
             )
         )
     return bool(waiting)
+
+
+def big(index: int, queue: str = "default") -> Job:
+    """A job with about 1 MB of kwargs (under the default 1 MiB limit): 70 of them are
+    more JSON than one statement carries (CHUNK_BYTES)."""
+    return Job.from_func(tasks.greet, kwargs={"name": f"{index:03d}" + "x" * 1_000_000}).with_queue(
+        queue
+    )
+
+
+async def test_a_batch_of_large_jobs_is_split_by_bytes_in_one_transaction(chancy: Chancy) -> None:
+    jobs = [big(i) for i in range(70)]
+    refs = await chancy.push_many(jobs)
+    assert [ref.id for ref in refs] == sorted(ref.id for ref in refs)
+    async with chancy.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.text(
+                    "SELECT id, left(kwargs->>'name', 3) AS name, xmin::text AS tx "
+                    "FROM chancy_jobs ORDER BY id"
+                )
+            )
+        ).all()
+    assert [row.id for row in rows] == [ref.id for ref in refs]
+    assert [row.name for row in rows] == [f"{i:03d}" for i in range(70)]
+    assert len({row.tx for row in rows}) == 1  # one transaction
+
+
+async def test_an_unknown_queue_in_the_last_statement_of_large_jobs_stores_nothing(
+    chancy: Chancy,
+) -> None:
+    jobs = [big(i) for i in range(69)] + [big(69, queue="nowhere")]
+    with pytest.raises(UnknownQueueError, match="'nowhere' is not declared"):
+        await chancy.push_many(jobs)
+    assert await count_jobs(chancy) == 0
+
+
+async def test_concurrent_pushes_of_large_jobs_each_get_their_own_job(chancy: Chancy) -> None:
+    # Grouped (group commit) into batches of more JSON than one statement carries.
+    refs = await asyncio.gather(*(chancy.push(big(i)) for i in range(70)))
+    assert len({ref.id for ref in refs}) == 70
+    for index in (0, 35, 69):
+        stored = await chancy.get_job(refs[index])
+        assert stored is not None
+        assert stored.kwargs["name"].startswith(f"{index:03d}x")

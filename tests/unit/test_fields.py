@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from chancy.jobs import JOB_FIELDS, STORED_FIELDS, Job, QueuedJob
 from chancy.models import TABLE_PREFIX, JobRow, metadata
-from chancy.repository.push import _push_parameters
+from chancy.repository.push import CHUNK_BYTES, CHUNK_SIZE, _push_parameters, _PushPlan
 from chancy.states import JobState
+from tests.support import tasks
 
 
 def test_every_stored_field_is_a_column_of_the_jobs_table() -> None:
@@ -36,14 +37,14 @@ def test_a_push_sends_every_field_a_job_of_the_batch_sets() -> None:
         rate_limit=7,
         rate_period=8.0,
     )
-    columns, parameters = _push_parameters([plain, every])
+    columns, parameters = _push_parameters([plain, every], {})
     assert columns == set(JOB_FIELDS)
     assert set(parameters) == {f"p_{name}" for name in JOB_FIELDS}
 
 
 def test_a_push_leaves_the_fields_no_job_sets_to_the_servers_defaults() -> None:
     job = Job(func="tests.support.tasks.greet", kwargs={"name": "x"})
-    columns, parameters = _push_parameters([job, job.with_priority(0)])
+    columns, parameters = _push_parameters([job, job.with_priority(0)], {})
     assert columns == {"func", "queue", "kwargs"}
     assert set(parameters) == {"p_func", "p_queue", "p_kwargs"}
 
@@ -89,3 +90,18 @@ def test_a_row_maps_to_a_queued_job_field_by_field() -> None:
 def test_every_table_of_chancys_is_named_with_its_prefix() -> None:
     assert metadata.tables
     assert all(name.startswith(TABLE_PREFIX) for name in metadata.tables)
+
+
+def test_a_batch_is_split_by_jobs_and_by_bytes_of_json() -> None:
+    small = Job.from_func(tasks.greet, kwargs={"name": "x"})
+    plan = _PushPlan([small] * (2 * CHUNK_SIZE + 1))
+    assert plan.split() == 3
+    assert plan.bounds == [(0, CHUNK_SIZE), (CHUNK_SIZE, 2 * CHUNK_SIZE), (2 * CHUNK_SIZE, 4_001)]
+    third = CHUNK_BYTES // 3
+    large = [Job.from_func(tasks.greet, kwargs={"name": str(i) * third}) for i in range(1, 8)]
+    plan = _PushPlan(large)
+    assert plan.split() == 4  # two per statement (a third would pass CHUNK_BYTES), and one
+    assert plan.bounds == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    plan.unsplit()
+    assert plan.bounds == [(0, 7)]
+    assert _PushPlan([large[0]]).split() == 1
