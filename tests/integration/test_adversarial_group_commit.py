@@ -22,7 +22,7 @@ from chancy.models import JobRow
 from chancy.queue import Queue
 from chancy.states import JobState
 from chancy.worker import Worker
-from tests.support.pushes import greet, names_stored
+from tests.support.pushes import greet, locked_queue, names_stored
 
 CONCURRENT = 200
 
@@ -118,11 +118,7 @@ async def test_an_undeclared_queue_and_a_locked_queue_in_one_batch_fail_only_the
     queues = [Queue(name="default"), Queue(name="emails")]
     async with Chancy(database_url, queues=queues, lock_timeout=0.3) as chancy:
         await chancy.push("default", greet("warm-up"))
-        async with chancy.engine.connect() as locker:
-            await locker.begin()
-            await locker.execute(
-                sa.text("SELECT * FROM chancy_queues WHERE name = 'emails' FOR UPDATE")
-            )
+        async with locked_queue(chancy, "emails"):
             results = await asyncio.gather(
                 *(
                     chancy.push(
@@ -133,7 +129,6 @@ async def test_an_undeclared_queue_and_a_locked_queue_in_one_batch_fail_only_the
                 ),
                 return_exceptions=True,
             )
-            await locker.rollback()
         assert isinstance(results[3], UnknownQueueError)
         for i in (5, 15, 25, 35):
             assert isinstance(results[i], LockTimeoutError), results[i]
@@ -188,9 +183,7 @@ async def test_a_kept_connection_ended_mid_statement_fails_or_stores_each_push_o
         async with chancy.engine.connect() as killer:
             await killer.execute(sa.text("SELECT 1"))
             # The kept connection's next statement waits on a lock, so it is mid-way.
-            async with chancy.engine.connect() as locker:
-                await locker.begin()
-                await locker.execute(sa.text("SELECT * FROM chancy_queues FOR UPDATE"))
+            async with locked_queue(chancy):
                 pushes = [
                     asyncio.ensure_future(chancy.push("default", greet(f"n{i}"))) for i in range(50)
                 ]
@@ -203,7 +196,6 @@ async def test_a_kept_connection_ended_mid_statement_fails_or_stores_each_push_o
                 )
                 await killer.commit()
                 await asyncio.sleep(0.1)
-                await locker.rollback()
             results = await asyncio.gather(*pushes, return_exceptions=True)
         stored = await names_stored(chancy)
         assert all(count == 1 for count in stored.values())
@@ -329,11 +321,7 @@ async def test_pushes_refused_with_locked_ones_wait_no_longer_than_one_lock_time
     queues = [Queue(name="default"), Queue(name="emails")]
     async with Chancy(database_url, queues=queues, lock_timeout=0.5) as chancy:
         await chancy.push("default", greet("warm-up"))
-        async with chancy.engine.connect() as locker:
-            await locker.begin()
-            await locker.execute(
-                sa.text("SELECT * FROM chancy_queues WHERE name = 'emails' FOR UPDATE")
-            )
+        async with locked_queue(chancy, "emails"):
             loop = asyncio.get_running_loop()
             start = loop.time()
             done_at: list[float] = []
@@ -344,7 +332,6 @@ async def test_pushes_refused_with_locked_ones_wait_no_longer_than_one_lock_time
                     done_at.append(loop.time() - start)
 
             await asyncio.gather(*(one(i) for i in range(40)))
-            await locker.rollback()
         assert len(done_at) == 32
         # The lock timeout of the batch, then one more at most (8 in a row: 4.5 s).
         assert max(done_at) < 4 * 0.5, max(done_at)
@@ -358,11 +345,7 @@ async def test_a_push_cancelled_while_its_refused_batch_waited_is_not_sent_again
     queues = [Queue(name="default"), Queue(name="emails")]
     async with Chancy(database_url, queues=queues, lock_timeout=0.5) as chancy:
         await chancy.push("default", greet("warm-up"))
-        async with chancy.engine.connect() as locker:
-            await locker.begin()
-            await locker.execute(
-                sa.text("SELECT * FROM chancy_queues WHERE name = 'emails' FOR UPDATE")
-            )
+        async with locked_queue(chancy, "emails"):
             first = asyncio.ensure_future(chancy.push("default", greet("first")))
             await asyncio.sleep(0)  # first is in flight; the others go as one batch after it
             pushes = [
@@ -378,7 +361,6 @@ async def test_a_push_cancelled_while_its_refused_batch_waited_is_not_sent_again
             for i in cancelled:
                 pushes[i].cancel()
             results = await asyncio.gather(*pushes, return_exceptions=True)
-            await locker.rollback()
         assert isinstance(results[0], LockTimeoutError)
         stored = await names_stored(chancy)
         for i in range(1, 20):
