@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -187,7 +188,7 @@ def report_bad_progress(fraction: Any, message: Any, *, ctx: JobContext) -> None
     ctx.progress_sync(fraction, message)
 
 
-BY_EXECUTOR = {
+BY_EXECUTOR: dict[str, dict[str, Callable[..., Any]]] = {
     "asyncio": {
         "hang": charge_then_hang,
         "fail": charge_then_fail_first,
