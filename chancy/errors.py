@@ -20,6 +20,7 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      ├── FunctionNotImportableError a worker cannot import a job's function (its deployment)
      ├── IncompatiblePayloadError   a job's stored kwargs no longer fit its function's types
      ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
+     ├── JobNotRunningError         JobContext.complete_in: the attempt no longer holds its job
      └── CorruptJobError            a stored row is not a job chancy could have written
 
 Each message names the problem and how to fix it. No message ever contains a password.
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidJobError",
     "InvalidKwargsError",
     "InvalidQueueError",
+    "JobNotRunningError",
     "LockTimeoutError",
     "PermissionDeniedError",
     "QueueNotEmptyError",
@@ -164,3 +166,9 @@ class UniqueKeyHeldError(ChancyError):
 class CorruptJobError(ChancyError):
     """A stored job row is not one chancy could have written (func not a dotted name,
     kwargs not a JSON object, an unknown state, ...); fix or delete the row."""
+
+
+class JobNotRunningError(ChancyError):
+    """The job's attempt no longer holds its job (it was cancelled, already completed, or
+    its lease expired and another worker took it over): nothing was written, and the
+    transaction must roll back (let the exception propagate)."""

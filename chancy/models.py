@@ -122,6 +122,13 @@ class JobRow(Base):
     rate_limit: Mapped[int | None] = mapped_column(Integer)
     rate_period: Mapped[float | None] = mapped_column(Double)
     fence: Mapped[int | None] = mapped_column(BigInteger)
+    # Snoozes (a job's `raise Snooze(seconds)`) use no attempt: this counts them, bounded
+    # by `max_snoozes`. The progress a running attempt reported (a fraction from 0 to 1).
+    snoozes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_snoozes: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    progress: Mapped[float | None] = mapped_column(Double)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    progress_at: Mapped[Timestamp | None]
 
     __table_args__ = (
         CheckConstraint(state_in(set(JobState)), name="state"),

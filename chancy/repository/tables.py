@@ -22,6 +22,7 @@ __all__ = [
     "RUNNING",
     "SCHEDULED",
     "SECOND",
+    "SUCCEEDED",
     "jobs",
     "leader",
     "queues",
@@ -44,5 +45,6 @@ PENDING = _state(JobState.PENDING)
 SCHEDULED = _state(JobState.SCHEDULED)
 RUNNING = _state(JobState.RUNNING)
 RETRYING = _state(JobState.RETRYING)
+SUCCEEDED = _state(JobState.SUCCEEDED)
 FAILED = _state(JobState.FAILED)
 CANCELLED = _state(JobState.CANCELLED)
