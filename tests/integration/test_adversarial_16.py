@@ -121,12 +121,6 @@ def cancel_hostile(kind: str) -> None:
 # --- complete_in left open ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a complete_in transaction left open holds the job's row lock: the completer's "
-    "batch and the heartbeat's lease renewal (all jobs of the worker) hit lock_timeout over "
-    "and over; a job that returned at once is rescued and failed as LeaseExpired",
-)
 async def test_a_complete_in_transaction_left_open_does_not_hold_back_other_jobs_outcomes(
     database_url: URL, db: asyncpg.Connection, dsn: str
 ) -> None:
@@ -150,11 +144,6 @@ async def test_a_complete_in_transaction_left_open_does_not_hold_back_other_jobs
         _HELD.clear()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a complete_in transaction left open blocks the worker's lease renewal of all its "
-    "jobs: another job's lease expires, it runs on every attempt (3 runs) and ends failed",
-)
 async def test_a_complete_in_transaction_left_open_does_not_let_other_jobs_run_twice(
     database_url: URL, db: asyncpg.Connection, dsn: str
 ) -> None:
@@ -268,12 +257,6 @@ async def test_a_ctx_kept_after_its_job_ended_is_refused(chancy: Chancy) -> None
 # --- progress -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JobReports keeps one entry per job id: a stale attempt's report (a thread left "
-    "running after a timeout) replaces the current attempt's held progress, which end() "
-    "then never writes",
-)
 async def test_a_stale_attempts_report_does_not_drop_the_current_attempts_latest_progress(
     chancy: Chancy,
 ) -> None:
@@ -281,7 +264,10 @@ async def test_a_stale_attempts_report_does_not_drop_the_current_attempts_latest
     async with chancy.engine.begin() as connection:
         (job,) = await ClaimRepository().claim_available(connection, "default", 1, "test")
     frozen = 100.0
-    reports = JobReports(chancy.engine, lambda job_id: True, clock=lambda: frozen)
+    # As the worker answers: only the attempt it runs now (this fence) is running.
+    reports = JobReports(
+        chancy.engine, lambda job_id, fence: fence == job.fence, clock=lambda: frozen
+    )
     reports.progress(job, 0.5, "current, first")
 
     async def first_written() -> bool:
@@ -358,18 +344,12 @@ def _unused() -> tuple[Any, ...]:
     return (Snooze,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JobReports.completing records any job id, even one whose run ended (a ctx kept "
-    "in a global and used later): the id stays in the set forever, so a later attempt of "
-    "that job on this worker is taken as completing (not stopped when lost)",
-)
 async def test_a_late_complete_in_of_an_ended_run_leaves_no_mark(chancy: Chancy) -> None:
     await chancy.push(Job.from_func(quick))
     async with chancy.engine.begin() as connection:
         (job,) = await ClaimRepository().claim_available(connection, "default", 1, "test")
     running = {job.id}
-    reports = JobReports(chancy.engine, lambda job_id: job_id in running)
+    reports = JobReports(chancy.engine, lambda job_id, fence: job_id in running)
     reports.progress(job, 0.5, None)
     await reports.end(job.id)
     running.clear()  # the run ended; its context lives on in a global
