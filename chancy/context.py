@@ -16,13 +16,13 @@ executors and in :func:`chancy.testing.run_job`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from chancy.control import shown_number
 from chancy.errors import JobNotRunningError, ResultNotStorableError
 from chancy.jobs import QueuedJob
 from chancy.repository import Attempt, AttemptRepository, Completion
@@ -191,10 +191,10 @@ def checked_progress(fraction: object, message: object) -> tuple[float, str | No
     (no NUL character, no lone surrogate)."""
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
         raise TypeError(f"progress takes a fraction from 0 to 1, not {type(fraction).__name__}")
-    if not math.isfinite(fraction) or not 0 <= fraction <= 1:
+    if not 0 <= fraction <= 1:  # NaN and infinities too; a huge int cannot overflow
         raise ValueError(
-            f"progress {fraction!r} is not a fraction: give a finite number from 0 to 1 "
-            "(0.4 for 40 %)"
+            f"progress {shown_number(fraction)} is not a fraction: give a finite number "
+            "from 0 to 1 (0.4 for 40 %)"
         )
     if message is None:
         return float(fraction), None

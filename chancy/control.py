@@ -15,9 +15,14 @@ Both check their argument when made, so ``raise Snooze(float("nan"))`` raises a
 
 from __future__ import annotations
 
-import math
-
-__all__ = ["CANCEL_REASON_MAX", "SNOOZE_SECONDS_MAX", "Cancel", "JobControl", "Snooze"]
+__all__ = [
+    "CANCEL_REASON_MAX",
+    "SNOOZE_SECONDS_MAX",
+    "Cancel",
+    "JobControl",
+    "Snooze",
+    "shown_number",
+]
 
 SNOOZE_SECONDS_MAX = 366 * 24 * 3600.0
 """The longest snooze: a year (and a day). Further than that is a schedule, not a snooze:
@@ -30,6 +35,13 @@ class JobControl(Exception):
     """The base of what a job raises to end its attempt other than by failing."""
 
 
+def shown_number(value: float) -> str:
+    """``value`` for a message: its repr, or a placeholder for an int too long to print."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
 class Snooze(JobControl):
     """Raise ``Snooze(seconds)`` in a job to run it again ``seconds`` from now (zero or
     more, finite, at most :data:`SNOOZE_SECONDS_MAX`), without using an attempt."""
@@ -39,11 +51,13 @@ class Snooze(JobControl):
             raise TypeError(
                 f"Snooze(seconds) takes a number of seconds, not {type(seconds).__name__}"
             )
-        if not math.isfinite(seconds) or not 0 <= seconds <= SNOOZE_SECONDS_MAX:
+        # A comparison, not math.isfinite: NaN and infinities fail it too, and an int too
+        # large for a float cannot overflow it.
+        if not 0 <= seconds <= SNOOZE_SECONDS_MAX:
             raise ValueError(
-                f"Snooze({seconds!r}) cannot work: give a finite number of seconds from 0 to "
-                f"{SNOOZE_SECONDS_MAX:.0f} (a year); to run much later, push a job with "
-                "with_scheduled_at()"
+                f"Snooze({shown_number(seconds)}) cannot work: give a finite number of "
+                f"seconds from 0 to {SNOOZE_SECONDS_MAX:.0f} (a year); to run much later, push "
+                "a job with with_scheduled_at()"
             )
         super().__init__(float(seconds))
         self.seconds = float(seconds)

@@ -91,8 +91,35 @@ _SNOOZED_STATE = "snoozed"
 _SNOOZED: sa.ColumnElement[Any] = sa.literal_column(f"'{_SNOOZED_STATE}'")
 
 
-def _complete_statement() -> sa.Executable:
-    """Write a batch of attempt outcomes (parallel arrays); returns the ids written."""
+def _lockable() -> sa.CTE:
+    """The rows of the jobs ``p_ids`` that no other transaction holds, locked now (SKIP
+    LOCKED): a job that completed itself in an application transaction still open keeps
+    its row locked until that transaction ends, and must hold back no other job's write."""
+    return (
+        sa.select(jobs.c.id)
+        .where(jobs.c.id == sa.func.any(sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger))))
+        .with_for_update(skip_locked=True)
+        .cte("lockable")
+    )
+
+
+def _busy(lockable: sa.CTE) -> sa.Select[Any]:
+    """The ids of ``p_ids`` that :func:`_lockable` skipped, each with ``busy`` true."""
+    ids = (
+        sa.func.unnest(sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)))
+        .table_valued("id")
+        .render_derived("given")
+    )
+    return sa.select(ids.c.id, sa.true().label("busy")).where(
+        ids.c.id.not_in(sa.select(lockable.c.id))
+    )
+
+
+def _complete_statement(*, skip_locked: bool = False) -> sa.Executable:
+    """Write a batch of attempt outcomes (parallel arrays); returns the ids written. With
+    ``skip_locked``, rows another transaction holds are left as they are, and their ids
+    come back too, with ``busy`` true (for outcomes of jobs that completed themselves in
+    the application's transaction, which may still be open)."""
     outcome = (
         sa.func.unnest(
             sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)),
@@ -113,12 +140,14 @@ def _complete_statement() -> sa.Executable:
     error_entry = sa.func.jsonb_build_object("at", sa.func.now()).op("||")(
         sa.cast(outcome.c.error, JSONB)
     )
+    lockable = _lockable() if skip_locked else None
     done = (
         sa.update(jobs)
         .where(
             jobs.c.id == outcome.c.id,
             jobs.c.state == RUNNING,
             jobs.c.fence == outcome.c.fence,
+            *(() if lockable is None else (jobs.c.id.in_(sa.select(lockable.c.id)),)),
         )
         .values(
             state=sa.case((snoozed, SCHEDULED), else_=outcome.c.state),
@@ -140,7 +169,10 @@ def _complete_statement() -> sa.Executable:
         .cte("done")
     )
     announced = announce_finished(done)
-    return sa.select(done.c.id).select_from(done.join(announced, sa.true()))
+    written = sa.select(done.c.id).select_from(done.join(announced, sa.true()))
+    if lockable is None:
+        return written
+    return sa.union_all(written.add_columns(sa.false().label("busy")), _busy(lockable))
 
 
 def _held() -> sa.TableValuedAlias:
@@ -157,14 +189,25 @@ def _held() -> sa.TableValuedAlias:
 
 def _extend_leases_statement() -> sa.Executable:
     """Extend the leases of the attempts a worker still runs; returns the ids it still
-    holds (a job missing from the result was cancelled or taken over)."""
+    holds (a job missing from the result was cancelled or taken over). A row another
+    transaction holds (a job's own ``complete_in``, still open) is skipped this time, and
+    its id comes back too: nothing says the attempt lost it, and no one job's lock may
+    hold back the renewal of the others."""
     held = _held()
-    return (
+    lockable = _lockable()
+    renewed = (
         sa.update(jobs)
-        .where(jobs.c.id == held.c.id, jobs.c.state == RUNNING, jobs.c.fence == held.c.fence)
+        .where(
+            jobs.c.id == held.c.id,
+            jobs.c.state == RUNNING,
+            jobs.c.fence == held.c.fence,
+            jobs.c.id.in_(sa.select(lockable.c.id)),
+        )
         .values(lease_expires_at=sa.func.now() + SECOND * sa.bindparam("p_lease_seconds"))
         .returning(jobs.c.id)
+        .cte("renewed")
     )
+    return sa.union_all(sa.select(renewed.c.id, sa.false().label("busy")), _busy(lockable))
 
 
 def _release_statement() -> sa.Executable:
@@ -271,6 +314,9 @@ def _succeeded_statement() -> sa.Executable:
 
 
 _COMPLETE = Statement(_complete_statement(), what="writing the outcomes of jobs")
+_COMPLETE_UNLESS_LOCKED = Statement(
+    _complete_statement(skip_locked=True), what="writing the outcomes of jobs"
+)
 _COMPLETE_IN = Statement(_complete_in_statement(), what="completing the job in a transaction")
 _PROGRESS = Statement(_progress_statement(), what="storing the progress of a job")
 _SUCCEEDED = Statement(_succeeded_statement(), what="reading the outcomes of jobs")
@@ -289,20 +335,20 @@ class AttemptRepository(Repository):
         attempt no longer holds its job (a stale worker) is not written."""
         if not outcomes:
             return set()
-        dumps = json.dumps
-        parameters = {
-            "p_ids": [o.id for o in outcomes],
-            "p_fences": [o.fence for o in outcomes],
-            "p_states": [_SNOOZED_STATE if o.snoozed else o.state.value for o in outcomes],
-            "p_results": [
-                o.result_json if o.result_json is not None else _json_or_none(o.result)
-                for o in outcomes
-            ],
-            "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
-            "p_retry_in": [o.retry_in for o in outcomes],
-        }
-        rows = await _COMPLETE.rows(conn, parameters, timeouts=self.timeouts)
+        rows = await _COMPLETE.rows(conn, _outcome_parameters(outcomes), timeouts=self.timeouts)
         return {row["id"] for row in rows}
+
+    async def complete_many_unless_locked(
+        self, conn: HotExecutable, outcomes: Sequence[Outcome]
+    ) -> tuple[set[int], set[int]]:
+        """:meth:`complete_many_if_running`, leaving alone the rows another transaction
+        holds: returns the ids written and the ids whose rows were held (``busy``)."""
+        if not outcomes:
+            return set(), set()
+        rows = await _COMPLETE_UNLESS_LOCKED.rows(
+            conn, _outcome_parameters(outcomes), timeouts=self.timeouts
+        )
+        return {r["id"] for r in rows if not r["busy"]}, {r["id"] for r in rows if r["busy"]}
 
     async def extend_leases_many(
         self, conn: HotExecutable, attempts: Sequence[Attempt], lease_seconds: float
@@ -378,4 +424,20 @@ def _completion_parameters(attempt: Attempt, completion: Completion) -> dict[str
         "p_result": completion.result_json,
         "p_progress": completion.progress,
         "p_progress_message": completion.progress_message,
+    }
+
+
+def _outcome_parameters(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """The parallel arrays of the outcome statements."""
+    dumps = json.dumps
+    return {
+        "p_ids": [o.id for o in outcomes],
+        "p_fences": [o.fence for o in outcomes],
+        "p_states": [_SNOOZED_STATE if o.snoozed else o.state.value for o in outcomes],
+        "p_results": [
+            o.result_json if o.result_json is not None else _json_or_none(o.result)
+            for o in outcomes
+        ],
+        "p_errors": [None if o.error is None else dumps(dict(o.error)) for o in outcomes],
+        "p_retry_in": [o.retry_in for o in outcomes],
     }

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,6 +27,9 @@ log = logging.getLogger("chancy.worker")
 FLUSH_INTERVAL_DEFAULT = 0.005
 FLUSH_BATCH_DEFAULT = 200
 RETRY_DELAY_MAX = 5.0
+HELD_BACK_RETRY = 0.5
+"""Seconds before the outcome of a job whose row an application transaction holds (its
+own ``complete_in``, still open) is tried again."""
 T = TypeVar("T")
 
 
@@ -61,6 +65,10 @@ class Completer:
         self.flush_batch = flush_batch
         self._outcomes: list[Outcome] = []
         self._releases: list[Attempt] = []
+        # Outcomes of jobs whose rows an open application transaction holds (complete_in):
+        # tried again every HELD_BACK_RETRY seconds, never holding back the others.
+        self._held_back: list[Outcome] = []
+        self._held_back_until = 0.0
         self._lock = threading.Lock()  # held to change the two lists, or to copy them elsewhere
         self._ready = asyncio.Event()
         self._written = asyncio.Event()
@@ -73,13 +81,14 @@ class Completer:
     def unwritten(self) -> list[Attempt]:
         """The attempts whose outcome is not written yet (their leases must be kept)."""
         with self._lock:
-            outcomes, releases = list(self._outcomes), list(self._releases)
+            outcomes = [*self._outcomes, *self._held_back]
+            releases = list(self._releases)
         return [Attempt(o.id, o.fence) for o in outcomes] + releases
 
     @property
     def backlog(self) -> int:
         """How many outcomes and releases wait to be written."""
-        return len(self._outcomes) + len(self._releases)
+        return len(self._outcomes) + len(self._held_back) + len(self._releases)
 
     async def wait_for_backlog_below(self, limit: int) -> None:
         """Return once fewer than ``limit`` outcomes wait: the worker claims no more jobs
@@ -117,21 +126,27 @@ class Completer:
                 log.warning("writing outcomes failed (%s)", self._flushing.exception())
         for attempt in range(attempts):
             try:
-                await self.flush()
-                return
+                await self.flush(held_back_too=True)
+                if not self._held_back:
+                    return
+                log.info("%d outcomes wait for their jobs' own transactions", self.backlog)
+                await asyncio.sleep(HELD_BACK_RETRY)
             except Exception as exc:
                 log.warning("could not write %d outcomes (%s)", len(self._outcomes), exc)
                 await asyncio.sleep(0.2 * (attempt + 1))
         log.error(
             "%d outcomes were not written; those jobs run again once their leases expire",
-            len(self._outcomes) + len(self._releases),
+            self.backlog,
         )
 
-    async def flush(self) -> None:
+    async def flush(self, *, held_back_too: bool = False) -> None:
         """Write the outcomes waiting (up to ``flush_batch``) and the attempts to give
         back: one statement each, each its own transaction, so an outcome is never held
         back by a release or the other way round. What a statement wrote leaves memory
-        at once, so it is never sent twice."""
+        at once, so it is never sent twice. Outcomes held back by an application's
+        transaction are tried again every :data:`HELD_BACK_RETRY` seconds (or now, with
+        ``held_back_too``)."""
+        self._retry_held_back(now=held_back_too)
         failures: list[Exception] = []
         for write in (self._flush_outcomes, self._flush_releases):
             try:
@@ -145,11 +160,25 @@ class Completer:
         outcomes = self._outcomes[: self.flush_batch]
         if not outcomes:
             return
-        written = await self._complete(outcomes)
+        # A job that completed itself in the application's transaction may hold its row
+        # for as long as that transaction stays open: its outcome is written apart, never
+        # waiting for that lock, so no other job's outcome waits for it either.
+        plain = [o for o in outcomes if not o.context_completed]
+        marked = [o for o in outcomes if o.context_completed]
+        written = await self._complete(plain) if plain else set()
+        busy: set[int] = set()
+        if marked:
+            done, busy = await self._on_connection(
+                lambda connection: self._attempts.complete_many_unless_locked(connection, marked)
+            )
+            written |= done
         with self._lock:
             del self._outcomes[: len(outcomes)]
+            self._held_back.extend(o for o in marked if o.id in busy)
+        if busy:
+            self._held_back_until = time.monotonic() + HELD_BACK_RETRY
         self._written.set()
-        refused = [o for o in outcomes if o.id not in written]
+        refused = [o for o in outcomes if o.id not in written and o.id not in busy]
         completed = await self._completed_in_transaction(refused)
         for stale in (o for o in refused if o.id not in completed):
             self.stale_rejected += 1
@@ -160,6 +189,14 @@ class Completer:
                 stale.attempt,
                 stale.state.value,
             )
+
+    def _retry_held_back(self, *, now: bool) -> None:
+        """Put the held-back outcomes back with the others, once they are due."""
+        if not self._held_back or (not now and time.monotonic() < self._held_back_until):
+            return
+        with self._lock:
+            self._outcomes.extend(self._held_back)
+            self._held_back.clear()
 
     async def _completed_in_transaction(self, refused: list[Outcome]) -> set[int]:
         """The ids of the ``refused`` outcomes whose job completed itself in its own
@@ -250,6 +287,8 @@ class Completer:
                 await asyncio.sleep(delay)
             if self._outcomes or self._releases:
                 self._ready.set()
+            elif self._held_back:
+                asyncio.get_running_loop().call_later(HELD_BACK_RETRY, self._ready.set)
 
 
 def _refused_as_data(exc: BaseException) -> bool:

@@ -48,8 +48,9 @@ class JobReports:
     come from any thread (a job in a thread; the processes executor's pipe, on the loop):
     a report only replaces the value held, and wakes the loop only when no write is on
     its way, so a job reporting in a tight loop costs the worker one write per interval.
-    Reports of a job that ``is_running`` no longer counts (a thread left running after
-    its job ended) are dropped. ``clock``: seconds, for tests.
+    Reports of an attempt that ``is_running`` does not count as running here now (a
+    thread left running after its job ended, an earlier attempt of the same job) are
+    dropped. ``clock``: seconds, for tests.
 
     Completing: the ids of the jobs that called ``JobContext.complete_in`` in their
     current attempt (:meth:`completing`), so that the worker lets them finish when it
@@ -59,7 +60,7 @@ class JobReports:
     def __init__(
         self,
         engine: AsyncEngine,
-        is_running: Callable[[int], bool],
+        is_running: Callable[[int, int | None], bool],
         *,
         interval: float = PROGRESS_INTERVAL_DEFAULT,
         clock: Callable[[], float] = time.monotonic,
@@ -81,7 +82,9 @@ class JobReports:
         with self._lock:
             progress = self._progress.get(job.id)
             if progress is None or progress.attempt.fence != job.fence:
-                if not self._is_running(job.id):
+                # A report of an attempt that no longer runs here (a thread left running
+                # after its job ended) is dropped; it never replaces the current one's.
+                if not self._is_running(job.id, job.fence):
                     return
                 progress = self._progress[job.id] = _Progress(Attempt(job.id, job.fence))
             progress.held = (fraction, message)
@@ -94,6 +97,10 @@ class JobReports:
             self._loop.call_soon_threadsafe(self._start_writer, progress)
 
     def completing(self, job: QueuedJob) -> None:
+        # Only the attempt running now: a context used after its run ended (kept in a
+        # global) must not mark a later attempt of the same job as completing.
+        if not self._is_running(job.id, job.fence):
+            return
         with self._lock:
             self._completing.add(job.id)
 

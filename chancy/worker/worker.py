@@ -406,9 +406,14 @@ class Worker:
             return outcome
         return dataclasses.replace(outcome, context_completed=True)
 
-    def _is_running(self, job_id: int) -> bool:
-        """Whether ``job_id`` runs here now; safe from any thread."""
-        return any(job_id in producer.running for producer in list(self._producers.values()))
+    def _is_running(self, job_id: int, fence: int | None) -> bool:
+        """Whether the attempt of ``job_id`` fenced by ``fence`` runs here now (not an
+        earlier attempt of the same job); safe from any thread."""
+        for producer in list(self._producers.values()):
+            entry = producer.running.get(job_id)
+            if entry is not None and entry[0].fence == fence:
+                return True
+        return False
 
     def _log_not_importable(self, job: QueuedJob, exc: Exception, outcome: Outcome) -> None:
         """An ERROR, with the fix, the first time this worker cannot import a function;

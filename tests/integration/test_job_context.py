@@ -299,7 +299,7 @@ async def test_progress_is_written_at_most_once_an_interval_and_the_latest_at_th
     async with chancy.engine.begin() as connection:
         (job,) = await ClaimRepository().claim_available(connection, "default", 1, "test")
     frozen = 100.0
-    reports = JobReports(chancy.engine, lambda job_id: True, clock=lambda: frozen)
+    reports = JobReports(chancy.engine, lambda job_id, fence: True, clock=lambda: frozen)
     for step in range(1, 201):
         reports.progress(job, step / 200, f"step {step}")
         if step == 1:
@@ -316,7 +316,7 @@ async def test_a_stale_attempts_progress_changes_nothing(chancy: Chancy) -> None
     await chancy.push(Job.from_func(context_tasks.report_progress, kwargs={"steps": 1}))
     async with chancy.engine.begin() as connection:
         (job,) = await ClaimRepository().claim_available(connection, "default", 1, "test")
-    reports = JobReports(chancy.engine, lambda job_id: True)
+    reports = JobReports(chancy.engine, lambda job_id, fence: True)
     stale = dataclasses.replace(job, fence=(job.fence or 0) + 1)
     reports.progress(stale, 0.5, "from a stale attempt")
     await reports.end(job.id)
