@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from chancy import sync
 from chancy.app import Chancy
 from chancy.errors import (
     InvalidWorkflowError,
@@ -338,3 +341,48 @@ async def test_retention_keeps_an_unfinished_workflow_whole_and_prunes_a_finishe
             await chancy.get_workflow(short_ref)
         assert await table_counts(chancy) == (1, 2, 0)
         await chancy.cancel_workflow(long_ref)
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+async def test_steps_read_their_parents_results_on_every_executor(
+    database_url: URL, executor: Literal["threads", "processes"]
+) -> None:
+    queue = Queue(name="default", concurrency=2, executor=executor, polling_interval=0.1)
+    async with Chancy(database_url, queues=[queue]) as chancy:
+        ref = await chancy.push_workflow(diamond())
+        async with Worker(chancy):
+            done = await chancy.wait_for_workflow(ref, timeout=60)
+    assert done.state is WorkflowStatus.SUCCEEDED
+    assert done.steps["publish"].result == {"parse": 2, "thumbs": 3}
+
+
+def test_a_synchronous_push_is_in_the_sessions_transaction(database_url: URL) -> None:
+    engine = sa.create_engine(database_url.set(drivername="postgresql+psycopg"))
+    try:
+        with Session(engine) as session, session.begin():
+            sync.declare(session, "default")
+        with Session(engine) as session:
+            session.begin()
+            sync.push_workflow(session, diamond())
+            session.rollback()
+        with Session(engine) as session, session.begin():
+            ref = sync.push_workflow(session, diamond())
+        with engine.connect() as connection:
+            states: dict[str, str] = dict(
+                connection.execute(
+                    sa.text("SELECT step, state FROM chancy_jobs WHERE workflow_id = :id"),
+                    {"id": ref.id},
+                ).all()
+            )
+            workflows = connection.execute(sa.text("SELECT count(*) FROM chancy_workflows"))
+            assert workflows.scalar_one() == 1
+    finally:
+        engine.dispose()
+    assert states == {
+        "fetch": "pending",
+        "parse": "blocked",
+        "thumbs": "blocked",
+        "publish": "blocked",
+        "cleanup": "blocked",
+    }
+    assert set(ref.steps) == set(states)
