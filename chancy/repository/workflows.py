@@ -203,15 +203,21 @@ _GET = Statement(
 )
 
 
+def _steps_of_workflow() -> sa.ColumnElement[bool]:
+    """``chancy_jobs.id`` is a step of the workflow ``p_id``: the ids are read through
+    ``ix_chancy_jobs_workflow_id`` first, then each row by primary key, so a state filter
+    beside it can never lead the planner to scan every unfinished job."""
+    step = jobs.alias("step")
+    steps = sa.select(step.c.id).where(step.c.workflow_id == sa.bindparam("p_id"))
+    return jobs.c.id == sa.func.any(sa.func.array(steps.scalar_subquery()))
+
+
 def _cancel_statement() -> sa.Executable:
     """Cancel every unfinished step of a workflow (running ones are told to stop by the
     ``finished`` event, and their late outcomes are fenced off by the state)."""
     cancelled = (
         sa.update(jobs)
-        .where(
-            jobs.c.workflow_id == sa.bindparam("p_id"),
-            sa.literal_column(state_in(UNFINISHED_STATES)),
-        )
+        .where(_steps_of_workflow(), sa.literal_column(state_in(UNFINISHED_STATES)))
         .values(state=CANCELLED, completed_at=sa.func.now(), lease_expires_at=None)
         .returning(jobs.c.id, jobs.c.state)
         .cte("cancelled")
@@ -227,10 +233,7 @@ _CANCEL = Statement(_cancel_statement(), what="cancelling the workflow")
 # then releases what the retry blocked; the retry's next statement sees every outcome
 # committed before it), then the failed and cancelled steps are put back.
 _LOCK_STEPS = Statement(
-    sa.select(jobs.c.id)
-    .where(jobs.c.workflow_id == sa.bindparam("p_id"))
-    .order_by(jobs.c.id)
-    .with_for_update(),
+    sa.select(jobs.c.id).where(_steps_of_workflow()).order_by(jobs.c.id).with_for_update(),
     what="retrying the workflow",
 )
 
@@ -243,7 +246,7 @@ def _retry_statement() -> sa.Executable:
     again = (
         sa.select(jobs.c.id)
         .where(
-            jobs.c.workflow_id == sa.bindparam("p_id"),
+            _steps_of_workflow(),
             sa.literal_column(state_in({JobState.FAILED, JobState.CANCELLED})),
         )
         .cte("again")
@@ -283,14 +286,27 @@ def _retry_statement() -> sa.Executable:
 
 
 _RETRY = Statement(_retry_statement(), what="retrying the workflow")
-_PARENT_RESULTS = Statement(
-    sa.select(workflow_edges.c.child_id, jobs.c.step, jobs.c.result)
-    .select_from(workflow_edges.join(jobs, jobs.c.id == workflow_edges.c.parent_id))
-    .where(
-        workflow_edges.c.child_id == sa.func.any(sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger)))
-    ),
-    what="reading the parents' results",
-)
+
+
+def _parent_results_statement() -> sa.Executable:
+    """The parents' step names and results of the steps ``p_ids``. The parents are found
+    by primary key (``id = ANY(ARRAY(...))``: index lookups, whatever the statistics say;
+    a join could scan every job)."""
+    ids = sa.bindparam("p_ids", type_=ARRAY(sa.BigInteger))
+    parent_ids = sa.select(workflow_edges.c.parent_id).where(
+        workflow_edges.c.child_id == sa.func.any(ids)
+    )
+    return (
+        sa.select(workflow_edges.c.child_id, jobs.c.step, jobs.c.result)
+        .select_from(jobs.join(workflow_edges, workflow_edges.c.parent_id == jobs.c.id))
+        .where(
+            jobs.c.id == sa.func.any(sa.func.array(parent_ids.scalar_subquery())),
+            workflow_edges.c.child_id == sa.func.any(ids),
+        )
+    )
+
+
+_PARENT_RESULTS = Statement(_parent_results_statement(), what="reading the parents' results")
 
 
 def _state_of(rows: Sequence[Any], workflow_id: int) -> WorkflowState:
