@@ -30,7 +30,7 @@ a new constant and a new migration, never in an old one.
 
 from __future__ import annotations
 
-from chancy.events import EVENTS_CHANNEL, EventKind
+from chancy.events import EVENTS_CHANNEL, FINISHED_IDS_PER_EVENT, EventKind
 
 __all__ = ["RELEASE_STEPS_V1", "drop_release_steps"]
 
@@ -104,12 +104,13 @@ BEGIN
         RETURNING child.id
     )
     SELECT array_agg(id) INTO cancelled FROM dropped;
-    IF cancelled IS NOT NULL THEN
-        PERFORM pg_notify(
-            '{EVENTS_CHANNEL}',
-            json_build_object('event', '{EventKind.FINISHED.value}', 'ids', cancelled)::text
-        );
-    END IF;
+    -- In events of {FINISHED_IDS_PER_EVENT} ids: a payload may not pass 8,000 bytes.
+    PERFORM pg_notify(
+        '{EVENTS_CHANNEL}',
+        json_build_object('event', '{EventKind.FINISHED.value}', 'ids', json_agg(id))::text
+    )
+    FROM unnest(cancelled) WITH ORDINALITY AS cancelled_id (id, n)
+    GROUP BY (n - 1) / {FINISHED_IDS_PER_EVENT};
     RETURN NULL;
 END
 $$;

@@ -21,7 +21,7 @@ from chancy.jobs import JOB_FIELDS, QueuedJob
 from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
-from chancy.repository.maintenance import retried_values
+from chancy.repository.maintenance import key_taken_meanwhile, retried_values
 from chancy.repository.push import (
     _QUEUE_NAMES,
     _autocommits,
@@ -288,6 +288,28 @@ def _retry_statement() -> sa.Executable:
 _RETRY = Statement(_retry_statement(), what="retrying the workflow")
 
 
+def _pruned_parents_statement() -> sa.Executable:
+    """How many edges of the workflow's failed and cancelled steps lead to a parent that
+    retention pruned (the workflow had finished: its steps go by their own retention)."""
+    child, parent = jobs.alias("child"), jobs.alias("parent")
+    return (
+        sa.select(sa.func.count().label("n"))
+        .select_from(
+            workflow_edges.join(child, child.c.id == workflow_edges.c.child_id).outerjoin(
+                parent, parent.c.id == workflow_edges.c.parent_id
+            )
+        )
+        .where(
+            child.c.workflow_id == sa.bindparam("p_id"),
+            child.c.state.in_([JobState.FAILED.value, JobState.CANCELLED.value]),
+            parent.c.id.is_(None),
+        )
+    )
+
+
+_PRUNED_PARENTS = Statement(_pruned_parents_statement(), what="retrying the workflow")
+
+
 def _parent_results_statement() -> sa.Executable:
     """The parents' step names and results of the steps ``p_ids``. The parents are found
     by primary key (``id = ANY(ARRAY(...))``: index lookups, whatever the statistics say;
@@ -356,16 +378,32 @@ class WorkflowRepository(Repository):
         return _state_of(rows, workflow_id)
 
     async def cancel(self, conn: HotExecutable, workflow_id: int) -> int:
-        """Cancel the workflow's unfinished steps; how many."""
-        (row,) = await _CANCEL.rows(conn, {"p_id": workflow_id}, timeouts=self.timeouts)
+        """Cancel the workflow's unfinished steps, in the caller's transaction; how many.
+        Every step is locked first, in id order: a parent before its children, as an
+        outcome's release locks them, so the two never deadlock."""
+        parameters = {"p_id": workflow_id}
+        await _LOCK_STEPS.rows(conn, parameters, timeouts=self.timeouts)
+        (row,) = await _CANCEL.rows(conn, parameters, timeouts=self.timeouts)
         return int(row["n"])
 
     async def retry(self, conn: HotExecutable, workflow_id: int) -> int:
         """Put the workflow's failed and cancelled steps back (in the caller's
-        transaction: it locks every step first); how many."""
+        transaction: it locks every step first); how many. Raises
+        :class:`~chancy.errors.UnknownWorkflowError` when retention pruned a parent of a
+        step to put back (its result is gone), and
+        :class:`~chancy.errors.UniqueKeyHeldError` when an unfinished job took a step's
+        unique key meanwhile; nothing changes then."""
         parameters = {"p_id": workflow_id}
         await _LOCK_STEPS.rows(conn, parameters, timeouts=self.timeouts)
-        (row,) = await _RETRY.rows(conn, parameters, timeouts=self.timeouts)
+        (pruned,) = await _PRUNED_PARENTS.rows(conn, parameters, timeouts=self.timeouts)
+        if pruned["n"]:
+            raise UnknownWorkflowError(
+                f"workflow {workflow_id} cannot be retried: retention pruned {pruned['n']} "
+                "parent step(s) of its failed or cancelled steps, and with them the results "
+                "those steps would read; push the workflow again"
+            )
+        with key_taken_meanwhile():
+            (row,) = await _RETRY.rows(conn, parameters, timeouts=self.timeouts)
         return int(row["n"])
 
 

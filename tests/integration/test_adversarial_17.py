@@ -15,7 +15,12 @@ from sqlalchemy.engine import URL
 
 from chancy import migrations
 from chancy.app import Chancy
-from chancy.errors import InvalidKwargsError, InvalidWorkflowError, UniqueKeyHeldError
+from chancy.errors import (
+    InvalidKwargsError,
+    InvalidWorkflowError,
+    UniqueKeyHeldError,
+    UnknownWorkflowError,
+)
 from chancy.executor import Job, QueuedJob
 from chancy.queue import Queue
 from chancy.repository import MaintenanceRepository
@@ -114,12 +119,6 @@ async def test_a_queued_job_as_a_step_is_a_new_job(chancy: Chancy) -> None:
 # -- huge shapes ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the release trigger sends one 'finished' NOTIFY with every cancelled "
-    "descendant's id: over ~1,000 ids the payload passes PostgreSQL's 8,000 bytes and the "
-    "statement that finished the parent fails ('payload string too long')",
-)
 async def test_a_chain_2000_deep_is_cancelled_by_one_statement(chancy: Chancy) -> None:
     workflow = Workflow("deep").step("s0", number(0))
     job = number(1)
@@ -224,12 +223,6 @@ async def test_retry_of_a_running_or_succeeded_workflow_changes_nothing(chancy: 
     assert await chancy.cancel_workflow(ref) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel_workflow's UPDATE locks steps in the order of ix_chancy_jobs_workflow_id "
-    "(heap order, not id order) while an outcome locks a parent then, in the trigger, its "
-    "child: the two deadlock and cancel_workflow raises DeadlockDetected to the caller",
-)
 async def test_cancel_workflow_racing_an_outcome_does_not_deadlock(chancy: Chancy) -> None:
     ref = await chancy.push_workflow(
         Workflow("lock-order").step("a", number(1)).step("b", number(2), after=["a"])
@@ -304,13 +297,7 @@ async def test_cancel_workflow_while_workers_finish_steps_leaves_nothing_blocked
 # -- retention, retries, unique keys, delays -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retention prunes a finished (failed) workflow's succeeded steps by their own "
-    "retention; retry_workflow then re-runs their children without the parents' results "
-    "(the orphan edge counts as succeeded) instead of refusing",
-)
-async def test_retry_after_the_succeeded_parents_were_pruned_keeps_their_results(
+async def test_retry_after_the_succeeded_parents_were_pruned_is_refused(
     chancy: Chancy,
 ) -> None:
     workflow = (
@@ -326,21 +313,12 @@ async def test_retry_after_the_succeeded_parents_were_pruned_keeps_their_results
         await MaintenanceRepository().prune_finished_before(
             connection, JobState.SUCCEEDED, later, 100
         )
-    try:
-        retried = await chancy.retry_workflow(ref)
-    except Exception:
-        return  # refused: fine
-    assert retried == 1
-    async with Worker(chancy):
-        done = await chancy.wait_for_workflow(ref, timeout=30)
-    assert done.steps["b"].result == {"a": 1}
+    # Refused, saying why: "b" would run without the result of "a", pruned.
+    with pytest.raises(UnknownWorkflowError, match="retention pruned 1 parent step"):
+        await chancy.retry_workflow(ref)
+    assert (await states_of(chancy, ref.id)) == {"b": JobState.FAILED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retry_workflow of a step whose unique key another job now holds raises the "
-    "raw IntegrityError, not UniqueKeyHeldError (it does not use key_taken_meanwhile)",
-)
 async def test_retry_of_a_step_whose_unique_key_was_taken_says_so(chancy: Chancy) -> None:
     workflow = Workflow("keyed").step("a", number(1).with_unique_key("k"))
     ref = await chancy.push_workflow(workflow)
@@ -531,12 +509,6 @@ async def _rows(chancy: Chancy, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in (await connection.execute(sa.text(sql))).all()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a step that fails with 1,999 descendants: the worker's outcome statement "
-    "fails in the trigger ('payload string too long'), so the failure is never stored and "
-    "the workflow stays running",
-)
 async def test_a_failing_step_with_1999_children_fails_its_workflow(chancy: Chancy) -> None:
     workflow = Workflow("fan-out").step(
         "root", Job.from_func(workflow_tasks.fail, kwargs={"message": "x"})
