@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from chancy.control import Cancel, Snooze
 from chancy.errors import (
     ChancyError,
     ConfigurationError,
@@ -23,6 +24,7 @@ from chancy.errors import (
     InvalidJobError,
     InvalidKwargsError,
     InvalidQueueError,
+    JobNotRunningError,
     LockTimeoutError,
     PermissionDeniedError,
     SchemaError,
@@ -35,10 +37,12 @@ from chancy.states import JobState
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
+    from chancy.context import JobContext
     from chancy.cron import Cron
     from chancy.worker import Worker
 
 __all__ = [
+    "Cancel",
     "Chancy",
     "ChancyError",
     "ConfigurationError",
@@ -53,6 +57,8 @@ __all__ = [
     "InvalidKwargsError",
     "InvalidQueueError",
     "Job",
+    "JobContext",
+    "JobNotRunningError",
     "JobState",
     "LockTimeoutError",
     "PermissionDeniedError",
@@ -61,13 +67,19 @@ __all__ = [
     "QueuedJob",
     "Reference",
     "SchemaError",
+    "Snooze",
     "StatementTimeoutError",
     "UnknownQueueError",
     "Worker",
 ]
 
 # The names whose modules load the database layer, the worker or its executors.
-_LAZY = {"Chancy": "chancy.app", "Cron": "chancy.cron", "Worker": "chancy.worker"}
+_LAZY = {
+    "Chancy": "chancy.app",
+    "Cron": "chancy.cron",
+    "JobContext": "chancy.context",
+    "Worker": "chancy.worker",
+}
 
 
 def __getattr__(name: str) -> Any:

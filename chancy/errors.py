@@ -20,8 +20,9 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      ├── FunctionNotImportableError a worker cannot import a job's function (its deployment)
      ├── IncompatiblePayloadError   a job's stored kwargs no longer fit its function's types
      ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
- ├── InvalidWorkflowError       a Workflow that could never run (a duplicate step, a cycle, ...)
- ├── UnknownWorkflowError       no workflow has that id (never pushed, or pruned)
+     ├── JobNotRunningError         JobContext.complete_in: the attempt no longer holds its job
+     ├── InvalidWorkflowError       a Workflow that could never run (a duplicate step, a cycle, ...)
+     ├── UnknownWorkflowError       no workflow has that id (never pushed, or pruned)
      └── CorruptJobError            a stored row is not a job chancy could have written
 
 Each message names the problem and how to fix it. No message ever contains a password.
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidKwargsError",
     "InvalidQueueError",
     "InvalidWorkflowError",
+    "JobNotRunningError",
     "LockTimeoutError",
     "PermissionDeniedError",
     "QueueNotEmptyError",
@@ -179,3 +181,9 @@ class UnknownWorkflowError(ChancyError, LookupError):
 class CorruptJobError(ChancyError):
     """A stored job row is not one chancy could have written (func not a dotted name,
     kwargs not a JSON object, an unknown state, ...); fix or delete the row."""
+
+
+class JobNotRunningError(ChancyError):
+    """The job's attempt no longer holds its job (it was cancelled, already completed, or
+    its lease expired and another worker took it over): nothing was written, and the
+    transaction must roll back (let the exception propagate)."""

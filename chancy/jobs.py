@@ -28,6 +28,7 @@ from chancy.states import JobState
 __all__ = [
     "JOB_FIELDS",
     "MAX_ATTEMPTS_DEFAULT",
+    "MAX_SNOOZES_DEFAULT",
     "PRIORITY_DEFAULT",
     "QUEUE_DEFAULT",
     "STORED_FIELDS",
@@ -35,6 +36,7 @@ __all__ = [
     "QueuedJob",
     "Reference",
     "frozen_json_object",
+    "injected_parameters",
     "json_text",
     "many_jobs",
     "one_job",
@@ -43,6 +45,7 @@ __all__ = [
 QUEUE_DEFAULT = "default"
 PRIORITY_DEFAULT = 0
 MAX_ATTEMPTS_DEFAULT = 1
+MAX_SNOOZES_DEFAULT = 100
 _INT32 = range(-(2**31), 2**31)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -71,6 +74,8 @@ class Job:
     ``unique_key``: at most one unfinished job per key. ``timeout``: seconds one attempt
     may take. ``meta``: a JSON object stored with the job for your own use. ``backoff``:
     seconds before the first retry, doubled for each further one (default 1 s).
+    ``max_snoozes``: how many times the job may raise :class:`~chancy.control.Snooze`
+    (default 100); the snooze past that fails it.
 
     Jobs are immutable and reusable: pushing the same Job twice makes two jobs.
     """
@@ -91,6 +96,7 @@ class Job:
     rate_key: str | None = None
     rate_limit: int | None = None
     rate_period: float | None = None
+    max_snoozes: int = MAX_SNOOZES_DEFAULT
 
     def __post_init__(self) -> None:
         if not isinstance(self.func, str) or not self.func:
@@ -101,6 +107,7 @@ class Job:
         validate_queue_name(self.queue)
         _check_int(self.priority, "priority", _INT32)
         _check_int(self.max_attempts, "max_attempts", range(1, 2**31))
+        _check_int(self.max_snoozes, "max_snoozes", range(0, 2**31))
         if self.scheduled_at is not None:
             set_(self, "scheduled_at", _aware(self.scheduled_at))
         if self.delay is not None:
@@ -211,6 +218,12 @@ class Job:
         """A copy that may run up to ``max_attempts`` times."""
         return dataclasses.replace(self, max_attempts=max_attempts)
 
+    def with_max_snoozes(self, max_snoozes: int) -> Self:
+        """A copy that may raise :class:`~chancy.control.Snooze` up to ``max_snoozes``
+        times (0: never); the snooze past that fails the job. A snooze uses no attempt,
+        so this bound is what stops a job that snoozes in a loop."""
+        return dataclasses.replace(self, max_snoozes=max_snoozes)
+
     def with_scheduled_at(self, scheduled_at: datetime) -> Self:
         """A copy that runs no earlier than ``scheduled_at`` (an aware datetime)."""
         return dataclasses.replace(self, scheduled_at=scheduled_at, delay=None)
@@ -311,6 +324,10 @@ class QueuedJob(Job):
     worker_id: str | None = None
     errors: tuple[Mapping[str, Any], ...] = ()
     result: Any = None
+    snoozes: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
     workflow_id: int | None = None
     step: str | None = None
     always: bool | None = None
@@ -455,19 +472,42 @@ _QUEUED_JOB_NAMES = (
 )
 
 
+_JOB_CONTEXT_NAMES = ("JobContext", "chancy.JobContext", "chancy.context.JobContext")
+
+
 def queued_job_parameter(fn: Callable[..., Any]) -> str | None:
     """The name of ``fn``'s keyword-only parameter annotated :class:`QueuedJob`, if any."""
+    return next((name for name, kind in injected_parameters(fn).items() if kind == "job"), None)
+
+
+def injected_parameters(fn: Callable[..., Any]) -> dict[str, str]:
+    """``fn``'s keyword-only parameters that the worker fills in, by name: ``"job"`` for
+    one annotated :class:`QueuedJob` (the running job), ``"context"`` for one annotated
+    :class:`~chancy.context.JobContext` (known by name: this module is below it)."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:
         hints = {}
+    injected: dict[str, str] = {}
     for parameter in inspect.signature(fn).parameters.values():
+        if parameter.kind is not parameter.KEYWORD_ONLY:
+            continue
         annotation = hints.get(parameter.name, parameter.annotation)
-        if parameter.kind is parameter.KEYWORD_ONLY and (
-            annotation is QueuedJob or annotation in _QUEUED_JOB_NAMES
-        ):
-            return parameter.name
-    return None
+        if annotation is QueuedJob or annotation in _QUEUED_JOB_NAMES:
+            injected[parameter.name] = "job"
+        elif _is_job_context(annotation):
+            injected[parameter.name] = "context"
+    return injected
+
+
+def _is_job_context(annotation: object) -> bool:
+    if isinstance(annotation, str):
+        return annotation in _JOB_CONTEXT_NAMES
+    return (
+        isinstance(annotation, type)
+        and annotation.__qualname__ == "JobContext"
+        and annotation.__module__ == "chancy.context"
+    )
 
 
 def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
@@ -475,7 +515,7 @@ def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return  # some builtins have no signature; the worker reports a mismatch
-    injected = queued_job_parameter(fn)
+    injected = injected_parameters(fn)
     parameters = signature.parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     for key in kwargs:
@@ -492,9 +532,10 @@ def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
             raise InvalidKwargsError(
                 f"{fn.__qualname__}() takes {key!r} positionally only; jobs pass kwargs by name"
             )
-        if key == injected:
+        if key in injected:
+            what = "QueuedJob" if injected[key] == "job" else "JobContext"
             raise InvalidKwargsError(
-                f"{key!r} receives the running QueuedJob; do not pass it in kwargs"
+                f"{key!r} receives the running {what}; do not pass it in kwargs"
             )
     for name, parameter in parameters.items():
         required = parameter.default is parameter.empty and parameter.kind in (
@@ -502,7 +543,7 @@ def _check_signature(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
             parameter.KEYWORD_ONLY,
             parameter.POSITIONAL_ONLY,
         )
-        if required and name not in kwargs and name != injected:
+        if required and name not in kwargs and name not in injected:
             raise InvalidKwargsError(
                 f"{fn.__qualname__}() needs the argument {name!r}; add it to kwargs"
             )

@@ -127,6 +127,13 @@ class JobRow(Base):
     rate_limit: Mapped[int | None] = mapped_column(Integer)
     rate_period: Mapped[float | None] = mapped_column(Double)
     fence: Mapped[int | None] = mapped_column(BigInteger)
+    # Snoozes (a job's `raise Snooze(seconds)`) use no attempt: this counts them, bounded
+    # by `max_snoozes`. The progress a running attempt reported (a fraction from 0 to 1).
+    snoozes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_snoozes: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    progress: Mapped[float | None] = mapped_column(Double)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    progress_at: Mapped[Timestamp | None]
     # Workflow steps (chancy.workflow): the workflow, the step's name in it, whether it
     # runs whatever its parents' outcomes, and (while `blocked`) how many parents it still
     # waits for. NULL for plain jobs.

@@ -134,7 +134,7 @@ WHEN (OLD.workflow_id IS NOT NULL AND OLD.state NOT IN {_FINISHED})
 EXECUTE FUNCTION chancy_release_steps();
 """,
 )
-"""The release trigger as created by migration ``chancy_0009``: the function, then its two
+"""The release trigger as created by migration ``chancy_0008``: the function, then its two
 triggers (a finished step; an unfinished step deleted)."""
 
 

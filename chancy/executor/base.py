@@ -17,13 +17,16 @@ import asyncio
 import functools
 import traceback
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions, check_function
 from chancy.callables import GUARD_HINT, resolve
 from chancy.errors import FunctionNotImportableError, InvalidFunctionError
-from chancy.jobs import QueuedJob, queued_job_parameter
+from chancy.jobs import QueuedJob, injected_parameters
 from chancy.payloads import payload_of
+
+if TYPE_CHECKING:
+    from chancy.context import ContextReporter
 
 __all__ = [
     "EXITS",
@@ -34,6 +37,7 @@ __all__ = [
     "RemoteJobError",
     "call_arguments",
     "describe_exception",
+    "job_context",
     "not_importable_message",
     "resolve_allowed",
     "resolve_function",
@@ -81,13 +85,16 @@ class RemoteJobError(Exception):
 class Executor(abc.ABC):
     """Runs job functions, at most ``concurrency`` at a time (the worker never asks for
     more). ``start`` is awaited before the first run and ``stop`` after the last.
-    ``allowed``: the functions it may import and run (default: any)."""
+    ``allowed``: the functions it may import and run (default: any). ``reporter``: where
+    the :class:`~chancy.context.JobContext` of a job that takes one reports its progress
+    (the worker sets it; None: progress is checked, then dropped)."""
 
     name: ClassVar[str]
 
     def __init__(self, concurrency: int, *, allowed: AllowedFunctions = UNRESTRICTED) -> None:
         self.concurrency = concurrency
         self.allowed = allowed
+        self.reporter: ContextReporter | None = None
         self._imported: set[str] = set()
 
     def function(self, job: QueuedJob) -> Callable[..., Any]:
@@ -179,26 +186,36 @@ def not_importable_message(name: str, exc: BaseException) -> str:
     )
 
 
-def call_arguments(fn: Callable[..., Any], job: QueuedJob) -> dict[str, Any]:
+def call_arguments(
+    fn: Callable[..., Any], job: QueuedJob, reporter: ContextReporter | None = None
+) -> dict[str, Any]:
     """The keyword arguments of the call: the job's kwargs (those of typed parameters
     validated back into their types, see :mod:`chancy.payloads`), plus the running
-    QueuedJob for a keyword-only parameter annotated with it.
-    :class:`~chancy.errors.IncompatiblePayloadError` when the stored kwargs no longer fit
-    the function's types."""
+    QueuedJob for a keyword-only parameter annotated with it, and a
+    :class:`~chancy.context.JobContext` reporting to ``reporter`` for one annotated with
+    that. :class:`~chancy.errors.IncompatiblePayloadError` when the stored kwargs no
+    longer fit the function's types."""
     payload = payload_of(fn)
     arguments = dict(job.kwargs) if payload is None else payload.arguments(job.kwargs)
-    injected = _injected_parameter(fn)
-    if injected is not None:
-        arguments[injected] = job
+    for name, kind in _injected_parameters(fn):
+        arguments[name] = job if kind == "job" else job_context(job, reporter)
     return arguments
 
 
+def job_context(job: QueuedJob, reporter: ContextReporter | None) -> Any:
+    """A :class:`~chancy.context.JobContext` of ``job`` reporting to ``reporter``
+    (imported here, on first use: jobs without a context never load it)."""
+    from chancy.context import SILENT, JobContext
+
+    return JobContext(job, reporter or SILENT)
+
+
 @functools.lru_cache(maxsize=4096)
-def _injected_parameter(fn: Callable[..., Any]) -> str | None:
+def _injected_parameters(fn: Callable[..., Any]) -> tuple[tuple[str, str], ...]:
     try:
-        return queued_job_parameter(fn)
+        return tuple(injected_parameters(fn).items())
     except (TypeError, ValueError):
-        return None
+        return ()
 
 
 def timeout_message(job: QueuedJob) -> str:

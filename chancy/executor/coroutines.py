@@ -49,8 +49,9 @@ class AsyncioExecutor(Executor):
     async def run(self, job: QueuedJob) -> Any:
         fn = await self.function_off_loop(job)
         if not inspect.iscoroutinefunction(fn):
+            self._threads.reporter = self.reporter
             return await self._threads.run(job)
-        call = fn(**call_arguments(fn, job))
+        call = fn(**call_arguments(fn, job, self.reporter))
         if job.timeout is None:  # no deadline to keep: spare each job a Timeout
             try:
                 return await call

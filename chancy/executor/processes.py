@@ -3,7 +3,13 @@
 A child loops over the jobs the executor sends it. Both pipes carry frames: an 8-byte
 length, then a pickle. Jobs go down as pickled :class:`~chancy.jobs.QueuedJob`
 values (never functions: the child imports the function by name); outcomes come back as
-``(True, return_value)`` or ``(False, (type_name, message, traceback_text))``.
+``(True, return_value)``, ``(False, (type_name, message, traceback_text))``, or ``(None,
+control)`` for a :class:`~chancy.control.JobControl` the job raised (``Snooze``,
+``Cancel``: ours, so it pickles). Before its outcome, a job's
+:class:`~chancy.context.JobContext` may send frames of its own, told apart by their first
+byte (a pickle's is ``0x80``): ``P`` and a pickled ``(fraction, message)`` for its
+progress, ``C`` when it is about to complete itself in its transaction. The worker
+writes the progress (the child holds no connection of chancy's, so no DSN crosses over).
 """
 
 from __future__ import annotations
@@ -11,16 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import multiprocessing
 import os
 import pickle
 import signal
 import struct
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from chancy.allowed import UNRESTRICTED, AllowedFunctions
+from chancy.control import JobControl
 from chancy.executor.base import (
     EXITS,
     Executor,
@@ -39,11 +49,18 @@ if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.process import BaseProcess
 
+    from chancy.context import ContextReporter
+
 __all__ = ["ProcessExecutor"]
 
 _HEADER = struct.Struct("!Q")
 _READY = b"ready"  # the first frame a child sends, once it can take jobs
 _STOPPED = "the executor stopped while the job was running, and killed its process"
+_PROGRESS = b"P"
+_COMPLETING = b"C"
+# The least time between two progress frames of a child (the latest is always sent
+# before the outcome): a job reporting in a tight loop does not flood the pipe.
+_PROGRESS_FRAME_INTERVAL = 0.2
 
 
 class ProcessExecutor(Executor):
@@ -112,18 +129,20 @@ class ProcessExecutor(Executor):
         async with self._slots:
             child = await self._acquire()
             try:
-                frame = await self._exchange(child, job)
+                frame = await self._exchange(child, job, self.reporter)
             except BaseException:
                 await self._discard(child)
                 raise
             await self._release(child)
         return _unpack(frame)
 
-    async def _exchange(self, child: _Child, job: QueuedJob) -> bytes:
+    async def _exchange(
+        self, child: _Child, job: QueuedJob, reporter: ContextReporter | None
+    ) -> bytes:
         deadline = asyncio.timeout(job.timeout)
         try:
             async with deadline:
-                return await child.exchange(job)
+                return await child.exchange(job, reporter)
         except TimeoutError:
             if deadline.expired():
                 raise JobTimeoutError(timeout_message(job)) from None
@@ -237,10 +256,22 @@ class _Child:
             return False
         return True
 
-    async def exchange(self, job: QueuedJob) -> bytes:
-        """Send ``job`` and return the frame of its outcome."""
+    async def exchange(self, job: QueuedJob, reporter: ContextReporter | None = None) -> bytes:
+        """Send ``job`` and return the frame of its outcome; the frames of its context
+        before it go to ``reporter``."""
         self._transports[0].write(_frame(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)))
-        return await self._receive()
+        while True:
+            frame = await self._receive()
+            kind = frame[:1]
+            if kind == _PROGRESS:
+                if reporter is not None:
+                    fraction, message = pickle.loads(frame[1:])
+                    reporter.progress(job, fraction, message)
+            elif kind == _COMPLETING:
+                if reporter is not None:
+                    reporter.completing(job)
+            else:
+                return frame
 
     async def _receive(self) -> bytes:
         """The next frame from the process; :class:`JobCrashedError` if it dies first."""
@@ -384,6 +415,8 @@ def _unpack(frame: bytes) -> Any:
         raise RemoteJobError(
             type(exc).__qualname__, f"the job's return value cannot be unpickled: {exc}", ""
         ) from exc
+    if succeeded is None:
+        raise payload  # a JobControl: Snooze or Cancel
     if not succeeded:
         raise RemoteJobError(*payload)
     return payload
@@ -413,15 +446,52 @@ def _serve(
         open(outcomes.fileno(), "wb", closefd=False) as sink,
     ):
         _send(sink, _READY)
+        reporter = _PipeReporter(sink)
         while (job := _receive_job(source)) is not None:
-            outcome = _outcome(job, allowed)
+            outcome = _outcome(job, allowed, reporter)
             _flush_output()
+            reporter.flush()
             _send(sink, outcome)
 
 
 def _send(sink: BinaryIO, payload: bytes) -> None:
     sink.write(_frame(payload))
     sink.flush()
+
+
+class _PipeReporter:
+    """The child's end of a job context: its reports go up the pipe to the worker, which
+    writes them. Progress is sent at most every :data:`_PROGRESS_FRAME_INTERVAL` (the
+    latest held back is sent before the outcome, by :meth:`flush`). A job may report
+    from threads of its own: one frame is written at a time."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._held: tuple[float, str | None] | None = None
+        self._sent_at = -math.inf
+
+    def progress(self, job: QueuedJob, fraction: float, message: str | None) -> None:
+        with self._lock:
+            self._held = (fraction, message)
+            if time.monotonic() - self._sent_at >= _PROGRESS_FRAME_INTERVAL:
+                self._send_held()
+
+    def completing(self, job: QueuedJob) -> None:
+        with self._lock:
+            self._send_held()
+            _send(self._sink, _COMPLETING)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send_held()
+
+    def _send_held(self) -> None:
+        if self._held is not None:
+            payload = pickle.dumps(self._held, protocol=pickle.HIGHEST_PROTOCOL)
+            _send(self._sink, _PROGRESS + payload)
+            self._held = None
+            self._sent_at = time.monotonic()
 
 
 def _receive_job(source: BinaryIO) -> QueuedJob | None:
@@ -433,13 +503,15 @@ def _receive_job(source: BinaryIO) -> QueuedJob | None:
     return job
 
 
-def _outcome(job: QueuedJob, allowed: AllowedFunctions) -> bytes:
+def _outcome(job: QueuedJob, allowed: AllowedFunctions, reporter: ContextReporter) -> bytes:
     """The pickled outcome of running ``job``: its return value, or what went wrong."""
     try:
         try:
-            value = _call(job, allowed)
+            value = _call(job, allowed, reporter)
         except EXITS as exc:  # a job cannot end its child this way
             raise JobExitError.of(exc) from exc
+    except JobControl as control:
+        return pickle.dumps((None, control), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:
         return _failure(exc)
     try:
@@ -449,9 +521,9 @@ def _outcome(job: QueuedJob, allowed: AllowedFunctions) -> bytes:
         return _failure(exc, f"the job's return value ({kind}) cannot be pickled: {exc}")
 
 
-def _call(job: QueuedJob, allowed: AllowedFunctions) -> Any:
+def _call(job: QueuedJob, allowed: AllowedFunctions, reporter: ContextReporter) -> Any:
     fn = resolve_allowed(job.func, allowed)
-    arguments = call_arguments(fn, job)
+    arguments = call_arguments(fn, job, reporter)
     if inspect.iscoroutinefunction(fn):
         return asyncio.run(fn(**arguments))
     return fn(**arguments)

@@ -80,7 +80,7 @@ class ThreadExecutor(Executor):
             raise asyncio.CancelledError
         try:
             fn = self.function(job)
-            arguments = call_arguments(fn, job)
+            arguments = call_arguments(fn, job, self.reporter)
             if inspect.iscoroutinefunction(fn):
                 return asyncio.run(fn(**arguments))
             return fn(**arguments)

@@ -32,7 +32,7 @@ application's transaction chancy's timeouts and then its own back
 listener's ``LISTEN``; and the grants printed by ``chancy grants``.
 """
 
-from chancy.repository.attempts import Attempt, AttemptRepository, Outcome
+from chancy.repository.attempts import Attempt, AttemptRepository, Completion, Outcome
 from chancy.repository.claim import LEASE_SECONDS_DEFAULT, ClaimRepository
 from chancy.repository.jobs import JobFilters, JobRepository
 from chancy.repository.leader import LeaderRepository
@@ -48,6 +48,7 @@ __all__ = [
     "Attempt",
     "AttemptRepository",
     "ClaimRepository",
+    "Completion",
     "Executable",
     "HotExecutable",
     "JobFilters",

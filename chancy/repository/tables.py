@@ -23,6 +23,7 @@ __all__ = [
     "RUNNING",
     "SCHEDULED",
     "SECOND",
+    "SUCCEEDED",
     "jobs",
     "leader",
     "queues",
@@ -50,5 +51,6 @@ PENDING = _state(JobState.PENDING)
 SCHEDULED = _state(JobState.SCHEDULED)
 RUNNING = _state(JobState.RUNNING)
 RETRYING = _state(JobState.RETRYING)
+SUCCEEDED = _state(JobState.SUCCEEDED)
 FAILED = _state(JobState.FAILED)
 CANCELLED = _state(JobState.CANCELLED)

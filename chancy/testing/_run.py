@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chancy.allowed import AllowedFunctions, check_runnable
+from chancy.context import Rehearsal
 from chancy.errors import ChancyError, ResultNotStorableError
 from chancy.executor.coroutines import AsyncioExecutor
 from chancy.jobs import Job, QueuedJob, json_text
@@ -73,11 +74,14 @@ async def run_job(
     permitted = AllowedFunctions.of(allowed)
     check_runnable(running, permitted)
     executor = AsyncioExecutor(1, allowed=permitted)
+    rehearsal = executor.reporter = Rehearsal()
     await executor.start()
     try:
         result = await executor.run(running)
     finally:
         await executor.stop()
+    if rehearsal.completed:
+        result = rehearsal.completed_result
     outcome = outcomes.success(running, result)
     if outcome.state is not JobState.SUCCEEDED:
         message = (outcome.error or {}).get("message", "the job's result cannot be stored")

@@ -34,7 +34,9 @@ class Completer:
     or as soon as ``flush_batch`` are waiting. A write that fails is retried with backoff;
     the outcomes stay in memory (their leases are still renewed) until written. An
     outcome the database rejects as stale (its attempt lost the job) is logged and
-    dropped. An outcome the database refuses as data (which :mod:`~chancy.worker.outcomes`
+    dropped, unless its job had completed itself in that attempt's transaction
+    (``JobContext.complete_in``): that is counted in :attr:`completed_in_transaction`,
+    as it should be. An outcome the database refuses as data (which :mod:`~chancy.worker.outcomes`
     never makes) is found by writing the batch's outcomes one by one, and fails its job
     saying so: one outcome never holds back the others.
 
@@ -65,6 +67,7 @@ class Completer:
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self.stale_rejected = 0
+        self.completed_in_transaction = 0
 
     @property
     def unwritten(self) -> list[Attempt]:
@@ -146,7 +149,9 @@ class Completer:
         with self._lock:
             del self._outcomes[: len(outcomes)]
         self._written.set()
-        for stale in (o for o in outcomes if o.id not in written):
+        refused = [o for o in outcomes if o.id not in written]
+        completed = await self._completed_in_transaction(refused)
+        for stale in (o for o in refused if o.id not in completed):
             self.stale_rejected += 1
             log.warning(
                 "job %d attempt %d: outcome %s not written, the attempt no longer holds the "
@@ -155,6 +160,26 @@ class Completer:
                 stale.attempt,
                 stale.state.value,
             )
+
+    async def _completed_in_transaction(self, refused: list[Outcome]) -> set[int]:
+        """The ids of the ``refused`` outcomes whose job completed itself in its own
+        transaction in that attempt (``JobContext.complete_in``): their refusal is as it
+        should be, not a lost job. Only outcomes marked ``context_completed`` are looked
+        up, so other jobs cost nothing here."""
+        marked = [Attempt(o.id, o.fence) for o in refused if o.context_completed]
+        if not marked:
+            return set()
+        try:
+            completed = await self._on_connection(
+                lambda connection: self._attempts.succeeded_many(connection, marked)
+            )
+        except Exception as exc:
+            log.warning("could not read whether jobs completed themselves (%s)", exc)
+            return set()
+        for job_id in completed:
+            log.debug("job %d had completed itself in its transaction", job_id)
+        self.completed_in_transaction += len(completed)
+        return completed
 
     async def _flush_releases(self) -> None:
         releases = list(self._releases)

@@ -18,6 +18,11 @@ marked ``"deferred": true``. It comes back after 10 s, doubled per deferral, at 
 minutes (±25 %); after :data:`DEFERRALS_MAX` deferrals (about 80 minutes) it fails, so
 that a function no worker has can never keep a job going round forever.
 
+A job that raised :class:`~chancy.control.Snooze` goes back to ``scheduled``, due after
+the seconds it asked for, without using an attempt (:func:`snooze`), unless it snoozed
+``max_snoozes`` times already: then it fails, saying so. One that raised
+:class:`~chancy.control.Cancel` ends ``cancelled`` with its reason, never retried.
+
 Every outcome made here can be stored: PostgreSQL's ``jsonb`` refuses a NUL character and
 a lone surrogate (``os.fsdecode(b"\\xff")``), so a result holding one fails its job
 saying so, and an error's texts are stored with them escaped (``\\x00``, ``\\udcff``).
@@ -33,6 +38,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from chancy.control import Cancel, JobControl, Snooze
 from chancy.errors import (
     CorruptJobError,
     FunctionNotAllowedError,
@@ -56,6 +62,7 @@ __all__ = [
     "is_not_importable",
     "is_refusal",
     "retry_delay",
+    "snooze",
     "storable_text",
     "success",
     "unrecorded",
@@ -175,6 +182,8 @@ def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None)
     failed at once if the job must not run again (:func:`is_final`); deferred, without
     using the attempt, if the worker could not import its function
     (:func:`is_not_importable`)."""
+    if isinstance(exc, JobControl):
+        return _controlled(job, exc)
     error: dict[str, Any] = {"attempt": job.attempts, **describe_exception(exc)}
     if worker_id is not None:
         error["worker"] = worker_id
@@ -184,6 +193,36 @@ def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None)
     if job.attempts < job.max_attempts and not is_final(exc):
         return _outcome(job, JobState.RETRYING, error=error, retry_in=retry_delay(job))
     return _outcome(job, JobState.FAILED, error=error)
+
+
+def _controlled(job: QueuedJob, control: JobControl) -> Outcome:
+    """The outcome a :class:`~chancy.control.JobControl` the job raised asks for."""
+    if isinstance(control, Snooze):
+        return snooze(job, control.seconds)
+    reason = control.reason if isinstance(control, Cancel) else str(control)
+    error = {"attempt": job.attempts, "type": "Cancel", "message": reason}
+    return _outcome(job, JobState.CANCELLED, error=_storable(error))
+
+
+def snooze(job: QueuedJob, seconds: float) -> Outcome:
+    """``job`` back to ``scheduled`` in ``seconds``, its attempt given back; failed if
+    it snoozed ``max_snoozes`` times already (a job snoozing in a loop ends)."""
+    if job.snoozes >= job.max_snoozes:
+        message = (
+            f"the job raised Snooze after it had snoozed {job.snoozes} times, its limit "
+            f"(max_snoozes={job.max_snoozes}); if it must wait longer, raise the limit "
+            "with Job.with_max_snoozes(n), or snooze for longer each time"
+        )
+        error = {"attempt": job.attempts, "type": "TooManySnoozes", "message": message}
+        return _outcome(job, JobState.FAILED, error=error)
+    return Outcome(
+        job.id,
+        job.fence,
+        JobState.SCHEDULED,
+        retry_in=seconds,
+        attempt=job.attempts,
+        snoozed=True,
+    )
 
 
 def _deferral(job: QueuedJob, error: dict[str, Any]) -> Outcome:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from chancy import migrations
 from chancy.allowed import AllowedFunctions, check_runnable
+from chancy.control import JobControl
 from chancy.database.engine import hot_connection, retry_once
 from chancy.errors import ChancyError, SchemaError
 from chancy.events import Event, EventKind
@@ -53,6 +55,7 @@ from chancy.worker.held_connection import HeldConnection
 from chancy.worker.lease_keeper import LeaseKeeper
 from chancy.worker.producer import Producer
 from chancy.worker.queue_settings import QueueSettingsWatcher
+from chancy.worker.reports import JobReports
 from chancy.worker.settings import WORKER_SETTINGS_DEFAULT, WorkerSettings
 
 if TYPE_CHECKING:
@@ -111,6 +114,7 @@ class Worker:
         self._signal_tasks: list[asyncio.Future[None]] = []
         self._unsubscribe: Any = None
         self._completer: Completer | None = None
+        self._reports: JobReports | None = None
         self._connections: tuple[HeldConnection, ...] = ()
         self._lease_keeper: LeaseKeeper | None = None
         self._stopping = False
@@ -167,8 +171,10 @@ class Worker:
         self._connections = (HeldConnection(engine), HeldConnection(engine))
         self._completer = Completer(engine, connection=self._connections[1])
         self._completer.start()
+        self._reports = JobReports(engine, self._is_running)
         for queue in self.queues:
             executor = executor_for(queue, allowed=self.allowed)
+            executor.reporter = self._reports
             await executor.start()
             producer = Producer(queue, executor, self._claim, self._run_job)
             self._producers[queue.name] = producer
@@ -371,7 +377,7 @@ class Worker:
         except asyncio.CancelledError as exc:
             if self._after_interruption(job):
                 return
-            self._completer.add(self._outcome(job, exc))
+            self._completer.add(await self._reported(job, self._outcome(job, exc)))
             return
         except Exception as exc:
             outcome = self._outcome(job, exc)
@@ -379,11 +385,30 @@ class Worker:
                 log.warning("job %d refused, and failed: %s", job.id, exc)
             elif outcomes.is_not_importable(exc):
                 self._log_not_importable(job, exc, outcome)
+            elif isinstance(exc, JobControl):
+                log.info("job %d (%s) attempt %d: %s", job.id, job.func, job.attempts, exc)
             else:
                 log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
-            self._completer.add(outcome)
+            self._completer.add(await self._reported(job, outcome))
             return
-        self._completer.add(self._outcome(job, result, succeeded=True))
+        self._completer.add(await self._reported(job, self._outcome(job, result, succeeded=True)))
+
+    async def _reported(self, job: QueuedJob, outcome: Outcome) -> Outcome:
+        """``outcome``, once what ``job``'s context reported is written (its latest
+        progress: the outcome would fence it off), marked if the job completed itself in
+        its transaction. Jobs without a context pass through at the cost of a lookup."""
+        reports = self._reports
+        if reports is None or not reports.has(job.id):
+            return outcome
+        completing = reports.is_completing(job.id)
+        await reports.end(job.id)
+        if not completing:
+            return outcome
+        return dataclasses.replace(outcome, context_completed=True)
+
+    def _is_running(self, job_id: int) -> bool:
+        """Whether ``job_id`` runs here now; safe from any thread."""
+        return any(job_id in producer.running for producer in list(self._producers.values()))
 
     def _log_not_importable(self, job: QueuedJob, exc: Exception, outcome: Outcome) -> None:
         """An ERROR, with the fix, the first time this worker cannot import a function;
@@ -425,6 +450,8 @@ class Worker:
         False when the job itself raised ``CancelledError``. Re-raises a cancellation
         of the worker's own."""
         assert self._completer is not None
+        if self._reports is not None:
+            self._reports.forget(job.id)
         reason = self._interrupted.pop(job.id, None)
         if reason == "shutdown":
             self._completer.release(Attempt(job.id, job.fence))
@@ -441,6 +468,8 @@ class Worker:
         """Stop the run of ``job_id`` (for ``reason``); False when it runs a plain function
         in a thread, which cannot be stopped: a stop leaves it to end (a lost job does not
         wait: its run is abandoned, its outcome would be refused)."""
+        if reason == "lost" and self._reports is not None and self._reports.is_completing(job_id):
+            return True  # it completed itself in its transaction: let it end on its own
         for producer in self._producers.values():
             entry = producer.running.get(job_id)
             if entry is None or job_id in self._interrupted:

@@ -36,6 +36,7 @@ def test_a_push_sends_every_field_a_job_of_the_batch_sets() -> None:
         rate_key="r",
         rate_limit=7,
         rate_period=8.0,
+        max_snoozes=9,
     )
     columns, parameters = _push_parameters([plain, every], {})
     assert columns == set(JOB_FIELDS)
@@ -78,6 +79,11 @@ def test_a_row_maps_to_a_queued_job_field_by_field() -> None:
         "worker_id": "w",
         "errors": [{"type": "E"}],
         "result": [1, 2],
+        "snoozes": 3,
+        "max_snoozes": 11,
+        "progress": 0.5,
+        "progress_message": "half",
+        "progress_at": moment + timedelta(seconds=4),
         "workflow_id": 11,
         "step": "parse",
         "always": False,

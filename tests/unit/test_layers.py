@@ -17,6 +17,7 @@ BOTTOM = {
     "errors": set(),
     "states": set(),
     "events": set(),
+    "control": set(),
     "callables": {"chancy.errors"},
     "queue": {"chancy.errors"},
     "payloads": {"chancy.errors"},

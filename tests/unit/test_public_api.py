@@ -13,6 +13,7 @@ from chancy.jobs import Job, queued_job_parameter
 def test_all_is_pinned_and_sorted() -> None:
     assert chancy.__all__ == sorted(chancy.__all__)
     assert chancy.__all__ == [
+        "Cancel",
         "Chancy",
         "ChancyError",
         "ConfigurationError",
@@ -27,6 +28,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "InvalidKwargsError",
         "InvalidQueueError",
         "Job",
+        "JobContext",
+        "JobNotRunningError",
         "JobState",
         "LockTimeoutError",
         "PermissionDeniedError",
@@ -35,6 +38,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "QueuedJob",
         "Reference",
         "SchemaError",
+        "Snooze",
         "StatementTimeoutError",
         "UnknownQueueError",
         "Worker",

@@ -6,8 +6,8 @@ it waits for (``waiting_on``), and released by a trigger in the statement that f
 its last parent (:mod:`chancy.schema_functions`). ``blocked`` is unfinished: a blocked
 step holds its unique key, so the unique index is made again with it.
 
-Revision ID: chancy_0009
-Revises: chancy_0006
+Revision ID: chancy_0008
+Revises: chancy_0007
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from chancy.schema_functions import RELEASE_STEPS_V1, drop_release_steps
 
-revision: str = "chancy_0009"
-down_revision: str | Sequence[str] | None = "chancy_0006"
+revision: str = "chancy_0008"
+down_revision: str | Sequence[str] | None = "chancy_0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
