@@ -16,6 +16,8 @@ S5     claim of 10 among 10,000 ready jobs, then beside 2,000,000 others      �
 S6     four worker processes drain 50,000 jobs (CPU of workers and server)    ≥ 1.6x S3
 S7     16 producers push single jobs: 16 tasks in one process, then 4         ≥ 0.60 of
        processes x 4 (:mod:`benchmarks.producers`), against pgbench           pgbench
+W1     one worker process drains 1,000 workflows of 10 no-op steps          reported
+       (a root, 8 branches, a fan-in), as S3 drains plain jobs                ÷ S3
 M1     one worker drains 1,000,000 jobs; its RSS at start, half-way, end      ≤ 20 MiB or
                                                                               ≤ 10 %
 =====  =====================================================================  ==========
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
@@ -58,6 +61,7 @@ from benchmarks.context import (
 from benchmarks.cpu import CpuMeter, find_postmaster
 from benchmarks.producers import sixteen_producers
 from benchmarks.report import Result, fmt_rate
+from benchmarks.server import Database
 from benchmarks.workers import (
     VerificationError,
     drain_timings,
@@ -65,6 +69,7 @@ from benchmarks.workers import (
     worker_processes,
 )
 from chancy.repository import ClaimRepository
+from chancy.workflow import Workflow
 
 __all__ = ["SCENARIOS"]
 
@@ -170,16 +175,26 @@ async def push_in_batches(context: Context, result: Result) -> None:
 
 
 async def drain_with_workers(
-    context: Context, result: Result, *, count: int, workers: int, label: str
+    context: Context,
+    result: Result,
+    *,
+    count: int,
+    workers: int,
+    label: str,
+    push: Callable[[Database, int, Context], Awaitable[int]] | None = None,
 ) -> tuple[float, float]:
-    """Pre-push ``count`` jobs, start ``workers`` worker processes, wait until the queue
-    is empty; returns (jobs/s by the database's clock, wall seconds from process start).
+    """Pre-push ``count`` jobs (with ``push``, returning the first id; default: no-op
+    jobs), start ``workers`` worker processes, wait until the queue is empty; returns
+    (jobs/s by the database's clock, wall seconds from process start).
 
     The CPU time the workers, the server and the machine used while the jobs ran (from
     the first job seen done to the empty queue) goes into the result's notes and JSON."""
     async with context.server.fresh_database(label) as database:
         context.say(f"{label}: pushing {count:,} jobs")
-        first_id = await prepush(database, count, context=context)
+        if push is None:
+            first_id = await prepush(database, count, context=context)
+        else:
+            first_id = await push(database, count, context)
         connection = await database.connect()
         postmaster = await find_postmaster(database.dsn)
         try:
@@ -284,6 +299,55 @@ async def four_workers_drain(context: Context, result: Result) -> None:
     result.ceiling, result.ceiling_text = single.figure, f"S3: {fmt_rate(single.figure)}"
     result.ratio = ours / single.figure
     result.met = result.ratio >= 1.6
+
+
+# W1 ------------------------------------------------------------------------------------
+
+WORKFLOW_BRANCHES = 8
+
+
+def fan_workflow(index: int) -> Workflow:
+    """A workflow of 10 no-op steps: a root, 8 branches after it, and their fan-in."""
+    job = NOOP.with_queue(tasks.QUEUE)
+    workflow = Workflow(f"w{index}").step("root", job)
+    branches = [f"branch-{i}" for i in range(WORKFLOW_BRANCHES)]
+    for name in branches:
+        workflow = workflow.step(name, job, after=["root"])
+    return workflow.step("join", job, after=branches)
+
+
+async def push_workflows(database: Database, count: int, context: Context) -> int:
+    """Push ``count`` jobs as workflows of 10 steps, one ``push_workflow`` each; returns
+    the first job's id."""
+    first_id: int | None = None
+    async with database.chancy() as chancy:
+        for index in range(count // (WORKFLOW_BRANCHES + 2)):
+            ref = await chancy.push_workflow(fan_workflow(index))
+            first_id = min(ref.steps.values()) if first_id is None else first_id
+    context.say(f"  pushed {count // (WORKFLOW_BRANCHES + 2):,} workflows")
+    assert first_id is not None
+    return first_id
+
+
+async def one_worker_drains_workflows(context: Context, result: Result) -> None:
+    """W1: 1,000 workflows of 10 no-op steps (a root, 8 branches, a fan-in) drained by
+    one worker process, as S3 drains plain jobs; compared with S3's figure."""
+    count = context.scaled(1_000, 10) * (WORKFLOW_BRANCHES + 2)
+    result.target = "reported against S3"
+    ours, wall = await drain_with_workers(
+        context, result, count=count, workers=1, label="W1", push=push_workflows
+    )
+    result.figure, result.unit, result.figure_text = ours, "jobs/s", fmt_rate(ours)
+    result.notes.append(
+        f"{count // (WORKFLOW_BRANCHES + 2):,} workflows, {count:,} steps; drain "
+        f"{result.extra['drain_s']:.2f} s by the database's clock; wall {wall:.2f} s"
+    )
+    single = context.results.get("S3")
+    if single is None or single.error is not None or single.figure is None:
+        result.ceiling_text = "run with S3"
+        return
+    result.ceiling, result.ceiling_text = single.figure, f"S3: {fmt_rate(single.figure)}"
+    result.ratio = ours / single.figure
 
 
 # S4 ------------------------------------------------------------------------------------
@@ -594,5 +658,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("S5", "claim latency beside finished/future rows", claim_latency),
     Scenario("S6", "4 workers drain", four_workers_drain),
     Scenario("S7", "16 producers push 1 job per call", sixteen_producers),
+    Scenario("W1", "1 worker drains 1,000 workflows of 10 steps", one_worker_drains_workflows),
     Scenario("M1", "worker RSS over a long drain", memory_over_a_long_drain),
 )

@@ -69,6 +69,8 @@ from chancy.repository.runner import HotExecutable, sqlstate_of, translated
 from chancy.states import FINISHED_STATES, JobState
 from chancy.wakeups import WakeUps, on_engine, wake_after_commit
 from chancy.worker.held_connection import HeldConnection
+from chancy.workflow import Workflow, WorkflowReference, WorkflowState
+from chancy.workflow_client import WorkflowClient
 
 __all__ = ["MAX_KWARGS_BYTES_DEFAULT", "Chancy", "RetriedJobs"]
 
@@ -197,6 +199,7 @@ class Chancy:
         self._listener: Listener | None = None
         self._wake_ups: WakeUps | None = None
         self._group_commit = GroupCommit(self._push_grouped)
+        self._workflows = WorkflowClient(self)
         # The connection the grouped pushes run on, one statement at a time, checked out
         # on the first and kept until close (when the engine's pool can spare it).
         self._push_connection: tuple[HeldConnection, asyncio.AbstractEventLoop] | None = None
@@ -367,9 +370,9 @@ class Chancy:
         """
         return await self._push(many_jobs(queue, jobs), session, declare)
 
-    async def _push(
-        self, batch: list[Job], session: Transaction | None, declare: bool
-    ) -> list[Reference]:
+    async def _ready_to_push(self, batch: Sequence[Job], declare: bool) -> None:
+        """Check ``batch``'s kwargs sizes and declare the configured queues (once), and
+        with ``declare``, the batch's queues."""
         check_kwargs_size(batch, self.max_kwargs_bytes)
         if not self._declared:
             await self.declare_configured()
@@ -377,6 +380,11 @@ class Chancy:
             async with hot_connection(self.engine) as connection:
                 names = sorted({job.queue for job in batch})
                 await self._queues.declare_many(connection, names)
+
+    async def _push(
+        self, batch: list[Job], session: Transaction | None, declare: bool
+    ) -> list[Reference]:
+        await self._ready_to_push(batch, declare)
         if session is None:
             if len(batch) == 1:
                 return [await self._group_commit.push(batch[0])]
@@ -630,6 +638,50 @@ class Chancy:
                 retried += batch.retried
                 skipped.update(batch.skipped)
                 after = batch.last_id
+
+    async def push_workflow(
+        self, workflow: Workflow, /, *, session: Transaction | None = None, declare: bool = False
+    ) -> WorkflowReference:
+        """Store ``workflow``: its steps and their dependencies, in one statement. Steps
+        without parents are ready at once; the others are ``blocked`` until their parents
+        finish (see :mod:`chancy.workflow`).
+
+        ``session`` and ``declare`` work as for :meth:`push`: in the application's
+        transaction the workflow exists if it commits and never did if it rolls back.
+        Returns the workflow's :class:`~chancy.workflow.WorkflowReference` (its id, and
+        each step's job id). Raises :class:`~chancy.errors.InvalidWorkflowError` for a
+        workflow without steps, :class:`~chancy.errors.UnknownQueueError` for a step in an
+        undeclared queue, :class:`~chancy.errors.UniqueKeyHeldError` for a step whose
+        unique key an unfinished job holds; nothing is stored then."""
+        return await self._workflows.push(workflow, session, declare)
+
+    async def get_workflow(self, reference: WorkflowReference | int) -> WorkflowState:
+        """The workflow as stored now: its state and each step's job by step name.
+        Raises :class:`~chancy.errors.UnknownWorkflowError` for an unknown id."""
+        return await self._workflows.get(reference)
+
+    async def wait_for_workflow(
+        self,
+        reference: WorkflowReference | int,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = WAIT_POLL_INTERVAL_DEFAULT,
+    ) -> WorkflowState:
+        """Wait until every step of the workflow finished and return its state. Woken by
+        the ``finished`` notifications of its steps; it also looks every
+        ``poll_interval`` seconds. Raises ``TimeoutError`` after ``timeout`` seconds."""
+        return await self._workflows.wait(reference, timeout, poll_interval)
+
+    async def cancel_workflow(self, reference: WorkflowReference | int) -> int:
+        """Cancel every unfinished step of the workflow (running ones are interrupted, as
+        :meth:`cancel_job` does); returns how many steps were cancelled."""
+        return await self._workflows.cancel(reference)
+
+    async def retry_workflow(self, reference: WorkflowReference | int) -> int:
+        """Put the workflow's failed and cancelled steps back (and so the steps cancelled
+        because of them), each with one more attempt allowed; succeeded steps keep their
+        results and do not run again. Returns how many steps were put back."""
+        return await self._workflows.retry(reference)
 
     async def listener(self) -> Listener:
         """The process's LISTEN connection on chancy's events, started on first use."""

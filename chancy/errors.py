@@ -21,6 +21,8 @@ Every error is a :class:`ChancyError`, so ``except ChancyError`` catches all of 
      ├── IncompatiblePayloadError   a job's stored kwargs no longer fit its function's types
      ├── UniqueKeyHeldError         a retry refused: an unfinished job holds the job's unique key
      ├── JobNotRunningError         JobContext.complete_in: the attempt no longer holds its job
+     ├── InvalidWorkflowError       a Workflow that could never run (a duplicate step, a cycle, ...)
+     ├── UnknownWorkflowError       no workflow has that id (never pushed, or pruned)
      └── CorruptJobError            a stored row is not a job chancy could have written
 
 Each message names the problem and how to fix it. No message ever contains a password.
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidJobError",
     "InvalidKwargsError",
     "InvalidQueueError",
+    "InvalidWorkflowError",
     "JobNotRunningError",
     "LockTimeoutError",
     "PermissionDeniedError",
@@ -50,6 +53,7 @@ __all__ = [
     "StatementTimeoutError",
     "UniqueKeyHeldError",
     "UnknownQueueError",
+    "UnknownWorkflowError",
 ]
 
 
@@ -161,6 +165,17 @@ class UniqueKeyHeldError(ChancyError):
         """The job that was not retried."""
         self.holder_id = holder_id
         """The unfinished job that holds its unique key (None if it was not seen)."""
+
+
+class InvalidWorkflowError(ChancyError, ValueError):
+    """A workflow that could never run: a step name used twice, an ``after`` naming a
+    step that is not (yet) in the workflow, a step waiting for itself, too many steps.
+    Raised by :meth:`Workflow.step <chancy.workflow.Workflow.step>` when it is built."""
+
+
+class UnknownWorkflowError(ChancyError, LookupError):
+    """No workflow has that id: it was never pushed (or its push rolled back), or it
+    finished and retention pruned it with its steps."""
 
 
 class CorruptJobError(ChancyError):

@@ -21,9 +21,13 @@ from __future__ import annotations
 import enum
 from typing import TypedDict
 
-__all__ = ["EVENTS_CHANNEL", "Event", "EventKind"]
+__all__ = ["EVENTS_CHANNEL", "FINISHED_IDS_PER_EVENT", "Event", "EventKind"]
 
 EVENTS_CHANNEL = "chancy_events"
+FINISHED_IDS_PER_EVENT = 300
+"""The most ids one ``finished`` event carries (more are sent as several events):
+PostgreSQL refuses a notification's payload past 8,000 bytes, and an id with its comma
+takes up to 20."""
 
 
 class EventKind(enum.StrEnum):

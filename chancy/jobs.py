@@ -152,6 +152,8 @@ class Job:
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         values["kwargs"] = dict(self.kwargs)
         values["meta"] = dict(self.meta)
+        if "parent_results" in values:
+            values["parent_results"] = dict(values["parent_results"])
         return (_rebuild, (type(self), values))
 
     @classmethod
@@ -303,6 +305,12 @@ class QueuedJob(Job):
     fencing token of the job's latest attempt (a random number drawn at its claim, None
     before the first): chancy's writes about a running attempt name it. A job function can
     receive the running QueuedJob by declaring a keyword-only parameter annotated with it.
+
+    A step of a workflow (:mod:`chancy.workflow`) has its ``workflow_id`` and its
+    ``step`` name; ``always``: it runs once its parents finished, whatever their outcome;
+    ``waiting_on``: while ``blocked``, how many parents it still waits for. The job a
+    worker runs has ``parent_results``: its parents' results by step name (empty for a
+    job that is not a step, and for a job read with ``get_job``).
     """
 
     id: int
@@ -320,6 +328,11 @@ class QueuedJob(Job):
     progress: float | None = None
     progress_message: str | None = None
     progress_at: datetime | None = None
+    workflow_id: int | None = None
+    step: str | None = None
+    always: bool | None = None
+    waiting_on: int | None = None
+    parent_results: Mapping[str, Any] = dataclasses.field(default_factory=lambda: _EMPTY)
 
     __hash__ = Job.__hash__
 
@@ -327,6 +340,15 @@ class QueuedJob(Job):
     def reference(self) -> Reference:
         """The :class:`Reference` of this job."""
         return Reference(self.id)
+
+    def _with_parent_results(self, results: Mapping[str, Any]) -> Self:
+        """A copy with ``parent_results`` (read from the parents' rows, so not checked
+        again, as :meth:`from_row` checks nothing)."""
+        copy = object.__new__(type(self))
+        for field in dataclasses.fields(self):
+            object.__setattr__(copy, field.name, getattr(self, field.name))
+        object.__setattr__(copy, "parent_results", MappingProxyType(dict(results)))
+        return copy
 
     @property
     def job(self) -> Job:
@@ -353,6 +375,7 @@ class QueuedJob(Job):
         for name, stored in _ROW_FIELDS_READ:
             set_(job, name, stored(row[name]))
         set_(job, "delay", None)
+        set_(job, "parent_results", _EMPTY)
         set_(job, "state", _stored_state(row))
         return job
 
@@ -392,10 +415,13 @@ def _job(value: object) -> Job:
 JOB_FIELDS = tuple(field.name for field in dataclasses.fields(Job))
 """The fields of a :class:`Job`: what a push sends (``delay`` becomes ``scheduled_at``)."""
 STORED_FIELDS = tuple(
-    field.name for field in dataclasses.fields(QueuedJob) if field.name != "delay"
+    field.name
+    for field in dataclasses.fields(QueuedJob)
+    if field.name not in ("delay", "parent_results")
 )
 """The fields of a :class:`QueuedJob` that are columns of ``chancy_jobs``: all but
-``delay``, an instruction to the push stored as ``scheduled_at``."""
+``delay``, an instruction to the push stored as ``scheduled_at``, and ``parent_results``,
+read from the parents' rows."""
 _JSON_OBJECTS = frozenset({"kwargs", "meta"})
 
 

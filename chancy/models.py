@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    event,
     literal_column,
     text,
 )
@@ -35,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from chancy.schema_functions import RELEASE_STEPS_V1
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "LeaderRow",
     "QueueRow",
     "ScheduleRow",
+    "WorkflowEdgeRow",
+    "WorkflowRow",
     "metadata",
     "state_in",
 ]
@@ -129,6 +134,13 @@ class JobRow(Base):
     progress: Mapped[float | None] = mapped_column(Double)
     progress_message: Mapped[str | None] = mapped_column(Text)
     progress_at: Mapped[Timestamp | None]
+    # Workflow steps (chancy.workflow): the workflow, the step's name in it, whether it
+    # runs whatever its parents' outcomes, and (while `blocked`) how many parents it still
+    # waits for. NULL for plain jobs.
+    workflow_id: Mapped[int | None] = mapped_column(BigInteger)
+    step: Mapped[str | None] = mapped_column(Text)
+    always: Mapped[bool | None] = mapped_column(Boolean)
+    waiting_on: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         CheckConstraint(state_in(set(JobState)), name="state"),
@@ -214,6 +226,12 @@ class JobRow(Base):
             "started_at",
             postgresql_where=literal_column("rate_key IS NOT NULL AND started_at IS NOT NULL"),
         ),
+        # The steps of a workflow (reading, cancelling, retrying and pruning it).
+        Index(
+            "ix_chancy_jobs_workflow_id",
+            "workflow_id",
+            postgresql_where=literal_column("workflow_id IS NOT NULL"),
+        ),
         # At most one unfinished job per unique key.
         Index(
             "uq_chancy_jobs_unique_key",
@@ -285,3 +303,35 @@ class ScheduleRow(Base):
     next_run_at: Mapped[Timestamp]
     last_run_at: Mapped[Timestamp | None]
     updated_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+
+
+class WorkflowRow(Base):
+    """A workflow (:class:`chancy.workflow.Workflow`): its steps are rows of
+    ``chancy_jobs`` naming it; its state is theirs (running until every step finished)."""
+
+    __tablename__ = "chancy_workflows"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+
+
+class WorkflowEdgeRow(Base):
+    """One dependency of a workflow: the step ``child_id`` waits for ``parent_id``."""
+
+    __tablename__ = "chancy_workflow_edges"
+
+    child_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    parent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+    __table_args__ = (Index("ix_chancy_workflow_edges_parent_id", "parent_id"),)
+
+
+# The release of workflow steps (chancy.schema_functions), for metadata.create_all as the
+# migrations create it. DDL formats its text with %: a literal one is written %%.
+for _statement in RELEASE_STEPS_V1:
+    event.listen(
+        metadata,
+        "after_create",
+        DDL(_statement.replace("%", "%%")),  # type: ignore[no-untyped-call]
+    )

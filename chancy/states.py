@@ -15,9 +15,12 @@ class JobState(enum.StrEnum):
     Both become ``pending`` when their time comes. Keeping waiting jobs in states of
     their own keeps them out of the claim index, so millions of future jobs cost a
     claim nothing. ``running`` jobs are held by a worker under a lease.
+    ``blocked`` jobs are workflow steps waiting for their parents (:mod:`chancy.workflow`):
+    released (``pending``) by the statement that finishes their last parent.
     ``succeeded``, ``failed`` and ``cancelled`` are final.
     """
 
+    BLOCKED = "blocked"
     PENDING = "pending"
     SCHEDULED = "scheduled"
     RETRYING = "retrying"

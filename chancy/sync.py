@@ -23,6 +23,7 @@ push: the caller's later statements keep the caller's own settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import overload
 
 from sqlalchemy.engine import Connection, Engine
@@ -37,11 +38,13 @@ from chancy.database.timeouts import (
 from chancy.jobs import Job, Reference, many_jobs, one_job
 from chancy.models import JobRow
 from chancy.queue import Queue
-from chancy.repository import PushRepository, QueueRepository
+from chancy.repository import PushRepository, QueueRepository, WorkflowRepository
 from chancy.repository.push import MAX_KWARGS_BYTES_DEFAULT, check_kwargs_size
 from chancy.wakeups import on_engine, thread_wake_ups, wake_after_commit
+from chancy.workflow import Workflow, WorkflowReference
+from chancy.workflow_client import checked_workflow
 
-__all__ = ["declare", "push", "push_many"]
+__all__ = ["declare", "push", "push_many", "push_workflow"]
 
 _queues = QueueRepository()
 
@@ -156,6 +159,44 @@ def push_many(
         return _insert(session, batch, timeouts)
 
 
+def push_workflow(
+    session: Session | Connection,
+    workflow: Workflow,
+    /,
+    *,
+    declare: bool = False,
+    max_kwargs_bytes: int | None = MAX_KWARGS_BYTES_DEFAULT,
+    lock_timeout: float | None = LOCK_TIMEOUT_DEFAULT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_DEFAULT,
+) -> WorkflowReference:
+    """Write ``workflow`` (its steps and their dependencies) in ``session``'s transaction,
+    as :meth:`Chancy.push_workflow <chancy.app.Chancy.push_workflow>` does. ``declare``
+    and the limits work as for :func:`push`."""
+    workflow = checked_workflow(workflow, max_kwargs_bytes)
+    timeouts = Timeouts(lock=lock_timeout, statement=statement_timeout)
+    sees_commit = isinstance(session, Session) and on_engine(session)
+    with local_timeouts_sync(session, timeouts):
+        if declare:
+            queues = QueueRepository(timeouts=timeouts)
+            queues.declare_many_sync(session, sorted({s.job.queue for s in workflow.steps}))
+        pushed = WorkflowRepository(timeouts=timeouts).push_sync(
+            session, workflow, announce=not sees_commit
+        )
+    _wake_after_commit(session, pushed.ready_queues, sees_commit)
+    return WorkflowReference(pushed.id, MappingProxyType(pushed.steps))
+
+
+def _wake_after_commit(
+    session: Session | Connection, ready_queues: frozenset[str], sees_commit: bool
+) -> None:
+    """A ``Session`` on an engine wakes the workers once its transaction commits (from a
+    thread, :mod:`chancy.wakeups`); a ``Connection``'s push announced itself."""
+    if isinstance(session, Session) and sees_commit:
+        engine = session.get_bind(JobRow)
+        assert isinstance(engine, Engine)
+        wake_after_commit(session, thread_wake_ups(engine), ready_queues)
+
+
 def _insert(session: Session | Connection, batch: list[Job], timeouts: Timeouts) -> list[Reference]:
     """Insert ``batch``; a ``Session`` on an engine wakes the workers once its transaction
     commits (from a thread, :mod:`chancy.wakeups`), a ``Connection``'s push announces
@@ -164,8 +205,5 @@ def _insert(session: Session | Connection, batch: list[Job], timeouts: Timeouts)
     pushed = PushRepository(timeouts=timeouts).insert_many_sync(
         session, batch, announce=not sees_commit
     )
-    if isinstance(session, Session) and sees_commit:
-        engine = session.get_bind(JobRow)
-        assert isinstance(engine, Engine)
-        wake_after_commit(session, thread_wake_ups(engine), pushed.ready_queues)
+    _wake_after_commit(session, pushed.ready_queues, sees_commit)
     return pushed.references

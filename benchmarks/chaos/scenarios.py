@@ -15,6 +15,10 @@
    store, calling ``sys.exit``, slow to import, or holding a thread past
    ``shutdown_timeout``, while workers are stopped gracefully; each fails or succeeds as
    it should, no worker dies, no lease lapses, nothing runs twice.
+8. :class:`KilledWorkflows` (issue 17): workflows of five steps (a diamond and a tail)
+   while workers are SIGKILLed as in 1: every workflow finishes, no step starts before
+   its parents succeeded, and no fan-in runs twice at once (the invariants of every
+   scenario, which hold for steps as for any job).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from benchmarks.chaos.harness import MAX_ATTEMPTS, POLL, Context, Scenario
 from benchmarks.chaos.invariants import Expectation
 from benchmarks.chaos.jobs import WORKER_APPLICATION
 from chancy.executor import Job
+from chancy.workflow import Workflow
 
 __all__ = [
     "SCENARIOS",
@@ -46,6 +51,7 @@ __all__ = [
     "Hostile",
     "HostileJobs",
     "KilledWorkers",
+    "KilledWorkflows",
     "PoisonJob",
     "RolledBackPushes",
 ]
@@ -600,6 +606,57 @@ class HostileJobs(Scenario):
         }
 
 
+class KilledWorkflows(KilledWorkers):
+    """Scenario 8: ``size.jobs / 5`` workflows, each ``a`` then ``b`` and ``c`` then ``d``
+    (their fan-in) then ``e``, of ledger-writing steps, while a worker is SIGKILLed every
+    2 s. Besides every scenario's invariants, :meth:`inspect` reports the steps whose
+    first run began before one of their parents had succeeded, and the workflows that did
+    not succeed."""
+
+    name = "killed-workflows"
+    title = "workflows of 5 steps while a worker is SIGKILLed every 2 s"
+    shape: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = (
+        ("a", ()),
+        ("b", ("a",)),
+        ("c", ("a",)),
+        ("d", ("b", "c")),
+        ("e", ("d",)),
+    )
+
+    async def push(self, ctx: Context) -> Expectation:
+        steps = ctx.record_jobs(ctx.size.jobs - ctx.size.jobs % len(self.shape))
+        ids: list[int] = []
+        for start in range(0, len(steps), len(self.shape)):
+            workflow = Workflow(f"chaos-{start // len(self.shape)}")
+            for (name, after), job in zip(self.shape, steps[start:], strict=False):
+                workflow = workflow.step(name, job, after=after)
+            ref = await ctx.chancy.push_workflow(workflow)
+            ids.extend(ref.steps.values())
+        return Expectation(succeed=frozenset(ids))
+
+    async def inspect(self, db: asyncpg.Connection, expected: Expectation) -> dict[str, Any]:
+        early = await db.fetch(
+            """
+            SELECT child.id AS child, parent.id AS parent
+            FROM chancy_workflow_edges AS edge
+            JOIN chancy_jobs AS child ON child.id = edge.child_id
+            JOIN chancy_jobs AS parent ON parent.id = edge.parent_id
+            WHERE parent.state <> 'succeeded'
+               OR (SELECT min(at) FROM chaos_ledger WHERE job_id = child.id)
+                  < parent.completed_at
+            """
+        )
+        unfinished = await db.fetchval(
+            "SELECT count(DISTINCT workflow_id) FROM chancy_jobs "
+            "WHERE workflow_id IS NOT NULL AND state <> 'succeeded'"
+        )
+        return {
+            "workflows": await db.fetchval("SELECT count(*) FROM chancy_workflows"),
+            "workflows not succeeded": unfinished,
+            "steps begun before a parent succeeded": [tuple(row) for row in early],
+        }
+
+
 SCENARIOS: tuple[type[Scenario], ...] = (
     KilledWorkers,
     CutConnections,
@@ -609,6 +666,7 @@ SCENARIOS: tuple[type[Scenario], ...] = (
     RolledBackPushes,
     PoisonJob,
     HostileJobs,
+    KilledWorkflows,
 )
 
 

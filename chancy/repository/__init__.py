@@ -41,6 +41,7 @@ from chancy.repository.push import PushRepository
 from chancy.repository.queues import QueueRepository
 from chancy.repository.runner import Executable, HotExecutable, SyncExecutable
 from chancy.repository.schedules import ScheduleRepository
+from chancy.repository.workflows import PushedWorkflow, WorkflowRepository
 
 __all__ = [
     "LEASE_SECONDS_DEFAULT",
@@ -56,7 +57,9 @@ __all__ = [
     "MaintenanceRepository",
     "Outcome",
     "PushRepository",
+    "PushedWorkflow",
     "QueueRepository",
     "ScheduleRepository",
     "SyncExecutable",
+    "WorkflowRepository",
 ]

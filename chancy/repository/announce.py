@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from chancy.events import EVENTS_CHANNEL, EventKind
+from chancy.events import EVENTS_CHANNEL, FINISHED_IDS_PER_EVENT, EventKind
 from chancy.models import state_in
 from chancy.repository.tables import PENDING
 from chancy.states import FINISHED_STATES
@@ -40,17 +40,25 @@ def wake_queues(changed: sa.CTE) -> sa.CTE:
 
 
 def announce_finished(changed: sa.CTE) -> sa.CTE:
-    """Send one ``finished`` event listing the ids that ``changed`` (a CTE with ``id``
-    and ``state``) moved to a final state: it wakes ``wait_for_job`` and tells the worker
-    holding a cancelled job to stop it."""
-    finished = (
-        sa.select(sa.func.json_agg(changed.c.id).label("ids"))
+    """Send ``finished`` events listing the ids that ``changed`` (a CTE with ``id`` and
+    ``state``) moved to a final state, :data:`FINISHED_IDS_PER_EVENT` ids per event: they
+    wake ``wait_for_job`` and tell the worker holding a cancelled job to stop it."""
+    numbered = (
+        sa.select(
+            changed.c.id,
+            ((sa.func.row_number().over() - 1) // FINISHED_IDS_PER_EVENT).label("chunk"),
+        )
         .where(sa.literal_column(state_in(FINISHED_STATES)).self_group())
         .select_from(changed)
         .subquery("finished")
     )
-    payload = sa.func.json_build_object("event", EventKind.FINISHED.value, "ids", finished.c.ids)
-    notified = sa.select(notify(payload).label("sent")).where(finished.c.ids.is_not(None))
+    chunks = (
+        sa.select(sa.func.json_agg(numbered.c.id).label("ids"))
+        .group_by(numbered.c.chunk)
+        .subquery("chunks")
+    )
+    payload = sa.func.json_build_object("event", EventKind.FINISHED.value, "ids", chunks.c.ids)
+    notified = sa.select(notify(payload).label("sent"))
     return (
         sa.select(sa.func.count().label("n"))
         .select_from(notified.subquery("notified"))

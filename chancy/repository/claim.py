@@ -25,6 +25,7 @@ from chancy.queue import RATE_PERIOD_MAX
 from chancy.repository.base import Repository
 from chancy.repository.runner import HotExecutable, Statement
 from chancy.repository.tables import PENDING, RUNNING, SECOND, jobs, queues
+from chancy.repository.workflows import with_parent_results
 
 __all__ = ["CLAIM_WINDOW", "LEASE_SECONDS_DEFAULT", "NEW_FENCE", "ClaimRepository"]
 
@@ -357,7 +358,7 @@ class ClaimRepository(Repository):
             rows = await _CLAIM.rows(conn, parameters, timeouts=self.timeouts)
         claimed = [QueuedJob.from_row(row) for row in rows]
         claimed.sort(key=lambda job: (job.priority, job.id))
-        return claimed
+        return await with_parent_results(conn, claimed, timeouts=self.timeouts)
 
     async def _claim_limited(
         self, conn: HotExecutable, parameters: dict[str, Any]

@@ -23,8 +23,8 @@ from chancy.errors import ChancyError, UniqueKeyHeldError
 from chancy.models import state_in
 from chancy.repository.announce import announce_finished, wake_queues
 from chancy.repository.base import Repository
-from chancy.repository.runner import HotExecutable, Statement, sqlstate_of
-from chancy.repository.tables import FAILED, PENDING, RUNNING, jobs
+from chancy.repository.runner import UNIQUE_VIOLATION, HotExecutable, Statement, sqlstate_of
+from chancy.repository.tables import FAILED, PENDING, RUNNING, jobs, workflow_edges, workflows
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, WAITING_STATES, JobState
 
 __all__ = [
@@ -129,21 +129,63 @@ def _prune_statement() -> sa.Executable:
     """Delete up to ``:limit`` jobs in the finished state ``:state`` completed before
     ``:before``, oldest first, through ``ix_chancy_jobs_finished``. SKIP LOCKED: a row
     someone is touching is left for the next round, so pruning never waits on anyone.
-    Returns how many were deleted."""
+    Returns how many were deleted.
+
+    A step of a workflow that has unfinished steps is kept (its children read its
+    result, and the workflow's state is its steps'); once the workflow finished, its steps
+    go by the same retention, with their edges, and the workflow's row with its last."""
+    sibling = jobs.alias("sibling")
     doomed = (
-        sa.select(jobs.c.id)
+        sa.select(jobs.c.id, jobs.c.workflow_id)
         .where(
             sa.literal_column(state_in(FINISHED_STATES)),
             jobs.c.state == sa.bindparam("p_state", type_=sa.Text),
             jobs.c.completed_at < sa.bindparam("p_before", type_=sa.DateTime(timezone=True)),
+            sa.or_(
+                jobs.c.workflow_id.is_(None),
+                ~sa.exists().where(
+                    sibling.c.workflow_id == jobs.c.workflow_id,
+                    sibling.c.state.in_(_literal_states(UNFINISHED_STATES)),
+                ),
+            ),
         )
         .order_by(jobs.c.completed_at)
         .limit(sa.bindparam("p_limit", type_=sa.Integer))
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=jobs, skip_locked=True)
         .cte("doomed")
     )
-    deleted = sa.delete(jobs).where(jobs.c.id == doomed.c.id).returning(jobs.c.id).cte("deleted")
-    return sa.select(sa.func.count().label("n")).select_from(deleted)
+    deleted = (
+        sa.delete(jobs)
+        .where(jobs.c.id == doomed.c.id)
+        .returning(jobs.c.id, jobs.c.workflow_id)
+        .cte("deleted")
+    )
+    edges = (
+        sa.delete(workflow_edges)
+        .where(workflow_edges.c.child_id.in_(sa.select(deleted.c.id)))
+        .returning(workflow_edges.c.child_id)
+        .cte("deleted_edges")
+    )
+    # Every CTE sees the rows as they were before the statement: the deleted steps too.
+    remaining = sa.exists().where(
+        sibling.c.workflow_id == workflows.c.id, sibling.c.id.not_in(sa.select(deleted.c.id))
+    )
+    emptied = (
+        sa.delete(workflows)
+        .where(workflows.c.id.in_(sa.select(deleted.c.workflow_id)), ~remaining)
+        .returning(workflows.c.id)
+        .cte("deleted_workflows")
+    )
+    return sa.select(
+        sa.select(sa.func.count()).select_from(deleted).scalar_subquery().label("n"),
+        sa.select(sa.func.count()).select_from(edges).scalar_subquery().label("edges"),
+        sa.select(sa.func.count()).select_from(emptied).scalar_subquery().label("workflows"),
+    )
+
+
+def _literal_states(states: frozenset[JobState]) -> list[sa.ColumnElement[Any]]:
+    """``states`` as literals (sorted), so a partial index's predicate can match them."""
+    return [sa.literal_column(f"'{state.value}'") for state in sorted(states)]
 
 
 def retried_values() -> dict[str, Any]:
@@ -162,9 +204,7 @@ def key_holder(unique_key: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
     """The id of the newest unfinished job holding ``unique_key``; NULL if none does (or
     the key is NULL). The state list is literal, so the partial unique index answers it."""
     holders = jobs.alias("holders")
-    unfinished: list[sa.ColumnElement[Any]] = [
-        sa.literal_column(f"'{state.value}'") for state in sorted(UNFINISHED_STATES)
-    ]
+    unfinished = _literal_states(UNFINISHED_STATES)
     return (
         sa.select(holders.c.id)
         .where(holders.c.unique_key == unique_key, holders.c.state.in_(unfinished))
@@ -223,7 +263,7 @@ _PRUNE = Statement(_prune_statement(), what="pruning finished jobs")
 _DUE_NOW = Statement(_due_now_statement(), what="making waiting jobs ready")
 _RETRY_MANY = Statement(_retry_many_statement(), what="retrying jobs")
 
-_UNIQUE_VIOLATION = "23505"
+
 _UNIQUE_KEY_INDEX = "uq_chancy_jobs_unique_key"
 
 
@@ -245,7 +285,7 @@ def key_taken_meanwhile(job_id: int | None = None) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if sqlstate_of(exc) != _UNIQUE_VIOLATION or _UNIQUE_KEY_INDEX not in str(exc.orig):
+        if sqlstate_of(exc) != UNIQUE_VIOLATION or _UNIQUE_KEY_INDEX not in str(exc.orig):
             raise
         subject = "a job" if job_id is None else f"job {job_id}"
         raise UniqueKeyHeldError(

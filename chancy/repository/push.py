@@ -33,7 +33,7 @@ from chancy.repository.runner import (
     SyncExecutable,
     sqlstate_of,
 )
-from chancy.repository.tables import PENDING, SCHEDULED, SECOND, jobs, queues
+from chancy.repository.tables import BLOCKED, PENDING, SCHEDULED, SECOND, jobs, queues
 from chancy.states import UNFINISHED_STATES, JobState
 
 __all__ = [
@@ -104,49 +104,9 @@ def _push_statement(
     wakes them after the commit (:mod:`chancy.wakeups`). The rows come back in no
     particular order; their ids follow the batch's order.
     """
-    fields = [name for name in JOB_FIELDS if name in columns]
-    types = {name: _parameter_type(name) for name in fields}
-    # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
-    # array of NULLs as an array of unknown type.
-    batch: sa.Subquery | sa.TableValuedAlias
-    if single:
-        batch = sa.select(
-            *(
-                sa.cast(sa.bindparam(f"p_{name}", type_=type_), type_).label(name)
-                for name, type_ in types.items()
-            )
-        ).subquery("batch")
-    else:
-        arrays = [
-            sa.cast(sa.bindparam(f"p_{name}", type_=ARRAY(type_)), ARRAY(type_))
-            for name, type_ in types.items()
-        ]
-        batch = sa.func.unnest(*arrays).table_valued(*types).render_derived("batch")
-    known = (
-        sa.select(queues.c.name)
-        .where(
-            queues.c.name
-            == sa.func.any(sa.cast(sa.bindparam("p_queues", type_=ARRAY(sa.Text)), ARRAY(sa.Text)))
-        )
-        .with_for_update(read=True, key_share=True)
-        .cte("known")
-    )
-    values: dict[str, sa.ColumnElement[Any]] = {}
-    for name in fields:
-        if name == "queue":
-            values[name] = sa.case((batch.c.queue.in_(sa.select(known.c.name)), batch.c.queue))
-        elif name in _JSON_FIELDS:
-            values[name] = sa.cast(batch.c[name], JSONB)
-        elif name not in ("scheduled_at", "delay"):
-            values[name] = batch.c[name]
-    if "scheduled_at" in columns or "delay" in columns:
-        due = sa.func.coalesce(
-            batch.c.scheduled_at if "scheduled_at" in columns else sa.null(),
-            sa.func.now() + SECOND * batch.c.delay if "delay" in columns else sa.null(),
-            sa.func.now(),
-        )
-        values["scheduled_at"] = due
-        values["state"] = sa.case((due > sa.func.now(), SCHEDULED), else_=PENDING)
+    types = {name: _parameter_type(name) for name in JOB_FIELDS if name in columns}
+    batch = batch_of(types, single=single)
+    values = row_values(batch, columns, known_queues())
     insert = pg_insert(jobs).from_select(list(values), sa.select(*values.values()))
     if "unique_key" in columns:
         insert = insert.on_conflict_do_nothing(
@@ -169,6 +129,75 @@ def _push_statement(
         result = result.join(_mark_keyed(inserted), sa.true())
     returned = [inserted.c.id, inserted.c.unique_key, inserted.c.state, inserted.c.queue]
     return sa.select(*returned).select_from(result)
+
+
+def batch_of(
+    types: Mapping[str, sa.types.TypeEngine[Any]], *, single: bool
+) -> sa.Subquery | sa.TableValuedAlias:
+    """The batch a push statement inserts, one column per entry of ``types``: parallel
+    arrays (``p_<name>``) through ``unnest``, or with ``single``, plain parameters."""
+    # Explicit casts: drivers that do not type their parameters (psycopg2) would send an
+    # array of NULLs as an array of unknown type.
+    if single:
+        return sa.select(
+            *(
+                sa.cast(sa.bindparam(f"p_{name}", type_=type_), type_).label(name)
+                for name, type_ in types.items()
+            )
+        ).subquery("batch")
+    arrays = [
+        sa.cast(sa.bindparam(f"p_{name}", type_=ARRAY(type_)), ARRAY(type_))
+        for name, type_ in types.items()
+    ]
+    return sa.func.unnest(*arrays).table_valued(*types).render_derived("batch")
+
+
+def known_queues() -> sa.CTE:
+    """The declared queues among ``p_queues``, locked ``FOR KEY SHARE`` (see
+    :func:`_push_statement`)."""
+    return (
+        sa.select(queues.c.name)
+        .where(
+            queues.c.name
+            == sa.func.any(sa.cast(sa.bindparam("p_queues", type_=ARRAY(sa.Text)), ARRAY(sa.Text)))
+        )
+        .with_for_update(read=True, key_share=True)
+        .cte("known")
+    )
+
+
+def row_values(
+    batch: sa.Subquery | sa.TableValuedAlias,
+    columns: frozenset[str],
+    known: sa.CTE,
+    *,
+    waiting_on: sa.ColumnElement[Any] | None = None,
+) -> dict[str, sa.ColumnElement[Any]]:
+    """The values of the rows a push inserts from ``batch``, by column: the job fields
+    of ``columns`` (an undeclared queue's NULL, JSON cast), and the state by the
+    database's clock (``blocked`` while ``waiting_on`` is above zero, for workflow steps)."""
+    values: dict[str, sa.ColumnElement[Any]] = {}
+    for name in JOB_FIELDS:
+        if name not in columns or name in ("scheduled_at", "delay"):
+            continue
+        if name == "queue":
+            values[name] = sa.case((batch.c.queue.in_(sa.select(known.c.name)), batch.c.queue))
+        elif name in _JSON_FIELDS:
+            values[name] = sa.cast(batch.c[name], JSONB)
+        else:
+            values[name] = batch.c[name]
+    ready: sa.ColumnElement[Any] = PENDING
+    if "scheduled_at" in columns or "delay" in columns:
+        due = sa.func.coalesce(
+            batch.c.scheduled_at if "scheduled_at" in columns else sa.null(),
+            sa.func.now() + SECOND * batch.c.delay if "delay" in columns else sa.null(),
+            sa.func.now(),
+        )
+        values["scheduled_at"] = due
+        ready = values["state"] = sa.case((due > sa.func.now(), SCHEDULED), else_=PENDING)
+    if waiting_on is not None:
+        values["state"] = sa.case((waiting_on > 0, BLOCKED), else_=ready)
+    return values
 
 
 def _mark_keyed(inserted: sa.CTE) -> sa.CTE:
@@ -262,7 +291,7 @@ class PushRepository(Repository):
                 raise
             # In the caller's transaction nothing more can be read: it is aborted.
             known = await _QUEUE_NAMES.rows(conn, {}) if _autocommits(conn) else []
-            raise _unknown_queue(plan.batch, [row["name"] for row in known]) from exc
+            raise unknown_queue(plan.batch, [row["name"] for row in known]) from exc
         held = plan.inserted()
         if held:
             holders = await _FIND_HOLDERS_BY_KEYS.rows(
@@ -313,7 +342,7 @@ class PushRepository(Repository):
         except DBAPIError as exc:
             if not _is_unknown_queue(exc):
                 raise
-            raise _unknown_queue(plan.batch, []) from exc
+            raise unknown_queue(plan.batch, []) from exc
         held = plan.inserted()
         if held:
             plan.held_by(
@@ -537,7 +566,7 @@ def _dbapi_autocommits(connection: Connection | None) -> bool:
     return bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
 
 
-def _unknown_queue(jobs: Sequence[Job], known: Sequence[str]) -> UnknownQueueError:
+def unknown_queue(jobs: Sequence[Job], known: Sequence[str]) -> UnknownQueueError:
     """The error for a push to a queue that is not declared, with the closest declared
     name when ``known`` names are given."""
     missing = sorted({job.queue for job in jobs} - set(known)) or sorted({j.queue for j in jobs})

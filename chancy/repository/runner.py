@@ -49,6 +49,8 @@ from chancy.errors import (
 
 __all__ = [
     "GRANTS_HINT",
+    "NOT_NULL_VIOLATION",
+    "UNIQUE_VIOLATION",
     "Executable",
     "HotExecutable",
     "Statement",
@@ -77,6 +79,7 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _QUERY_CANCELED = "57014"
 _INSUFFICIENT_PRIVILEGE = "42501"
 NOT_NULL_VIOLATION = "23502"
+UNIQUE_VIOLATION = "23505"
 
 _DRIVER_ERRORS = (
     asyncpg.PostgresError,

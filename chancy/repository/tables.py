@@ -11,10 +11,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow
+from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow, WorkflowEdgeRow, WorkflowRow
 from chancy.states import JobState
 
 __all__ = [
+    "BLOCKED",
     "CANCELLED",
     "FAILED",
     "PENDING",
@@ -27,12 +28,16 @@ __all__ = [
     "leader",
     "queues",
     "schedules",
+    "workflow_edges",
+    "workflows",
 ]
 
 jobs = cast(sa.Table, JobRow.__table__)
 queues = cast(sa.Table, QueueRow.__table__)
 schedules = cast(sa.Table, ScheduleRow.__table__)
 leader = cast(sa.Table, LeaderRow.__table__)
+workflows = cast(sa.Table, WorkflowRow.__table__)
+workflow_edges = cast(sa.Table, WorkflowEdgeRow.__table__)
 
 SECOND: sa.ColumnElement[Any] = sa.literal_column("interval '1 second'")
 
@@ -41,6 +46,7 @@ def _state(state: JobState) -> sa.ColumnElement[Any]:
     return sa.literal_column(f"'{state.value}'")
 
 
+BLOCKED = _state(JobState.BLOCKED)
 PENDING = _state(JobState.PENDING)
 SCHEDULED = _state(JobState.SCHEDULED)
 RUNNING = _state(JobState.RUNNING)

@@ -43,6 +43,28 @@ def snapshot(connection: Connection) -> dict[str, Any]:
             "uniques": inspector.get_unique_constraints(table),
             "fks": inspector.get_foreign_keys(table),
         }
+    # The release of workflow steps: functions and triggers, as PostgreSQL prints them.
+    functions = sorted(
+        tuple(row)
+        for row in connection.execute(
+            sa.text(
+                "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc AS p "
+                "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = current_schema() AND p.proname LIKE 'chancy%'"
+            )
+        )
+    )
+    triggers = sorted(
+        tuple(row)
+        for row in connection.execute(
+            sa.text(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                "WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'chancy%'"
+            )
+        )
+    )
+    if functions or triggers:
+        schema["functions"], schema["triggers"] = functions, triggers
     return schema
 
 

@@ -84,10 +84,20 @@ def test_a_row_maps_to_a_queued_job_field_by_field() -> None:
         "progress": 0.5,
         "progress_message": "half",
         "progress_at": moment + timedelta(seconds=4),
+        "workflow_id": 11,
+        "step": "parse",
+        "always": False,
+        "waiting_on": 0,
     }
     job = QueuedJob.from_row(row)
     mapped = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
-    expected = {**row, "delay": None, "state": JobState.RUNNING, "errors": ({"type": "E"},)}
+    expected = {
+        **row,
+        "delay": None,
+        "state": JobState.RUNNING,
+        "errors": ({"type": "E"},),
+        "parent_results": {},
+    }
     assert {name: dict(v) if name in ("kwargs", "meta") else v for name, v in mapped.items()} == (
         expected
     )
