@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow
+from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow, WorkerRow
 from chancy.states import JobState
 
 __all__ = [
@@ -26,12 +26,14 @@ __all__ = [
     "leader",
     "queues",
     "schedules",
+    "workers",
 ]
 
 jobs = cast(sa.Table, JobRow.__table__)
 queues = cast(sa.Table, QueueRow.__table__)
 schedules = cast(sa.Table, ScheduleRow.__table__)
 leader = cast(sa.Table, LeaderRow.__table__)
+workers = cast(sa.Table, WorkerRow.__table__)
 
 SECOND: sa.ColumnElement[Any] = sa.literal_column("interval '1 second'")
 
