@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 
+from chancy.errors import ConfigurationError
+
 __all__ = [
     "REDACTED",
     "REDACT_DEFAULT",
@@ -59,7 +61,7 @@ class BasicAuth:
             return None
         if not user or not password:
             missing = USER_VARIABLE if not user else PASSWORD_VARIABLE
-            raise ValueError(
+            raise ConfigurationError(
                 f"{missing} is not set: set both {USER_VARIABLE} and {PASSWORD_VARIABLE} "
                 "for HTTP Basic auth, or neither"
             )

@@ -34,7 +34,7 @@ def age(now: datetime | None, since: datetime | None) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """A timestamp to the second, in UTC; ``—`` for None."""
+    """A timestamp to the second, in the server's time zone; ``—`` for None."""
     if moment is None:
         return "—"
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
