@@ -49,7 +49,9 @@ class WorkerInfo:
 
 def _beat_statement() -> sa.Executable:
     """Write the worker's row, or move its heartbeat on: an upsert, so a row the leader
-    pruned (its worker was silent too long) comes back at the next beat."""
+    pruned (its worker was silent too long) comes back at the next beat. Every beat
+    writes what the worker says of itself: a process that took over the id (another
+    one's ``worker_id=``) is shown as the latest writer, started when it took over."""
     insert = pg_insert(workers).values(
         id=sa.bindparam("p_id"),
         host=sa.bindparam("p_host"),
@@ -61,8 +63,26 @@ def _beat_statement() -> sa.Executable:
     )
     return insert.on_conflict_do_update(
         index_elements=[workers.c.id],
-        set_={"heartbeat_at": sa.func.now(), "expires_at": insert.excluded.expires_at},
+        set_={
+            "host": insert.excluded.host,
+            "pid": insert.excluded.pid,
+            "queues": insert.excluded.queues,
+            "concurrency": insert.excluded.concurrency,
+            "started_at": sa.case(
+                (_same_process(insert.excluded.host, insert.excluded.pid), workers.c.started_at),
+                else_=sa.func.now(),
+            ),
+            "heartbeat_at": sa.func.now(),
+            "expires_at": insert.excluded.expires_at,
+        },
     )
+
+
+def _same_process(
+    host: sa.ColumnElement[str], pid: sa.ColumnElement[int]
+) -> sa.ColumnElement[bool]:
+    """Whether the row was written by the process on ``host`` with ``pid``."""
+    return sa.and_(workers.c.host == host, workers.c.pid == pid)
 
 
 def _prune_statement() -> sa.Executable:
@@ -107,8 +127,12 @@ def _live_statement() -> sa.Executable:
 
 
 _BEAT = Statement(_beat_statement(), what="writing the worker's row")
+# Only while the row is still this process's: another that took the id over keeps it.
 _DELETE = Statement(
-    sa.delete(workers).where(workers.c.id == sa.bindparam("p_id")),
+    sa.delete(workers).where(
+        workers.c.id == sa.bindparam("p_id"),
+        _same_process(sa.bindparam("p_host"), sa.bindparam("p_pid", type_=sa.Integer)),
+    ),
     what="deleting the worker's row",
 )
 _PRUNE = Statement(_prune_statement(), what="pruning the rows of silent workers")
@@ -131,9 +155,11 @@ class WorkerRepository(Repository):
         }
         await _BEAT.rows(conn, parameters, timeouts=self.timeouts)
 
-    async def delete(self, conn: HotExecutable, worker_id: str) -> None:
-        """Delete the worker's row (its clean stop)."""
-        await _DELETE.rows(conn, {"p_id": worker_id}, timeouts=self.timeouts)
+    async def delete(self, conn: HotExecutable, presence: WorkerPresence) -> None:
+        """Delete the worker's row (its clean stop), unless another process (same id,
+        another host or pid) wrote it since."""
+        parameters = {"p_id": presence.id, "p_host": presence.host, "p_pid": presence.pid}
+        await _DELETE.rows(conn, parameters, timeouts=self.timeouts)
 
     async def prune_expired_many(self, conn: HotExecutable, limit: int) -> int:
         """Delete up to ``limit`` rows of workers that stopped beating; returns how many."""

@@ -594,7 +594,7 @@ class Worker:
         try:
             async with asyncio.timeout(HARD_STOP_GRACE):
                 async with hot_connection(self.chancy.engine) as connection:
-                    await self._workers.delete(connection, self.worker_id)
+                    await self._workers.delete(connection, self.presence)
         except Exception as exc:
             log.warning("deleting the worker's row failed (%s); it expires by itself", exc)
 

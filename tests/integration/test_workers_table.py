@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -78,3 +79,40 @@ async def test_the_leader_prunes_expired_rows_and_keeps_live_ones(chancy: Chancy
     assert await pruner.run_once() == 3
     async with chancy.engine.connect() as connection:
         assert (await connection.scalars(sa.select(WorkerRow.id))).all() == ["w-1"]
+
+
+async def test_a_process_that_took_the_id_over_keeps_its_row_when_the_first_stops(
+    chancy: Chancy,
+) -> None:
+    first = PRESENCE
+    second = WorkerPresence(id=first.id, host="other-box", pid=7, queues=("b",), concurrency=1)
+    await beat(chancy, first, 60)
+    await beat(chancy, second, 60)
+    async with chancy.engine.begin() as connection:
+        await WorkerRepository().delete(connection, first)  # the first's clean stop
+        (info,) = await WorkerRepository().list_live(connection)
+    assert (info.host, info.pid, info.queues, info.concurrency) == ("other-box", 7, ("b",), 1)
+    async with chancy.engine.begin() as connection:
+        await WorkerRepository().delete(connection, second)
+    assert await live(chancy) == []
+
+
+async def test_a_takeover_restarts_the_row_and_a_beat_of_the_same_process_does_not(
+    chancy: Chancy,
+) -> None:
+    async def started() -> datetime:
+        async with chancy.engine.connect() as connection:
+            moment = await connection.scalar(sa.select(WorkerRow.started_at))
+            assert isinstance(moment, datetime)
+            return moment
+
+    await beat(chancy, PRESENCE, 60)
+    async with chancy.engine.begin() as connection:  # started an hour ago
+        await connection.execute(
+            sa.update(WorkerRow).values(started_at=sa.text("now() - interval '1 hour'"))
+        )
+    moved = await started()
+    await beat(chancy, PRESENCE, 60)
+    assert await started() == moved  # the same process beating again
+    await beat(chancy, WorkerPresence("w-1", "box", 43, ("default",), 3), 60)
+    assert await started() > moved  # another pid took the id over
