@@ -1026,6 +1026,16 @@ def web(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="A host name the dashboard answers to besides localhost, 127.0.0.1 and "
+            "[::1] (repeatable; '*.example.com' for its subdomains). Without auth it "
+            "answers to no other, against DNS rebinding.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard (jobs, queues, workers, schedules) with uvicorn.
 
@@ -1038,7 +1048,7 @@ def web(
         ) from exc
     check_exposure(host)
     chancy = load_app(app_path) if app_path else Chancy(dsn)
-    asyncio.run(serve(chancy, host=host, port=port))
+    asyncio.run(serve(chancy, host=host, port=port, allowed_hosts=allowed_host or ()))
 
 
 @queue_app.command("list", cls=_Command)

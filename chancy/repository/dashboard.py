@@ -5,12 +5,14 @@ schedules, and retry or cancel of every job a filter matches, in batches."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from chancy.jobs import QueuedJob
 from chancy.models import state_in
 from chancy.repository.announce import announce_finished
 from chancy.repository.base import Repository
@@ -30,6 +32,7 @@ __all__ = [
     "JobListFilters",
     "JobSummary",
     "QueueCounts",
+    "RawJson",
     "ScheduleInfo",
 ]
 
@@ -56,8 +59,14 @@ class JobListFilters(NamedTuple):
             "p_queue": self.queue or None,
             "p_func": self.func or None,
             "p_like": like,
-            "p_q_id": int(q) if q.isdigit() and len(q) < 19 else None,
+            "p_q_id": int(q) if q.isascii() and q.isdigit() and len(q) < 19 else None,
         }
+
+
+class RawJson(str):
+    """A stored JSON value as its text: nested deeper than Python decodes."""
+
+    __slots__ = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -229,6 +238,15 @@ def _cancel_chosen_statement() -> sa.Executable:
 
 
 # Only a finished job is deleted: a waiting one is cancelled first, a running one never.
+_JSON_COLUMNS = ("kwargs", "meta", "result", "errors")
+# The job with its JSON columns as text, decoded one by one (see job_as_stored).
+_JOB_AS_STORED = Statement(
+    sa.select(
+        *(column for column in jobs.c if column.name not in _JSON_COLUMNS),
+        *(sa.cast(jobs.c[name], sa.Text).label(name) for name in _JSON_COLUMNS),
+    ).where(jobs.c.id == sa.bindparam("p_id", type_=sa.BigInteger)),
+    what="reading the job",
+)
 _DELETE_FINISHED = Statement(
     sa.delete(jobs)
     .where(jobs.c.id == sa.bindparam("p_id"), sa.literal_column(state_in(FINISHED_STATES)))
@@ -304,6 +322,19 @@ class DashboardRepository(Repository):
             for row in rows
         ]
 
+    async def job_as_stored(self, conn: HotExecutable, job_id: int) -> QueuedJob | None:
+        """The job, whose JSON values nested deeper than Python decodes are
+        :class:`RawJson` (errors: none) instead of failing the whole read."""
+        rows = await _JOB_AS_STORED.rows(conn, {"p_id": job_id}, timeouts=self.timeouts)
+        if not rows:
+            return None
+        row = dict(rows[0])
+        for name in _JSON_COLUMNS:
+            row[name] = _decoded(row[name])
+        if isinstance(row["errors"], RawJson):
+            row["errors"] = []
+        return QueuedJob.from_row(row)
+
     async def delete_finished(self, conn: HotExecutable, job_id: int) -> bool:
         """Delete the job if it is finished; whether it was."""
         return bool(await _DELETE_FINISHED.rows(conn, {"p_id": job_id}, timeouts=self.timeouts))
@@ -327,6 +358,15 @@ class DashboardRepository(Repository):
         with key_taken_meanwhile():
             rows = await _RETRY_MATCHING.rows(conn, parameters, timeouts=self.timeouts)
         return retry_batch(rows)
+
+
+def _decoded(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return RawJson(text)
 
 
 def _estimated(total: float, stats: Sequence[Any]) -> dict[str, QueueCounts]:

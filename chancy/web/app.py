@@ -6,6 +6,9 @@ Pages (relative to where it is mounted): ``/`` (the overview), ``/jobs`` (filter
 events that keep open pages current. Actions are POSTs: ``/jobs/{id}/retry``,
 ``/jobs/{id}/cancel``, ``/jobs/{id}/delete``, ``/jobs/retry`` and ``/jobs/cancel`` (every
 job the posted filter matches, in batches), ``/queues/{name}/pause`` and ``/resume``.
+
+Bad input is answered, never a 500: an id beyond bigint is 404, a filter holding a NUL
+400 naming the filter, a posted body over :data:`POST_BODY_MAX` bytes 413.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from chancy.database.engine import hot_connection
 from chancy.database.timeouts import Timeouts, local_timeouts
 from chancy.errors import ChancyError, UniqueKeyHeldError
 from chancy.repository import WorkerRepository
-from chancy.repository.dashboard import COUNT_EXACT_MAX_DEFAULT, DashboardRepository, JobListFilters
+from chancy.repository.dashboard import (
+    COUNT_EXACT_MAX_DEFAULT,
+    DashboardRepository,
+    JobListFilters,
+    RawJson,
+)
 from chancy.states import FINISHED_STATES, UNFINISHED_STATES, JobState
 from chancy.web import render
 from chancy.web.access import (
@@ -46,18 +54,29 @@ from chancy.web.access import (
     redacted,
     same_origin,
 )
-from chancy.web.live import DEBOUNCE_DEFAULT, LiveUpdates
+from chancy.web.live import DEBOUNCE_DEFAULT, LiveUpdates, Subscribe
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
 
-__all__ = ["BULK_BATCH", "PAGE_SIZE", "STATEMENT_TIMEOUT_DEFAULT", "Dashboard", "create_app"]
+__all__ = [
+    "BULK_BATCH",
+    "PAGE_SIZE",
+    "POST_BODY_MAX",
+    "STATEMENT_TIMEOUT_DEFAULT",
+    "Dashboard",
+    "create_app",
+]
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 BULK_BATCH = 500
 STATEMENT_TIMEOUT_DEFAULT = 5.0
 """Seconds a page's statements may run before the page gives up (per request)."""
+POST_BODY_MAX = 64 * 1024
+"""Bytes an action's posted form may hold (its filters); more is refused with 413."""
+BIGINT_MAX = 2**63 - 1
+FILTERS = ("state", "queue", "func", "q")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -71,6 +90,7 @@ def create_app(
     statement_timeout: float = STATEMENT_TIMEOUT_DEFAULT,
     count_exact_max: int = COUNT_EXACT_MAX_DEFAULT,
     debounce: float = DEBOUNCE_DEFAULT,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Starlette:
     """The dashboard of ``chancy`` (open it before the first request) as an ASGI app, to
     serve with ``chancy web`` or mount in an application (``app.mount("/chancy", ...)``).
@@ -82,10 +102,22 @@ def create_app(
     values show as ``•••``. ``statement_timeout``: seconds each page's reads may take.
     ``count_exact_max``: above this many jobs, the overview's counts are estimates
     (marked ≈). ``debounce``: the least seconds between two live updates of a page.
+
+    ``allowed_hosts``: the host names (``Host`` header, any port) served besides the
+    loopback ones (``localhost``, ``127.0.0.1``, ``[::1]``); ``"*.example.com"`` allows
+    its subdomains, ``"*"`` any name. Left None, a dashboard with neither ``access`` nor
+    Basic auth answers to loopback names only (400 to any other, saying how to allow
+    it), so that no site can reach it through DNS rebinding; one with either answers to
+    any name.
     """
     dashboard = Dashboard(
         chancy,
-        Access(access, BasicAuth.from_environment(), read_only=read_only),
+        Access(
+            access,
+            BasicAuth.from_environment(),
+            read_only=read_only,
+            allowed_hosts=allowed_hosts,
+        ),
         redact=tuple(redact),
         timeouts=Timeouts(lock=None, statement=statement_timeout),
         count_exact_max=count_exact_max,
@@ -152,19 +184,28 @@ class Dashboard:
 
     def page(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
-            level = await self.access.level(request)
-            refused = _refusal(level)
+            level, refused = await self._admitted(request)
             if refused is not None:
                 return refused
             request.state.level = level
-            return await handler(request)
+            try:
+                return await handler(request)
+            except BadRequest as exc:
+                return self.error(request, str(exc), status=exc.status)
 
         return guarded
 
+    async def _admitted(self, request: Request) -> tuple[Level | None, Response | None]:
+        """The request's access, and the answer that refuses it (None: admitted)."""
+        wrong_host = self.access.host_refusal(request)
+        if wrong_host is not None:
+            return None, PlainTextResponse(wrong_host, status_code=400)
+        level = await self.access.level(request)
+        return level, _refusal(level)
+
     def action(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
-            level = await self.access.level(request)
-            refused = _refusal(level)
+            level, refused = await self._admitted(request)
             if refused is not None:
                 return refused
             if level != "all":
@@ -177,8 +218,10 @@ class Dashboard:
             request.state.level = level
             try:
                 return await handler(request)
+            except BadRequest as exc:
+                return self.error(request, str(exc), status=exc.status)
             except ChancyError as exc:
-                return self.render(request, "error.html", {"message": str(exc)}, status=409)
+                return self.error(request, str(exc), status=409)
 
         return guarded
 
@@ -197,6 +240,10 @@ class Dashboard:
             **context,
         )
         return HTMLResponse(html, status_code=status)
+
+    def error(self, request: Request, message: str, *, status: int) -> HTMLResponse:
+        """The error page, saying ``message``."""
+        return self.render(request, "error.html", {"message": message}, status=status)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[Any]:
@@ -252,21 +299,38 @@ class Dashboard:
         return self.render(request, "jobs.html", context)
 
     async def job(self, request: Request) -> Response:
-        job = await self.chancy.get_job(int(request.path_params["job_id"]))
+        job_id = _job_id(request)
+        try:
+            job = None if job_id is None else await self.chancy.get_job(job_id)
+        except RecursionError:
+            # JSON nested deeper than Python decodes (written by hand): shown as stored.
+            async with self.reading() as connection:
+                job = await self.reads.job_as_stored(connection, job_id)  # type: ignore[arg-type]
         if job is None:
-            return self.render(
-                request, "error.html", {"message": "there is no such job"}, status=404
-            )
+            return self.error(request, "there is no such job", status=404)
         context = {
             "job": job,
-            "kwargs": render.pretty(redacted(job.kwargs, self.redact)),
-            "meta": render.pretty(redacted(job.meta, self.redact)) if job.meta else None,
-            "result": render.pretty(redacted(job.result, self.redact)),
+            "kwargs": self.shown(job.kwargs),
+            "meta": self.shown(job.meta) if job.meta else None,
+            "result": self.shown(job.result),
             "can_retry": job.state in (JobState.FAILED, JobState.CANCELLED),
             "can_cancel": job.state in UNFINISHED_STATES,
             "can_delete": job.state in FINISHED_STATES,
         }
         return self.render(request, "job.html", context)
+
+    def shown(self, value: Any) -> str:
+        """``value`` as a job's page shows it: redacted JSON, indented; JSON nested too
+        deep to decode as stored (unless it holds a redacted word)."""
+        if isinstance(value, RawJson):
+            lowered = value.lower()
+            if any(word.lower() in lowered for word in self.redact):
+                return "(nested too deeply to show redacted)"
+            return str(value)
+        try:
+            return render.pretty(redacted(value, self.redact))
+        except RecursionError:
+            return "(nested too deeply to show)"
 
     async def queues(self, request: Request) -> Response:
         queues = await self.chancy.list_queues()
@@ -284,14 +348,16 @@ class Dashboard:
         return self.render(request, "schedules.html", {"schedules": schedules})
 
     async def events(self, request: Request) -> Response:
-        if self.live._task is None:
-            listener = await self.chancy.listener()
-            self.live.start(listener.subscribe)
+        await self.live.ensure_started(self._subscribe)
         return StreamingResponse(
             self.live.stream(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    async def _subscribe(self) -> Subscribe:
+        listener = await self.chancy.listener()
+        return listener.subscribe
 
     async def healthz(self, request: Request) -> Response:
         try:
@@ -304,7 +370,9 @@ class Dashboard:
     # Actions.
 
     async def job_action(self, request: Request) -> Response:
-        job_id, action = int(request.path_params["job_id"]), request.path_params["action"]
+        job_id, action = _job_id(request), request.path_params["action"]
+        if job_id is None:
+            return self.error(request, "there is no such job", status=404)
         notice = await self._act_on_job(job_id, action)
         if notice is None:
             return PlainTextResponse(f"unknown action {action!r}", status_code=404)
@@ -361,6 +429,7 @@ class Dashboard:
 
     async def queue_action(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
+        _refuse_nul("queue name", name)
         if action == "pause":
             await self.chancy.pause_queue(name)
         elif action == "resume":
@@ -390,19 +459,57 @@ def _refusal(level: Level | None) -> Response | None:
     return None
 
 
+class BadRequest(Exception):
+    """A request the dashboard cannot answer as asked: its message says why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refuse_nul(what: str, value: str) -> None:
+    if "\x00" in value:
+        raise BadRequest(
+            f"the {what} holds a NUL character (\\x00), which no stored text can: remove it"
+        )
+
+
 def _filters(given: Mapping[str, Any]) -> JobListFilters:
     def text(name: str) -> str | None:
-        value = given.get(name)
-        return str(value).strip() or None if value is not None else None
+        if given.get(name) is None:
+            return None
+        value = str(given[name])
+        _refuse_nul(f"{name} filter", value)
+        return value.strip() or None
 
-    return JobListFilters(state=text("state"), queue=text("queue"), func=text("func"), q=text("q"))
+    return JobListFilters(**{name: text(name) for name in FILTERS})
+
+
+def _job_id(request: Request) -> int | None:
+    """The path's job id; None beyond bigint (no job has it)."""
+    job_id = int(request.path_params["job_id"])
+    return job_id if job_id <= BIGINT_MAX else None
 
 
 async def _posted(request: Request) -> dict[str, str]:
     """An urlencoded form's fields (the first value of each): the only kind posted here,
-    read without the multipart parser Starlette would need."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {name: values[0] for name, values in parse_qs(body).items()}
+    read without the multipart parser Starlette would need; at most
+    :data:`POST_BODY_MAX` bytes of it."""
+    too_large = BadRequest(
+        f"the posted form is over {POST_BODY_MAX} bytes: the dashboard's forms hold only "
+        "a job filter",
+        status=413,
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > POST_BODY_MAX:
+        raise too_large
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > POST_BODY_MAX:
+            raise too_large
+    form = parse_qs(body.decode("utf-8", errors="replace"))
+    return {name: values[0] for name, values in form.items()}
 
 
 def _query(filters: JobListFilters) -> str:
@@ -410,4 +517,5 @@ def _query(filters: JobListFilters) -> str:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 19 else None
+    """``value`` as an id when it is one (ASCII digits, within bigint), else None."""
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 19 else None

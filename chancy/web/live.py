@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from chancy.events import Event
+
+Subscribe = Callable[[Callable[[Event], None]], Callable[[], None]]
 
 __all__ = ["DEBOUNCE_DEFAULT", "KEEPALIVE_INTERVAL", "LiveUpdates"]
 
@@ -31,12 +33,24 @@ class LiveUpdates:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._starting: asyncio.Lock | None = None
 
     @property
     def clients(self) -> int:
         return len(self._clients)
 
-    def start(self, subscribe: Callable[[Callable[[Event], None]], Callable[[], None]]) -> None:
+    async def ensure_started(self, subscription: Callable[[], Awaitable[Subscribe]]) -> None:
+        """Start once, however many first clients arrive at once: ``subscription()``
+        gives the listener's ``subscribe`` (it may open the LISTEN connection)."""
+        if self._task is not None:
+            return
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._task is None:  # no other client started it while this one waited
+                self.start(await subscription())
+
+    def start(self, subscribe: Subscribe) -> None:
         """Subscribe to the listener and start telling clients."""
         self._unsubscribe = subscribe(self.on_event)
         self._task = asyncio.create_task(self._fan_out(), name="chancy-web-live")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chancy.errors import ConfigurationError
-from chancy.web.access import PASSWORD_VARIABLE, USER_VARIABLE, BasicAuth
+from chancy.web.access import PASSWORD_VARIABLE, USER_VARIABLE, BasicAuth, is_loopback
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -15,16 +15,6 @@ __all__ = ["HOST_DEFAULT", "PORT_DEFAULT", "check_exposure", "is_loopback", "ser
 
 HOST_DEFAULT = "127.0.0.1"
 PORT_DEFAULT = 8000
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str) -> None:
@@ -41,8 +31,16 @@ def check_exposure(host: str) -> None:
     )
 
 
-async def serve(chancy: Chancy, *, host: str = HOST_DEFAULT, port: int = PORT_DEFAULT) -> None:
-    """Serve the dashboard of ``chancy`` on ``host``:``port`` until interrupted."""
+async def serve(
+    chancy: Chancy,
+    *,
+    host: str = HOST_DEFAULT,
+    port: int = PORT_DEFAULT,
+    allowed_hosts: Sequence[str] = (),
+) -> None:
+    """Serve the dashboard of ``chancy`` on ``host``:``port`` until interrupted.
+    ``allowed_hosts``: the host names it answers to besides the loopback ones (see
+    :func:`~chancy.web.create_app`)."""
     check_exposure(host)
     try:
         import uvicorn
@@ -53,6 +51,6 @@ async def serve(chancy: Chancy, *, host: str = HOST_DEFAULT, port: int = PORT_DE
     from chancy.web.app import create_app
 
     async with chancy:
-        app = create_app(chancy)
+        app = create_app(chancy, allowed_hosts=list(allowed_hosts) or None)
         config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
         await uvicorn.Server(config).serve()

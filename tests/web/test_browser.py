@@ -28,6 +28,7 @@ from tests.support import tasks
 CHROMIUM = os.environ.get("CHANCY_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 20_000
+RUN_MS = 60_000
 
 
 def _missing() -> str | None:
@@ -132,8 +133,11 @@ async def test_a_failed_job_is_found_retried_and_seen_succeeding_without_a_reloa
         await expect(page.locator(".notice")).to_have_text("retried")
         await expect(page.locator("#job-state")).to_have_text("pending")
         await page.evaluate("window.notReloaded = true")
+        # The page must hear of the change: its event stream is open before the job runs.
+        await expect(page.locator("#live-dot.on")).to_be_visible()
         await chancy.resume_queue("default")
-        await expect(page.locator("#job-state")).to_have_text("succeeded")
+        # A worker runs the job meanwhile: under load that takes longer than a page.
+        await expect(page.locator("#job-state")).to_have_text("succeeded", timeout=RUN_MS)
         assert await page.evaluate("window.notReloaded === true")
         await expect(page.locator("button.retry")).to_have_count(0)
         await shot(page, "job-succeeded")

@@ -8,7 +8,7 @@ import contextlib
 
 from chancy.app import Chancy
 from chancy.executor import Job
-from chancy.web.live import LiveUpdates
+from chancy.web.live import LiveUpdates, Subscribe
 from tests.support import tasks
 
 JOB = Job.from_func(tasks.greet, kwargs={"name": "live"})
@@ -47,4 +47,22 @@ async def test_without_a_change_a_client_is_told_nothing(chancy: Chancy) -> None
             await waiting
     finally:
         await stream.aclose()
+        await live.stop()
+
+
+async def test_clients_arriving_at_once_start_one_subscription(chancy: Chancy) -> None:
+    live = LiveUpdates(debounce=0.05)
+    subscriptions = 0
+    listener = await chancy.listener()
+
+    async def subscription() -> Subscribe:
+        nonlocal subscriptions
+        subscriptions += 1
+        await asyncio.sleep(0)  # opening the LISTEN connection: the others arrive meanwhile
+        return listener.subscribe
+
+    try:
+        await asyncio.gather(*[live.ensure_started(subscription) for _ in range(5)])
+        assert subscriptions == 1
+    finally:
         await live.stop()
