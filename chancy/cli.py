@@ -1013,6 +1013,44 @@ QueueArgument = Annotated[
 ]
 
 
+@app.command(cls=_Command)
+def web(
+    app_path: AppOption = None,
+    dsn: DsnOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="The address to listen on. Another than a loopback one needs "
+            "CHANCY_WEB_USER and CHANCY_WEB_PASSWORD (HTTP Basic auth).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="A host name the dashboard answers to besides localhost, 127.0.0.1 and "
+            "[::1] (repeatable; '*.example.com' for its subdomains). Without auth it "
+            "answers to no other, against DNS rebinding.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the dashboard (jobs, queues, workers, schedules) with uvicorn.
+
+    Needs the extra: pip install 'chancy[web]'."""
+    try:
+        from chancy.web.serve import check_exposure, serve
+    except ImportError as exc:
+        raise ChancyError(
+            "chancy web needs the dashboard's extra: pip install 'chancy[web]'"
+        ) from exc
+    check_exposure(host)
+    chancy = load_app(app_path) if app_path else Chancy(dsn)
+    asyncio.run(serve(chancy, host=host, port=port, allowed_hosts=allowed_host or ()))
+
+
 @queue_app.command("list", cls=_Command)
 def queue_list(app_path: AppOption = None, dsn: DsnOption = None) -> None:
     """Show every declared queue: paused or not, and its cluster-wide limits."""

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy import (
     func as sql_func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chancy.schema_functions import RELEASE_STEPS_V1
@@ -47,6 +47,7 @@ __all__ = [
     "LeaderRow",
     "QueueRow",
     "ScheduleRow",
+    "WorkerRow",
     "WorkflowEdgeRow",
     "WorkflowRow",
     "metadata",
@@ -303,6 +304,29 @@ class ScheduleRow(Base):
     next_run_at: Mapped[Timestamp]
     last_run_at: Mapped[Timestamp | None]
     updated_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+
+
+class WorkerRow(Base):
+    """A live worker process: where it runs, what it runs, and when it was last heard of.
+
+    A worker writes its row when it starts, its heartbeat moves ``heartbeat_at`` and
+    ``expires_at`` on (a row whose worker is gone comes back at the next beat), and a
+    clean stop deletes it. The leader deletes the rows of workers that stopped beating
+    (``expires_at`` passed). Whether a worker leads is read from :class:`LeaderRow`.
+    """
+
+    __tablename__ = "chancy_workers"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    heartbeat_at: Mapped[Timestamp] = mapped_column(server_default=sql_func.now())
+    expires_at: Mapped[Timestamp]
+
+    __table_args__ = (Index("ix_chancy_workers_expires_at", "expires_at"),)
 
 
 class WorkflowRow(Base):

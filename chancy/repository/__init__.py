@@ -12,6 +12,7 @@ over :mod:`chancy.models`, one module per concern (internal: not public API):
 ``queues``         declaring, pausing, reading queues (:class:`QueueRepository`)
 ``schedules``      cron schedules (:class:`ScheduleRepository`)
 ``leader``         the leader's lease (:class:`LeaderRepository`)
+``workers``        the live workers' rows (:class:`WorkerRepository`)
 ``runner``         :class:`~chancy.repository.runner.Statement`, which runs every
                    statement and translates database errors, once
 ``announce``       the notifications statements send; ``tables``: shared handles
@@ -23,8 +24,8 @@ commit nothing, and return frozen values (:mod:`chancy.jobs`, :mod:`chancy.queue
 never leave this package. Method names say what they do to which entity, with the guard
 and the batch in the name (``complete_many_if_running``).
 
-It is the only place that writes SQL for jobs, queues, schedules and the leader. SQL
-runs elsewhere only where it is not about those rows: Alembic's migrations and their
+It is the only place that writes SQL for jobs, queues, schedules, workers and the
+leader. SQL runs elsewhere only where it is not about those rows: Alembic's migrations and their
 advisory lock (:mod:`chancy.migrations`, and ``Chancy.migrate``, which lifts chancy's
 timeouts for its transaction); the ``set_config`` calls that give a push in the
 application's transaction chancy's timeouts and then its own back
@@ -41,6 +42,7 @@ from chancy.repository.push import PushRepository
 from chancy.repository.queues import QueueRepository
 from chancy.repository.runner import Executable, HotExecutable, SyncExecutable
 from chancy.repository.schedules import ScheduleRepository
+from chancy.repository.workers import WorkerInfo, WorkerPresence, WorkerRepository
 from chancy.repository.workflows import PushedWorkflow, WorkflowRepository
 
 __all__ = [
@@ -61,5 +63,8 @@ __all__ = [
     "QueueRepository",
     "ScheduleRepository",
     "SyncExecutable",
+    "WorkerInfo",
+    "WorkerPresence",
+    "WorkerRepository",
     "WorkflowRepository",
 ]

@@ -216,19 +216,31 @@ def key_holder(unique_key: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
 
 def _retry_many_statement() -> sa.Executable:
     """Bring back the jobs in state ``:state`` (failed or cancelled), of ``:queue`` or of
-    every queue, as one retry does: up to ``:limit`` of them with ids above ``:after``.
+    every queue (see :func:`retry_chosen_statement`)."""
+    queue = sa.bindparam("p_queue", type_=sa.Text)
+    return retry_chosen_statement(
+        jobs.c.state == sa.bindparam("p_state", type_=sa.Text),
+        sa.or_(queue.is_(None), jobs.c.queue == queue),
+    )
+
+
+def retry_chosen_statement(*conditions: sa.ColumnElement[bool]) -> sa.Executable:
+    """Bring back the failed or cancelled jobs that meet ``conditions``, as one retry
+    does: up to ``:limit`` of them with ids above ``:after``.
 
     A job whose unique key an unfinished job holds is left as it is, with that holder
     reported; so is a job whose key a newer job of the same batch has (that one is
     retried and holds it). So no row fails the batch, and the next batch starts after the
     last id seen, skipped or not. One row per job seen: ``id``, ``holder_id`` (NULL when
     retried), ``retried``."""
-    queue = sa.bindparam("p_queue", type_=sa.Text)
+    retriable: sa.ColumnElement[Any] = sa.literal_column(
+        state_in({JobState.FAILED, JobState.CANCELLED})
+    )
     chosen = (
         sa.select(jobs.c.id, jobs.c.unique_key)
         .where(
-            jobs.c.state == sa.bindparam("p_state", type_=sa.Text),
-            sa.or_(queue.is_(None), jobs.c.queue == queue),
+            retriable,
+            *conditions,
             jobs.c.id > sa.bindparam("p_after", type_=sa.BigInteger),
         )
         .order_by(jobs.c.id)
@@ -342,8 +354,13 @@ class MaintenanceRepository(Repository):
         parameters = {"p_state": state.value, "p_queue": queue, "p_limit": limit, "p_after": after}
         with key_taken_meanwhile():
             rows = await _RETRY_MANY.rows(conn, parameters, timeouts=self.timeouts)
-        return RetryBatch(
-            retried=sum(1 for row in rows if row["retried"]),
-            skipped={row["id"]: row["holder_id"] for row in rows if not row["retried"]},
-            last_id=max((row["id"] for row in rows), default=None),
-        )
+        return retry_batch(rows)
+
+
+def retry_batch(rows: Sequence[Any]) -> RetryBatch:
+    """The :class:`RetryBatch` of the rows of :func:`retry_chosen_statement`."""
+    return RetryBatch(
+        retried=sum(1 for row in rows if row["retried"]),
+        skipped={row["id"]: row["holder_id"] for row in rows if not row["retried"]},
+        last_id=max((row["id"] for row in rows), default=None),
+    )

@@ -11,7 +11,15 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from chancy.models import JobRow, LeaderRow, QueueRow, ScheduleRow, WorkflowEdgeRow, WorkflowRow
+from chancy.models import (
+    JobRow,
+    LeaderRow,
+    QueueRow,
+    ScheduleRow,
+    WorkerRow,
+    WorkflowEdgeRow,
+    WorkflowRow,
+)
 from chancy.states import JobState
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "leader",
     "queues",
     "schedules",
+    "workers",
     "workflow_edges",
     "workflows",
 ]
@@ -36,6 +45,7 @@ jobs = cast(sa.Table, JobRow.__table__)
 queues = cast(sa.Table, QueueRow.__table__)
 schedules = cast(sa.Table, ScheduleRow.__table__)
 leader = cast(sa.Table, LeaderRow.__table__)
+workers = cast(sa.Table, WorkerRow.__table__)
 workflows = cast(sa.Table, WorkflowRow.__table__)
 workflow_edges = cast(sa.Table, WorkflowEdgeRow.__table__)
 

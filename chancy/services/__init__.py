@@ -12,6 +12,11 @@ from chancy.services.pruner import (
     Pruner,
 )
 from chancy.services.rescuer import RESCUE_BATCH_DEFAULT, RESCUE_INTERVAL_DEFAULT, Rescuer
+from chancy.services.workers import (
+    WORKER_PRUNE_BATCH_DEFAULT,
+    WORKER_PRUNE_INTERVAL_DEFAULT,
+    WorkerPruner,
+)
 
 __all__ = [
     "CRON_INTERVAL_DEFAULT",
@@ -23,10 +28,13 @@ __all__ = [
     "RESCUE_BATCH_DEFAULT",
     "RESCUE_INTERVAL_DEFAULT",
     "RETENTION_DEFAULT",
+    "WORKER_PRUNE_BATCH_DEFAULT",
+    "WORKER_PRUNE_INTERVAL_DEFAULT",
     "CronService",
     "LeaderService",
     "Leadership",
     "Promoter",
     "Pruner",
     "Rescuer",
+    "WorkerPruner",
 ]

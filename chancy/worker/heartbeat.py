@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database.engine import hot_connection
-from chancy.repository import Attempt, AttemptRepository
+from chancy.repository import Attempt, AttemptRepository, WorkerPresence, WorkerRepository
 
 __all__ = ["HEARTBEATS_PER_LEASE", "Heartbeat"]
 
@@ -25,6 +25,9 @@ class Heartbeat:
     yet (``unwritten()``), in one statement. A running attempt that no longer holds its
     job (cancelled, or taken over once its lease expired) is passed to ``lost(job_id)``,
     which stops its run. A failed renewal is logged and tried again at the next beat.
+
+    ``presence``: the worker's row in ``chancy_workers``, moved on at each beat (after the
+    leases, so a failure there never costs a lease) to expire ``lease_seconds`` from now.
     """
 
     def __init__(
@@ -35,9 +38,12 @@ class Heartbeat:
         running: Callable[[], Sequence[Attempt]],
         unwritten: Callable[[], Sequence[Attempt]],
         lost: Callable[[int], object],
+        presence: WorkerPresence | None = None,
     ) -> None:
         self._engine = engine
         self._attempts = AttemptRepository()
+        self._workers = WorkerRepository()
+        self.presence = presence
         self.lease_seconds = lease_seconds
         self._running = running
         self._unwritten = unwritten
@@ -54,6 +60,11 @@ class Heartbeat:
             held = await self._attempts.extend_leases_many(
                 connection, [*running, *self._unwritten()], self.lease_seconds
             )
+            if self.presence is not None:
+                try:
+                    await self._workers.beat(connection, self.presence, self.lease_seconds)
+                except Exception as exc:
+                    log.warning("writing the worker's row failed (%s)", exc)
         for attempt in running:
             if attempt.id not in held:
                 self._lost(attempt.id)

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chancy.database.engine import twin_engine
-from chancy.repository import Attempt
+from chancy.repository import Attempt, WorkerPresence
 from chancy.services.leader import Leadership
 from chancy.worker.heartbeat import Heartbeat
 
@@ -44,10 +44,10 @@ OWNER_CHECK_INTERVAL = 1.0
 
 
 class LeaseKeeper:
-    """Runs a worker's heartbeat (``lease_seconds``; ``running``, ``unwritten`` and
-    ``lost`` as :class:`~chancy.worker.heartbeat.Heartbeat` takes them, ``lost`` called on
-    the worker's loop) and its leader election (``leader_ttl``, see :attr:`leadership`)
-    in a thread of their own, from :meth:`start` until :meth:`stop`.
+    """Runs a worker's heartbeat (``lease_seconds``; ``running``, ``unwritten``, ``lost``
+    and ``presence`` as :class:`~chancy.worker.heartbeat.Heartbeat` takes them, ``lost``
+    called on the worker's loop) and its leader election (``leader_ttl``, see
+    :attr:`leadership`) in a thread of their own, from :meth:`start` until :meth:`stop`.
     """
 
     def __init__(
@@ -60,6 +60,7 @@ class LeaseKeeper:
         running: Callable[[], Sequence[Attempt]],
         unwritten: Callable[[], Sequence[Attempt]],
         lost: Callable[[int], object],
+        presence: WorkerPresence | None = None,
     ) -> None:
         self._engine = twin_engine(engine)
         self.leadership = Leadership(self._engine, worker_id, ttl=leader_ttl)
@@ -69,6 +70,7 @@ class LeaseKeeper:
             running=running,
             unwritten=unwritten,
             lost=self._report_lost,
+            presence=presence,
         )
         self._lost = lost
         self._owner: asyncio.AbstractEventLoop | None = None

@@ -45,9 +45,16 @@ from chancy.executor import executor_for
 from chancy.executor.base import Executor, RemoteJobError
 from chancy.jobs import QueuedJob
 from chancy.queue import Queue
-from chancy.repository import Attempt, ClaimRepository, Outcome, QueueRepository
+from chancy.repository import (
+    Attempt,
+    ClaimRepository,
+    Outcome,
+    QueueRepository,
+    WorkerPresence,
+    WorkerRepository,
+)
 from chancy.repository.runner import translated
-from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescuer
+from chancy.services import CronService, LeaderService, Promoter, Pruner, Rescuer, WorkerPruner
 from chancy.states import JobState
 from chancy.worker import outcomes
 from chancy.worker.completer import Completer
@@ -107,6 +114,7 @@ class Worker:
         self.settings = settings
         self._claims = ClaimRepository()
         self._queue_repository = QueueRepository()
+        self._workers = WorkerRepository()
         self._queue_settings: QueueSettingsWatcher | None = None
         self._producers: dict[str, Producer] = {}
         self._interrupted: dict[int, Interruption] = {}
@@ -183,13 +191,31 @@ class Worker:
         log.info("worker %s started on queues %s", self.worker_id, [q.name for q in self.queues])
         self._log_allowed()
 
+    @property
+    def presence(self) -> WorkerPresence:
+        """What this worker's row in ``chancy_workers`` says of it."""
+        return WorkerPresence(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=tuple(queue.name for queue in self.queues),
+            concurrency=sum(queue.concurrency for queue in self.queues),
+        )
+
     async def _start_services(self) -> None:
-        """Start the heartbeat and the election (in their thread), the queue settings'
-        reload, and the services the leader runs (the schedules are stored first)."""
+        """Write the worker's row, start the heartbeat (which keeps it) and the election
+        (in their thread), the queue settings' reload, and the services the leader runs
+        (the schedules are stored first)."""
         engine, settings, completer = self.chancy.engine, self.settings, self._completer
         assert completer is not None
         assert self._queue_settings is not None
         producers = tuple(self._producers.values())
+        presence = self.presence
+        await retry_once(
+            lambda: hot_connection(engine),
+            lambda connection: self._workers.beat(connection, presence, settings.lease_seconds),
+            repeatable=True,  # an upsert of the worker's row
+        )
         self._lease_keeper = keeper = LeaseKeeper(
             engine,
             self.worker_id,
@@ -198,6 +224,7 @@ class Worker:
             running=lambda: [a for p in producers for a in p.attempts],
             unwritten=lambda: completer.unwritten,
             lost=functools.partial(self._interrupt, reason="lost"),
+            presence=presence,
         )
         leadership = keeper.leadership
         cron = CronService(
@@ -229,6 +256,7 @@ class Worker:
                 batch=settings.prune_batch,
             ),
             cron,
+            WorkerPruner(engine, leadership, interval=settings.prune_interval),
         )
         for name, coroutine in (
             ("queue settings", self._queue_settings.run()),
@@ -587,9 +615,22 @@ class Worker:
                     await step
             except TimeoutError:
                 log.error("%s took longer than %.0f s; given up", name, SERVICE_STOP_TIMEOUT)
+        await self._delete_row()
         await self._close_connections()
         for producer in self._producers.values():
             await producer.executor.stop()
+
+    async def _delete_row(self) -> None:
+        """Delete this worker's row, once its heartbeat (which would write it back) has
+        stopped; if that fails, the leader prunes it once it expires."""
+        if self._lease_keeper is None:
+            return  # never written: the worker did not get that far
+        try:
+            async with asyncio.timeout(HARD_STOP_GRACE):
+                async with hot_connection(self.chancy.engine) as connection:
+                    await self._workers.delete(connection, self.presence)
+        except Exception as exc:
+            log.warning("deleting the worker's row failed (%s); it expires by itself", exc)
 
     async def _close_connections(self) -> None:
         """Give the held connections back to the pool, once nothing more is written."""
