@@ -318,15 +318,26 @@ def fan_workflow(index: int) -> Workflow:
 
 async def push_workflows(database: Database, count: int, context: Context) -> int:
     """Push ``count`` jobs as workflows of 10 steps, one ``push_workflow`` each; returns
-    the first job's id."""
+    the first job's id, and says how fast they were pushed."""
     first_id: int | None = None
+    workflows = count // (WORKFLOW_BRANCHES + 2)
     async with database.chancy() as chancy:
-        for index in range(count // (WORKFLOW_BRANCHES + 2)):
+        started = time.perf_counter()
+        for index in range(workflows):
             ref = await chancy.push_workflow(fan_workflow(index))
             first_id = min(ref.steps.values()) if first_id is None else first_id
-    context.say(f"  pushed {count // (WORKFLOW_BRANCHES + 2):,} workflows")
+        seconds = time.perf_counter() - started
+    context.say(
+        f"  pushed {workflows:,} workflows in {seconds:.2f} s "
+        f"({workflows / seconds:,.0f} workflows/s, {count / seconds:,.0f} steps/s)"
+    )
+    PUSHED_WORKFLOWS_PER_SECOND.append(workflows / seconds)
     assert first_id is not None
     return first_id
+
+
+PUSHED_WORKFLOWS_PER_SECOND: list[float] = []
+"""The push rate of each W1 run (read back into its result)."""
 
 
 async def one_worker_drains_workflows(context: Context, result: Result) -> None:
@@ -338,8 +349,11 @@ async def one_worker_drains_workflows(context: Context, result: Result) -> None:
         context, result, count=count, workers=1, label="W1", push=push_workflows
     )
     result.figure, result.unit, result.figure_text = ours, "jobs/s", fmt_rate(ours)
+    pushed = PUSHED_WORKFLOWS_PER_SECOND[-1]
+    result.extra["pushed_workflows_per_s"] = round(pushed, 1)
     result.notes.append(
-        f"{count // (WORKFLOW_BRANCHES + 2):,} workflows, {count:,} steps; drain "
+        f"{count // (WORKFLOW_BRANCHES + 2):,} workflows, {count:,} steps, pushed one "
+        f"push_workflow call each at {pushed:,.0f} workflows/s; drain "
         f"{result.extra['drain_s']:.2f} s by the database's clock; wall {wall:.2f} s"
     )
     single = context.results.get("S3")
