@@ -24,7 +24,7 @@ from chancy.errors import (
 )
 from chancy.executor import Job
 from chancy.queue import Queue
-from chancy.repository import MaintenanceRepository
+from chancy.repository import ClaimRepository, MaintenanceRepository
 from chancy.states import JobState
 from chancy.worker import Worker
 from chancy.workflow import Workflow, WorkflowState, WorkflowStatus
@@ -386,3 +386,31 @@ def test_a_synchronous_push_is_in_the_sessions_transaction(database_url: URL) ->
         "cleanup": "blocked",
     }
     assert set(ref.steps) == set(states)
+
+
+async def test_a_step_the_rescuer_fails_cancels_its_children(chancy: Chancy) -> None:
+    # The step's worker died with its last attempt: its lease expires, the rescuer fails it,
+    # and the same statement cancels what waited for it (the always step is released).
+    workflow = (
+        Workflow("rescued")
+        .step("a", number(1))
+        .step("b", number(2), after=["a"])
+        .step("cleanup", number(3), after=["b"], always=True)
+    )
+    ref = await chancy.push_workflow(workflow)
+    async with chancy.engine.begin() as connection:
+        (job,) = await ClaimRepository().claim_available(connection, "default", 1, "gone")
+        assert job.id == ref.steps["a"]
+        await connection.execute(
+            sa.text(
+                "UPDATE chancy_jobs SET lease_expires_at = now() - interval '1 s' WHERE id = :id"
+            ),
+            {"id": job.id},
+        )
+    async with chancy.engine.begin() as connection:
+        rescued = await MaintenanceRepository().rescue_expired_many(connection, 10)
+    assert rescued == {ref.steps["a"]: JobState.FAILED}
+    state = await chancy.get_workflow(ref)
+    assert state.steps["b"].state is JobState.CANCELLED
+    assert state.steps["b"].errors[0]["message"] == "upstream step 'a' failed"
+    assert state.steps["cleanup"].state is JobState.PENDING
