@@ -20,6 +20,8 @@ W1     one worker process drains 1,000 workflows of 10 no-op steps          repo
        (a root, 8 branches, a fan-in), as S3 drains plain jobs                ÷ S3
 M1     one worker drains 1,000,000 jobs; its RSS at start, half-way, end      ≤ 20 MiB or
                                                                               ≤ 10 %
+D1     the dashboard's overview and first pages of ``/jobs`` (all, failed)    each ≤ 1 s
+       with 2,000,000 jobs in the table (:mod:`benchmarks.web`)
 =====  =====================================================================  ==========
 
 ``--scale`` multiplies the job counts (each has a floor, so a small scale still measures
@@ -62,6 +64,7 @@ from benchmarks.cpu import CpuMeter, find_postmaster
 from benchmarks.producers import sixteen_producers
 from benchmarks.report import Result, fmt_rate
 from benchmarks.server import Database
+from benchmarks.web import dashboard_pages
 from benchmarks.workers import (
     VerificationError,
     drain_timings,
@@ -674,4 +677,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("S7", "16 producers push 1 job per call", sixteen_producers),
     Scenario("W1", "1 worker drains 1,000 workflows of 10 steps", one_worker_drains_workflows),
     Scenario("M1", "worker RSS over a long drain", memory_over_a_long_drain),
+    Scenario("D1", "dashboard pages on a large jobs table", dashboard_pages),
 )

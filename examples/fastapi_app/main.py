@@ -13,10 +13,21 @@ repository root, once the shop's database exists (see ``examples/alembic_app/app
     chancy worker --app examples.fastapi_app.main:chancy
 
 Either worker runs only the shop's tasks (``allowed=``).
+
+chancy's dashboard is mounted at ``/chancy`` (``pip install 'chancy[web]'``), for the
+shop's staff only: HTTP Basic auth, ``admin`` (password in ``DASHBOARD_ADMIN_PASSWORD``)
+may act on jobs and queues, ``viewer`` (``DASHBOARD_VIEWER_PASSWORD``) may only look. A
+user whose password is not set cannot log in::
+
+    DASHBOARD_ADMIN_PASSWORD=... uvicorn examples.fastapi_app.main:app
+    # then open http://127.0.0.1:8000/chancy/ and log in as admin
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,8 +38,12 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from chancy import Chancy, Worker
+from chancy.web import Level, create_app
 from examples.alembic_app.models import Order
 from examples.alembic_app.tasks import ALLOWED, RECEIPTS, receipt_job
 
@@ -41,6 +56,12 @@ ENGINE_OPTIONS: dict[str, Any] = {
     "pool_pre_ping": True,
     "echo": os.environ.get("SQL_ECHO") == "1",
     "connect_args": {"server_settings": {"application_name": "shop-api"}},
+}
+# The shop's staff who may open the dashboard: the variable holding each one's password,
+# and what each may do there.
+STAFF: dict[str, tuple[str, Level]] = {
+    "admin": ("DASHBOARD_ADMIN_PASSWORD", "all"),
+    "viewer": ("DASHBOARD_VIEWER_PASSWORD", "read_only"),
 }
 
 
@@ -65,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Chancy(engine=engine, queues=QUEUES, allowed=ALLOWED) as jobs:
             app.state.chancy = jobs
             app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
+            app.state.dashboard = create_app(jobs, access=staff_access)
             if os.environ.get("RUN_WORKER") == "1":
                 async with Worker(jobs):  # stops gracefully when the app shuts down
                     yield
@@ -74,7 +96,47 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+def staff_member(headers: Headers) -> str | None:
+    """The staff member whose HTTP Basic credentials these are, or None."""
+    scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    expected = os.environ.get(STAFF[user][0], "") if user in STAFF else ""
+    right = hmac.compare_digest(password.encode(), expected.encode())
+    return user if expected and right else None  # an unset password lets no one in
+
+
+def staff_access(request: Request) -> Level:
+    """The dashboard's access hook: what the member :class:`StaffOnly` let in may do."""
+    member = request.scope.get("shop.staff")
+    return STAFF[member][1] if member in STAFF else "forbidden"
+
+
+class StaffOnly:
+    """The dashboard behind the shop's login: a request without a staff member's
+    credentials gets 401 (the browser asks for them), one with them goes on to the
+    dashboard made by the lifespan, naming the member for :func:`staff_access`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        member = staff_member(Headers(scope=scope))
+        if member is None:
+            refusal = PlainTextResponse(
+                "log in as one of the shop's staff",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="shop staff", charset="UTF-8"'},
+            )
+            await refusal(scope, receive, send)
+            return
+        scope["shop.staff"] = member
+        await scope["app"].state.dashboard(scope, receive, send)
+
+
 app = FastAPI(title="shop", lifespan=lifespan)
+app.mount("/chancy", StaffOnly())
 
 
 class NewOrder(BaseModel):

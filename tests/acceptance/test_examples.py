@@ -8,11 +8,12 @@ shop's ``alembic`` command in a subprocess, as its developers would, on a real P
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -425,6 +426,109 @@ async def test_worker_command_runs_the_web_apps_jobs_with_its_engine_settings(
     finally:
         stderr = await asyncio.to_thread(stop, worker)
     assert worker.returncode == 0, stderr
+
+
+# The dashboard, mounted at /chancy behind the shop's staff login
+
+STAFF_PASSWORDS = {"admin": "admin-pw", "viewer": "viewer-pw"}
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin", "Origin": "http://shop"}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {credentials}"}
+
+
+async def receipts_paused(web: ModuleType) -> bool:
+    jobs: Chancy = web.app.state.chancy
+    return {queue.name: queue.paused for queue in await jobs.list_queues()}["receipts"]
+
+
+@pytest.fixture
+async def shop_client(web: ModuleType, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """A client of the running shop app, whose staff passwords are set, with one order
+    placed (with no login: the shop's API is not the dashboard), which declared the
+    receipts queue."""
+    import httpx
+
+    for user, password in STAFF_PASSWORDS.items():
+        monkeypatch.setenv(web.STAFF[user][0], password)
+    async with web.lifespan(web.app):
+        transport = httpx.ASGITransport(app=web.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            placed = await client.post(
+                "/orders", json={"email": "alice@example.com", "total": "42.50"}
+            )
+            assert placed.status_code == 201, placed.text
+            yield client
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, basic("admin", "wrong"), basic("nobody", "admin-pw"), {"Authorization": "Basic !!"}],
+    ids=["no-credentials", "wrong-password", "unknown-user", "malformed"],
+)
+async def test_the_dashboard_asks_for_a_staff_login(shop_client: Any, headers: Any) -> None:
+    response = await shop_client.get("/chancy/", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Basic ")
+    assert "Overview" not in response.text
+    refused = await shop_client.post("/chancy/queues/receipts/pause", headers=SAME_ORIGIN)
+    assert refused.status_code == 401
+
+
+async def test_a_staff_member_whose_password_is_unset_cannot_log_in(
+    shop_client: Any, web: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(web.STAFF["viewer"][0])
+    response = await shop_client.get("/chancy/", headers=basic("viewer", ""))
+    assert response.status_code == 401
+
+
+async def test_the_admin_sees_the_overview_and_pauses_a_queue(
+    shop_client: Any, web: ModuleType
+) -> None:
+    admin = basic("admin", STAFF_PASSWORDS["admin"])
+    overview = await shop_client.get("/chancy/", headers=admin)
+    assert overview.status_code == 200
+    assert "<h1>Overview</h1>" in overview.text
+    assert 'href="/chancy/jobs?queue=receipts&amp;state=pending">1</a>' in overview.text
+    assert 'href="/chancy/jobs' in overview.text  # links under the mount point
+
+    paused = await shop_client.post(
+        "/chancy/queues/receipts/pause", headers={**admin, **SAME_ORIGIN}
+    )
+    assert paused.status_code == 303
+    assert paused.headers["location"].startswith("/chancy/queues?")
+    assert await receipts_paused(web)
+
+    queues = await shop_client.get("/chancy/queues", headers=admin)
+    assert 'action="/chancy/queues/receipts/resume"' in queues.text
+
+
+async def test_the_viewer_sees_the_dashboard_but_may_not_act(
+    shop_client: Any, web: ModuleType
+) -> None:
+    viewer = basic("viewer", STAFF_PASSWORDS["viewer"])
+    queues = await shop_client.get("/chancy/queues", headers=viewer)
+    assert queues.status_code == 200
+    assert "<h1>Queues</h1>" in queues.text
+    assert "<form" not in queues.text
+    refused = await shop_client.post(
+        "/chancy/queues/receipts/pause", headers={**viewer, **SAME_ORIGIN}
+    )
+    assert refused.status_code == 403
+    assert not await receipts_paused(web)
+
+
+async def test_the_admins_cross_site_post_is_refused(shop_client: Any, web: ModuleType) -> None:
+    admin = basic("admin", STAFF_PASSWORDS["admin"])
+    refused = await shop_client.post(
+        "/chancy/queues/receipts/pause",
+        headers={**admin, "Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert not await receipts_paused(web)
 
 
 # Every example shows the functions its workers may run (allowed=), as an app should
