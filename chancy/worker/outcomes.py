@@ -54,6 +54,7 @@ __all__ = [
     "DEFERRALS_MAX",
     "DEFERRAL_DELAY_FIRST",
     "DEFERRAL_DELAY_MAX",
+    "LOGGED_TEXT_MAX",
     "RETRY_BACKOFF_DEFAULT",
     "RETRY_BACKOFF_MAX",
     "deferrals",
@@ -61,6 +62,7 @@ __all__ = [
     "is_final",
     "is_not_importable",
     "is_refusal",
+    "loggable",
     "retry_delay",
     "snooze",
     "storable_text",
@@ -175,6 +177,19 @@ def storable_text(text: str) -> str:
         return text
     escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return escaped.replace("\x00", "\\x00")
+
+
+LOGGED_TEXT_MAX = 500
+"""The most characters of a job's own text (a cancel's reason) a log line quotes."""
+
+
+def loggable(text: object) -> str:
+    """A job's own text for a log line: NUL and lone surrogates escaped (a log handler
+    writing UTF-8 would fail on them), cut at :data:`LOGGED_TEXT_MAX` characters."""
+    shown = storable_text(str(text))
+    if len(shown) > LOGGED_TEXT_MAX:
+        return shown[:LOGGED_TEXT_MAX] + f"... ({len(shown):,} characters)"
+    return shown
 
 
 def failure(job: QueuedJob, exc: BaseException, *, worker_id: str | None = None) -> Outcome:

@@ -414,7 +414,8 @@ class Worker:
             elif outcomes.is_not_importable(exc):
                 self._log_not_importable(job, exc, outcome)
             elif isinstance(exc, JobControl):
-                log.info("job %d (%s) attempt %d: %s", job.id, job.func, job.attempts, exc)
+                shown = outcomes.loggable(exc)  # the job's own words: a reason may be anything
+                log.info("job %d (%s) attempt %d: %s", job.id, job.func, job.attempts, shown)
             else:
                 log.info("job %d (%s) attempt %d failed: %r", job.id, job.func, job.attempts, exc)
             self._completer.add(await self._reported(job, outcome))
@@ -449,7 +450,8 @@ class Worker:
         fails because it was deferred too often."""
         if outcome.state is not JobState.SCHEDULED:
             error = outcome.error or {}
-            log.error("job %d (%s) failed: %s", job.id, job.func, error.get("message", exc))
+            message = outcomes.loggable(error.get("message", exc))
+            log.error("job %d (%s) failed: %s", job.id, job.func, message)
             return
         if job.func in self._not_importable:
             log.info(

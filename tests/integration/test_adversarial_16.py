@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -356,3 +357,21 @@ async def test_a_late_complete_in_of_an_ended_run_leaves_no_mark(chancy: Chancy)
     reports.completing(job)
     assert not reports.is_completing(job.id)
     assert not reports.has(job.id)
+
+
+async def test_a_hostile_cancel_reason_is_logged_escaped_and_cut(
+    database_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A log handler writing UTF-8 fails on a lone surrogate: the worker's line about the
+    # cancel quotes the reason escaped, and no more than 500 characters of it.
+    caplog.set_level(logging.INFO, logger="chancy")
+    async with app(database_url, "asyncio") as chancy:
+        ref = await chancy.push(Job.from_func(cancel_hostile, kwargs={"kind": "surrogate"}))
+        async with Worker(chancy):
+            await chancy.wait_for_job(ref, timeout=60)
+    lines = [r.getMessage() for r in caplog.records if f"job {ref.id} " in r.getMessage()]
+    assert lines
+    for line in lines:
+        line.encode("utf-8")  # raises on a lone surrogate
+        assert "\x00" not in line
+        assert len(line) < 1_000
